@@ -1,0 +1,1 @@
+"""The harness: CLI, load driver, workloads, scenarios, metrics, reports, Locust files and local servers."""

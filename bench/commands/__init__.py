@@ -1,0 +1,1 @@
+"""The ``fanout`` subcommands, one module per area, imported only when their command runs."""

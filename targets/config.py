@@ -1,0 +1,74 @@
+"""Where the stores are and which namespace the harness owns in them."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_PREFIX = "fanout:"
+DEFAULT_SCHEMA = "fanout"
+DEFAULT_TIMELINE_CAP = 800
+DEFAULT_CELEBRITY_THRESHOLD = 10_000
+DEFAULT_FANOUT_BATCH = 1_000
+
+REDIS_URL_VAR = "FANOUT_REDIS_URL"
+DATABASE_URL_VAR = "FANOUT_DATABASE_URL"
+PREFIX_VAR = "FANOUT_REDIS_PREFIX"
+SCHEMA_VAR = "FANOUT_SCHEMA"
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Store locations, the harness's namespace, and the knobs every strategy shares.
+
+    ``prefix`` is the Redis key prefix and ``schema`` the Postgres schema the harness owns; nothing outside them is
+    ever read, written or deleted.
+    """
+
+    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    prefix: str = DEFAULT_PREFIX
+    schema: str = DEFAULT_SCHEMA
+    timeline_cap: int = DEFAULT_TIMELINE_CAP
+    celebrity_threshold: int = DEFAULT_CELEBRITY_THRESHOLD
+    fanout_batch: int = DEFAULT_FANOUT_BATCH
+    pool_size: int = 10
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _SCHEMA_RE.match(self.schema):
+            raise ValueError(
+                f"schema name {self.schema!r} is not a plain lower-case identifier: use letters, digits and _"
+            )
+        if not self.prefix:
+            raise ValueError("the Redis key prefix is empty: the harness needs a namespace of its own (e.g. fanout:)")
+        for name in ("timeline_cap", "celebrity_threshold", "fanout_batch", "pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``FANOUT_*`` environment variables; explicit ``overrides`` (when not None) win."""
+        env = {
+            "redis_url": os.environ.get(REDIS_URL_VAR),
+            "database_url": os.environ.get(DATABASE_URL_VAR),
+            "prefix": os.environ.get(PREFIX_VAR),
+            "schema": os.environ.get(SCHEMA_VAR),
+        }
+        values = {k: v for k, v in env.items() if v}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for tables and error messages)."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

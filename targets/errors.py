@@ -1,0 +1,31 @@
+"""Errors the targets raise, each with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class FanoutError(Exception):
+    """Base class of the harness's own, expected errors (printed as one line, never as a traceback)."""
+
+
+class StoreUnavailable(FanoutError):
+    """A store did not answer at its configured URL."""
+
+    def __init__(self, store: str, url: str, variable: str, reason: str = "") -> None:
+        self.store, self.url, self.variable = store, url, variable
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"{store} does not answer at {url}{detail}: run `fanout up` to start a private one, "
+            f"or set {variable} to a running server"
+        )
+
+
+class UnknownUser(FanoutError, LookupError):
+    """The user id does not exist in the loaded graph."""
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        super().__init__(f"user {user_id} does not exist: load a graph containing it (`fanout graph load FILE`)")
+
+
+class InvalidOperation(FanoutError, ValueError):
+    """An operation that cannot be applied as asked (following oneself, a non-positive page size, ...)."""
