@@ -1,7 +1,9 @@
 """Client-side counts of what the targets send to the stores: exact, and blind to other clients of the servers.
 
 Redis: one round trip per ``send_packed_command`` (a pipeline or a script call is one), one command per
-``pack_command``. Postgres: one query per statement asyncpg executes (its query logger). The server-side view
+``pack_command``. Postgres: one per statement asyncpg executes (its query logger), which includes the reset the pool
+sends when a connection is released: a real round trip, so code that holds a connection for a series of statements
+shows fewer. The server-side view
 (INFO commandstats, pg_stat_*) belongs to the harness's metrics; these counts are what tests and the regression
 gate compare, because nothing else on the machine can move them.
 """

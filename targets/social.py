@@ -187,21 +187,23 @@ class Social:
         Never holds more than one batch in memory, however many followers the author has.
         """
         after = -1
-        while True:
-            rows = await self.pg.fetch(
-                "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2"
-                " ORDER BY follower_id LIMIT $3",
-                author_id,
-                after,
-                batch_size,
-            )
-            if not rows:
-                return
-            batch = [r[0] for r in rows]
-            yield batch
-            if len(batch) < batch_size:
-                return
-            after = batch[-1]
+        # One connection for the whole walk: each pool release costs a reset round trip.
+        async with self.pg.acquire() as conn:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2"
+                    " ORDER BY follower_id LIMIT $3",
+                    author_id,
+                    after,
+                    batch_size,
+                )
+                if not rows:
+                    return
+                batch = [r[0] for r in rows]
+                yield batch
+                if len(batch) < batch_size:
+                    return
+                after = batch[-1]
 
     # -- timelines --------------------------------------------------------------------------------------------
     async def timeline(

@@ -45,8 +45,7 @@ class Stores:
         """
         settings = settings or Settings.from_env()
         counters = StoreCounters()
-        redis = await connect_redis(settings.redis_url)
-        count_redis(redis, counters)
+        redis = await connect_redis(settings.redis_url, counters)
         try:
             pg = await connect_pg(
                 settings.database_url, settings.schema, settings.pool_size, init=pg_counting_init(counters)
@@ -115,9 +114,11 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def connect_redis(url: str) -> aioredis.Redis:
-    """A redis.asyncio client (hiredis parser when installed) that has answered PING."""
+async def connect_redis(url: str, counters: StoreCounters | None = None) -> aioredis.Redis:
+    """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``."""
     client = aioredis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    if counters is not None:
+        count_redis(client, counters)  # before the first connection opens, so every connection counts
     try:
         await client.ping()
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
