@@ -1,0 +1,342 @@
+"""Open-loop load driver: operations start on a schedule, however slow the earlier ones are.
+
+Arrivals follow a :class:`Schedule` (constant spacing or a seeded Poisson process). Each operation's latency is
+measured from its *intended* start, so a stall that delays later operations shows in their latencies (no coordinated
+omission); the uncorrected service time (from the moment the operation was actually started) is recorded beside it.
+In-flight operations are bounded by a semaphore: when the bound is reached the driver waits for a free slot, counts
+the hit, and the waiting shows in the corrected latency only. The target is any async callable taking one operation;
+the driver knows nothing of stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from hdrh.histogram import HdrHistogram
+
+from bench.metrics import latency_summary, merged, new_histogram, record_seconds
+
+Op = TypeVar("Op")
+Arrival = Literal["constant", "poisson"]
+ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
+DEFAULT_MAX_IN_FLIGHT = 256
+#: How long an interrupted run waits for its in-flight operations before cancelling them.
+INTERRUPT_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When operations are meant to start: ``rate`` per second for ``duration`` seconds."""
+
+    rate: float
+    duration: float
+    arrival: Arrival = "constant"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError(f"rate {self.rate} ops/s is not positive: pass a rate above 0")
+        if not self.duration > 0:
+            raise ValueError(f"duration {self.duration} s is not positive: pass a duration above 0")
+        if self.arrival not in ARRIVALS:
+            raise ValueError(f"arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
+
+    def offsets(self) -> Iterator[float]:
+        """Intended start times, in seconds from the start of the run, in order."""
+        if self.arrival == "constant":
+            count = int(self.rate * self.duration)
+            return (i / self.rate for i in range(count))
+        return self._poisson()
+
+    def _poisson(self) -> Iterator[float]:
+        rng = random.Random(self.seed)
+        t = rng.expovariate(self.rate)
+        while t < self.duration:
+            yield t
+            t += rng.expovariate(self.rate)
+
+
+@dataclass
+class KindStats:
+    """What was measured for one kind of operation."""
+
+    #: Corrected latency: completion minus intended start.
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    #: Uncorrected service time: completion minus actual start.
+    service: HdrHistogram = field(default_factory=new_histogram)
+    errors: Counter[str] = field(default_factory=Counter)
+    #: Corrected latency per window of intended start (window index -> histogram).
+    windows: dict[int, HdrHistogram] = field(default_factory=dict)
+    #: Successful completions per window of completion time.
+    completions: Counter[int] = field(default_factory=Counter)
+    #: Errors per window of completion time.
+    window_errors: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        """Operations that completed without error."""
+        return self.latency.get_total_count()
+
+    def window_latency(self, first: int, last: int) -> HdrHistogram:
+        """Corrected latency of the operations meant to start in windows ``first``..``last`` (inclusive)."""
+        return merged(h for w, h in self.windows.items() if first <= w <= last)
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """A running run's headline numbers, for progress displays."""
+
+    elapsed_s: float
+    offered_rate: float
+    achieved_rate: float
+    p99_ms: float
+    errors: int
+    in_flight: int
+
+
+@dataclass
+class DriveResult:
+    """Everything one run of the driver measured."""
+
+    schedule: Schedule
+    kinds: dict[str, KindStats]
+    window_s: float
+    scheduled: int
+    issued: int
+    completed: int
+    errors: int
+    elapsed_s: float
+    in_flight_bound: int
+    bound_hits: int
+    max_in_flight: int
+    #: Largest delay between an operation's intended start and the moment the driver started it.
+    max_start_delay_s: float
+    interrupted: bool
+
+    @property
+    def offered_rate(self) -> float:
+        """Operations issued per second of schedule (what the driver offered)."""
+        span = min(self.schedule.duration, self.elapsed_s) if self.interrupted else self.schedule.duration
+        return self.issued / span if span > 0 else 0.0
+
+    @property
+    def achieved_rate(self) -> float:
+        """Operations completed without error per second, from the start to the last completion."""
+        return (self.completed - self.errors) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def summary(self, kind: str, *, corrected: bool = True) -> dict[str, float | int]:
+        """Latency summary (ms) of one kind of operation, corrected (default) or uncorrected."""
+        stats = self.kinds.get(kind)
+        if stats is None:
+            return latency_summary(new_histogram())
+        return latency_summary(stats.latency if corrected else stats.service)
+
+    def series(self, kinds: Sequence[str] | None = None) -> list[dict[str, float | int]]:
+        """Per-window throughput (completions/s), corrected p99 (ms) and errors, over the chosen kinds."""
+        chosen = [self.kinds[k] for k in (kinds or list(self.kinds)) if k in self.kinds]
+        last = max((max([*s.windows, *s.completions, 0]) for s in chosen), default=-1)
+        rows = []
+        for w in range(last + 1):
+            hist = merged(s.windows[w] for s in chosen if w in s.windows)
+            rows.append(
+                {
+                    "t_s": round(w * self.window_s, 3),
+                    "throughput": round(sum(s.completions[w] for s in chosen) / self.window_s, 3),
+                    "p99_ms": round(hist.get_value_at_percentile(99.0) / 1000, 3) if hist.get_total_count() else 0.0,
+                    "errors": sum(s.window_errors[w] for s in chosen),
+                }
+            )
+        return rows
+
+
+class Driver(Generic[Op]):
+    """Drives ``target`` with operations from ``source`` on a schedule (open loop).
+
+    ``kind_of`` names an operation's kind (default: its ``kind`` attribute). ``extra`` adds operations at fixed
+    offsets on top of the schedule (e.g. a burst of celebrity posts); they are recorded like the others.
+    """
+
+    def __init__(
+        self,
+        target: Callable[[Op], Awaitable[Any]],
+        source: Callable[[], Op],
+        schedule: Schedule,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        kind_of: Callable[[Op], str] | None = None,
+        extra: Sequence[tuple[float, Op]] = (),
+        window_s: float = 1.0,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight {max_in_flight} must be at least 1")
+        if window_s <= 0:
+            raise ValueError(f"window {window_s} s must be positive")
+        self.target = target
+        self.source = source
+        self.schedule = schedule
+        self.max_in_flight = max_in_flight
+        self.kind_of = kind_of or (lambda op: str(getattr(op, "kind", "op")))
+        self.extra = sorted(extra, key=lambda e: e[0])
+        self.window_s = window_s
+        #: Operations the schedule (and ``extra``) asks for.
+        self.planned = sum(1 for _ in schedule.offsets()) + len(self.extra)
+        self.kinds: dict[str, KindStats] = {}
+        self._start = 0.0
+        self._issued = 0
+        self._completed = 0
+        self._errors = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._bound_hits = 0
+        self._max_start_delay = 0.0
+        self._last_done = 0.0
+        self._running = False
+        # Latencies of the current and the previous completion window, for a running p99.
+        self._recent_window = 0
+        self._recent = new_histogram(4)
+        self._previous = new_histogram(4)
+
+    # -- running ----------------------------------------------------------------------------------------------
+    async def run(self) -> DriveResult:
+        """Issue every scheduled operation, wait for all to finish, and return what was measured.
+
+        A cancelled run (Ctrl-C) stops issuing, gives in-flight operations a short grace period, and returns what
+        it measured with ``interrupted`` set.
+        """
+        slots = asyncio.Semaphore(self.max_in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+        interrupted = False
+        self._start = time.perf_counter()
+        self._running = True
+        try:
+            for offset, op in self._arrivals():
+                intended = self._start + offset
+                delay = intended - time.perf_counter()
+                # Yield even when behind schedule, so started operations make progress.
+                await asyncio.sleep(max(0.0, delay))
+                if slots.locked():
+                    self._bound_hits += 1
+                await slots.acquire()
+                now = time.perf_counter()
+                self._max_start_delay = max(self._max_start_delay, now - intended)
+                self._issued += 1
+                task = asyncio.create_task(self._one(op, intended, slots))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            interrupted = True
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=INTERRUPT_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            self._running = False
+        return self.result(interrupted)
+
+    def _arrivals(self) -> Iterator[tuple[float, Op]]:
+        """Scheduled operations merged with the extra ones, by intended start."""
+        scheduled = ((t, 0, i, None) for i, t in enumerate(self.schedule.offsets()))
+        extra = ((t, 1, i, op) for i, (t, op) in enumerate(self.extra))
+        for t, source, _, op in heapq.merge(scheduled, extra):
+            yield t, (self.source() if source == 0 else op)
+
+    async def _one(self, op: Op, intended: float, slots: asyncio.Semaphore) -> None:
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        began = time.perf_counter()
+        error: str | None = None
+        try:
+            await self.target(op)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is measured, by kind, and the run goes on
+            error = type(exc).__name__
+        finally:
+            self._in_flight -= 1
+            slots.release()
+        done = time.perf_counter()
+        self._record(self.kind_of(op), intended, began, done, error)
+
+    def _record(self, kind: str, intended: float, began: float, done: float, error: str | None) -> None:
+        stats = self.kinds.get(kind)
+        if stats is None:
+            stats = self.kinds[kind] = KindStats()
+        self._completed += 1
+        self._last_done = max(self._last_done, done)
+        done_window = int((done - self._start) / self.window_s)
+        if error is not None:
+            self._errors += 1
+            stats.errors[error] += 1
+            stats.window_errors[done_window] += 1
+            return
+        latency = done - intended
+        record_seconds(stats.latency, latency)
+        record_seconds(stats.service, done - began)
+        start_window = max(0, int((intended - self._start) / self.window_s))
+        window = stats.windows.get(start_window)
+        if window is None:
+            window = stats.windows[start_window] = new_histogram(4)
+        record_seconds(window, latency)
+        stats.completions[done_window] += 1
+        if done_window != self._recent_window:
+            self._previous, self._recent = self._recent, self._previous
+            self._recent.reset()
+            self._recent_window = done_window
+        record_seconds(self._recent, latency)
+
+    # -- reporting --------------------------------------------------------------------------------------------
+    def live(self) -> LiveStatus:
+        """Headline numbers of the run so far."""
+        elapsed = time.perf_counter() - self._start if self._running else self._last_done - self._start
+        recent = self._previous if self._previous.get_total_count() else self._recent
+        p99 = recent.get_value_at_percentile(99.0) / 1000 if recent.get_total_count() else 0.0
+        return LiveStatus(
+            elapsed_s=max(0.0, elapsed),
+            offered_rate=self._issued / elapsed if elapsed > 0 else 0.0,
+            achieved_rate=(self._completed - self._errors) / elapsed if elapsed > 0 else 0.0,
+            p99_ms=p99,
+            errors=self._errors,
+            in_flight=self._in_flight,
+        )
+
+    def result(self, interrupted: bool = False) -> DriveResult:
+        """What was measured so far."""
+        return DriveResult(
+            schedule=self.schedule,
+            kinds=self.kinds,
+            window_s=self.window_s,
+            scheduled=self.planned,
+            issued=self._issued,
+            completed=self._completed,
+            errors=self._errors,
+            elapsed_s=max(0.0, self._last_done - self._start),
+            in_flight_bound=self.max_in_flight,
+            bound_hits=self._bound_hits,
+            max_in_flight=self._max_in_flight,
+            max_start_delay_s=self._max_start_delay,
+            interrupted=interrupted,
+        )
+
+
+async def _noop(op: object) -> None:
+    return None
+
+
+async def calibrate(
+    rate: float = 2000.0, duration: float = 5.0, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+) -> DriveResult:
+    """Drive a target that does nothing: its corrected latency is the driver's own overhead."""
+    driver: Driver[str] = Driver(
+        _noop, lambda: "noop", Schedule(rate, duration), max_in_flight=max_in_flight, kind_of=lambda op: op
+    )
+    return await driver.run()

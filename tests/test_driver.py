@@ -1,0 +1,119 @@
+"""The open-loop driver: latency from the intended start, so a stall shows in corrected percentiles only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.driver import Driver, Schedule, calibrate
+
+STALL_S = 0.5
+RATE = 200.0
+DURATION = 3.0
+STALL_AT = 200  # the 201st operation, one second into the run
+
+
+class StallingTarget:
+    """Answers at once, except that one known operation holds its connection for STALL_S.
+
+    With one in-flight slot (one connection), every operation meant to start during the stall waits for it: a
+    closed-loop tool would time them from when they were finally sent and never see the stall.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, op: int) -> None:
+        self.calls += 1
+        if op == STALL_AT:
+            await asyncio.sleep(STALL_S)
+        else:
+            await asyncio.sleep(0)
+
+
+async def test_corrected_percentiles_show_a_stall_that_uncorrected_ones_hide() -> None:
+    counter = iter(range(10**9))
+    target = StallingTarget()
+    driver = Driver(target, lambda: next(counter), Schedule(RATE, DURATION), max_in_flight=1, kind_of=lambda _: "op")
+    result = await driver.run()
+
+    scheduled = int(RATE * DURATION)
+    assert result.scheduled == result.issued == result.completed == target.calls == scheduled
+    assert result.kinds["op"].count == scheduled
+    corrected = result.summary("op")
+    uncorrected = result.summary("op", corrected=False)
+    # ~100 operations were meant to start during the stall (1/6 of the run): p99 sees it, corrected.
+    assert corrected["p99_ms"] >= STALL_S * 1000 / 2
+    assert corrected["max_ms"] >= STALL_S * 1000
+    # Only the stalled operation itself was slow once started: the max shows it, p99 does not.
+    assert uncorrected["max_ms"] >= STALL_S * 1000
+    assert uncorrected["p99_ms"] < STALL_S * 1000 / 5
+    assert corrected["p99_ms"] > 5 * uncorrected["p99_ms"]
+    # The waiting was at the in-flight bound, and the run reports it.
+    assert result.in_flight_bound == 1
+    assert result.max_in_flight == 1
+    assert result.bound_hits > 0
+    assert not result.interrupted
+
+
+async def test_series_and_rates_account_for_every_operation() -> None:
+    async def target(op: str) -> None:
+        if op == "bad":
+            raise RuntimeError("boom")
+
+    ops = iter(["good", "bad"] * 10_000)
+    driver = Driver(target, lambda: next(ops), Schedule(100.0, 2.0, "poisson", seed=3), kind_of=lambda op: op)
+    result = await driver.run()
+
+    assert result.issued == result.completed == result.scheduled
+    assert result.errors == result.kinds["bad"].errors["RuntimeError"] > 0
+    assert result.kinds["bad"].count == 0
+    assert result.kinds["good"].count + result.errors == result.completed
+    series = result.series(["good"])
+    assert sum(row["throughput"] * result.window_s for row in series) == pytest.approx(result.kinds["good"].count)
+    assert sum(row["errors"] for row in result.series()) == result.errors
+    assert result.offered_rate > 0 and result.achieved_rate > 0
+
+
+async def test_extra_operations_join_the_schedule() -> None:
+    seen: list[str] = []
+
+    async def target(op: str) -> None:
+        seen.append(op)
+
+    driver = Driver(target, lambda: "tick", Schedule(50.0, 1.0), extra=[(0.5, "burst")] * 3, kind_of=lambda op: op)
+    result = await driver.run()
+    assert result.scheduled == 53
+    assert seen.count("burst") == 3 and seen.count("tick") == 50
+    assert 20 <= seen.index("burst") <= 30  # issued around its offset, among the scheduled ones
+
+
+async def test_cancelled_run_returns_what_it_measured() -> None:
+    twenty_done = asyncio.Event()
+    calls = 0
+
+    async def target(op: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 21:
+            twenty_done.set()
+
+    driver = Driver(target, lambda: 1, Schedule(100.0, 60.0), kind_of=lambda _: "op")
+    task = asyncio.create_task(driver.run())
+    await twenty_done.wait()
+    task.cancel()
+    result = await task
+    assert result.interrupted
+    assert 20 <= result.completed == result.issued < result.scheduled
+
+
+async def test_calibrate_measures_a_noop_target() -> None:
+    result = await calibrate(rate=500.0, duration=0.5)
+    assert result.completed == 250 and result.errors == 0
+
+
+@pytest.mark.parametrize(("rate", "duration", "arrival"), [(0, 1, "constant"), (1, -1, "constant"), (1, 1, "burst")])
+def test_bad_schedules(rate: float, duration: float, arrival: str) -> None:
+    with pytest.raises(ValueError):
+        Schedule(rate, duration, arrival)  # type: ignore[arg-type]
