@@ -97,8 +97,9 @@ def latency_block(histogram: HdrHistogram, *, uncorrected: HdrHistogram | None =
     if count:
         block["min_ms"] = histogram.get_min_value() / US_PER_MS
         block["mean_ms"] = round(histogram.get_mean_value() / US_PER_MS, 6)
+        values = histogram.get_percentile_to_value_dict(list(PERCENTILES.values()))  # one pass for all of them
         for key, percentile in PERCENTILES.items():
-            block[key] = histogram.get_value_at_percentile(percentile) / US_PER_MS
+            block[key] = values[percentile] / US_PER_MS
         block["max_ms"] = histogram.get_max_value() / US_PER_MS
     else:
         block.update({"mean_ms": None, **dict.fromkeys(PERCENTILES), "max_ms": None})
