@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, mask_url
 from targets.errors import StoreUnavailable
-from targets.instrument import StoreCounters, count_redis, pg_counting_init
+from targets.instrument import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
 from targets.schema import create_schema
 
 CONNECT_TIMEOUT_S = 5.0
@@ -48,7 +48,11 @@ class Stores:
         redis = await connect_redis(settings.redis_url, counters)
         try:
             pg = await connect_pg(
-                settings.database_url, settings.schema, settings.pool_size, init=pg_counting_init(counters)
+                settings.database_url,
+                settings.schema,
+                settings.pool_size,
+                init=pg_counting_init(counters),
+                connection_class=pg_counting_connection(counters),
             )
         except BaseException:
             await redis.aclose()
@@ -127,7 +131,9 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
     return client
 
 
-async def connect_pg(url: str, schema: str, size: int = 10, init: Any = None) -> asyncpg.Pool:
+async def connect_pg(
+    url: str, schema: str, size: int = 10, init: Any = None, connection_class: type[Any] = asyncpg.Connection
+) -> asyncpg.Pool:
     """An asyncpg pool whose connections have ``search_path`` set to the harness's schema."""
     try:
         pool = await asyncpg.create_pool(
@@ -136,6 +142,7 @@ async def connect_pg(url: str, schema: str, size: int = 10, init: Any = None) ->
             max_size=size,
             timeout=CONNECT_TIMEOUT_S,
             init=init,
+            connection_class=connection_class,
             server_settings={"search_path": schema, "application_name": "fanout-bench"},
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

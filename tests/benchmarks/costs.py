@@ -1,0 +1,57 @@
+"""Deterministic cost figures per operation, and the gate that holds them to the committed baseline.
+
+A figure is an exact count of what one operation sent to the stores (the client-side counters of
+:mod:`targets.instrument`) or wrote (timeline entries, from the operation's own result). Nothing else on the machine
+can move them, so unlike timings they are compared exactly: any figure above ``costs.json`` fails the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from targets.stores import Stores
+
+BASELINE = Path(__file__).with_name("costs.json")
+UPDATE_VAR = "FANOUT_UPDATE_COSTS"
+UPDATE_HINT = (
+    f"if the change is intended, record the new figures with `{UPDATE_VAR}=1 .venv/bin/pytest tests/benchmarks` and "
+    f"commit {BASELINE.relative_to(BASELINE.parents[2])} with a message that says why"
+)
+
+T = TypeVar("T")
+
+
+async def measure(stores: Stores, operation: Callable[[], Awaitable[T]]) -> tuple[dict[str, int], T]:
+    """Run ``operation`` once; return what it sent to the stores (every ``stores.counters`` field) and its result."""
+    before = stores.counters.snapshot()
+    result = await operation()
+    return asdict(stores.counters.since(before)), result
+
+
+def check_costs(name: str, figures: dict[str, int], baseline: Path = BASELINE) -> None:
+    """Fail when any figure of benchmark ``name`` rose above the committed baseline (or has none).
+
+    With ``FANOUT_UPDATE_COSTS=1`` the measured figures replace the baseline entry instead. A figure that fell passes
+    with a warning, so the gain can be locked in by updating the baseline.
+    """
+    committed: dict[str, dict[str, Any]] = json.loads(baseline.read_text()) if baseline.exists() else {}
+    if os.environ.get(UPDATE_VAR) == "1":
+        committed[name] = dict(sorted(figures.items()))
+        baseline.write_text(json.dumps(dict(sorted(committed.items())), indent=2) + "\n")
+        return
+    old = committed.get(name)
+    assert old is not None, f"{name}: no cost baseline in {baseline.name}; {UPDATE_HINT}"
+    rose = [f"{k} rose from {old[k]} to {v}" for k, v in figures.items() if k in old and v > old[k]]
+    missing = [f"{k} (measured {v}) has no baseline" for k, v in figures.items() if k not in old]
+    gone = [f"{k} (baseline {old[k]}) was not measured" for k in old if k not in figures]
+    problems = rose + missing + gone
+    assert not problems, f"{name}: cost regression per operation: {'; '.join(problems)}; {UPDATE_HINT}"
+    fell = [f"{k} fell from {old[k]} to {v}" for k, v in figures.items() if v < old[k]]
+    if fell:
+        warnings.warn(f"{name}: {'; '.join(fell)}; lock the gain in: {UPDATE_HINT}", stacklevel=2)
