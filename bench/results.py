@@ -240,18 +240,33 @@ def write_result(doc: Document, path: Path | str | None = None) -> Path:
     except ValueError as exc:  # NaN or infinity slipped into a figure
         raise InvalidResult(f"result is not valid JSON: {exc}") from None
     target = Path(path) if path is not None else default_path(doc)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    atomic_write(target, text.encode("utf-8"))
+    return target
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once: a temporary file beside it, synced, then renamed over it.
+
+    Readers see the old file or the new one, never half of one; on any failure the temporary file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_result(path: Path | str) -> Document:
@@ -267,7 +282,22 @@ def load_result(path: Path | str) -> Document:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidResult(f"{path}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    problem = validation_error(doc)
+    problem = validation_error(doc) or _undecodable_histogram(doc)
     if problem is not None:
         raise InvalidResult(f"{path}: not a valid result file: {problem}")
     return doc
+
+
+def _undecodable_histogram(node: object, where: str = "") -> str | None:
+    """``at <path>: ...`` for the first ``histogram`` in the document that does not decode, else None."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}/{key}" if where else str(key)
+            if key == "histogram" and isinstance(value, str):
+                try:
+                    decode_histogram(value)
+                except InvalidResult as exc:
+                    return f"at {here}: {exc}"
+            elif (problem := _undecodable_histogram(value, here)) is not None:
+                return problem
+    return None

@@ -1,0 +1,147 @@
+"""`fanout report`: comparison tables, deltas between runs, the HTML page with its plots, one-line errors."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+from bench.report import number
+from bench.results import write_result
+from tests.result_factory import sample_result
+
+RUN = {
+    "started_at": "2026-11-25T10:47:33.120Z",
+    "finished_at": "2026-11-25T10:49:01.004Z",
+    "git": {"commit": "0" * 40, "dirty": False},
+    "harness": {"name": "fanout-bench", "version": "0.1.0"},
+    "python": {"version": "3.11.7", "implementation": "CPython"},
+    "platform": "Linux-test",
+    "cpu_count": 2,
+    "redis": {"version": "7.0.15"},
+    "postgres": {"version": "15.5", "version_num": 150005},
+    "parameters": {"rate": 50.0, "duration": 20.0},
+    "seed": 7,
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fanout(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "220"}, catch_exceptions=False)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path, dict[str, Any], dict[str, Any]]:
+    first, second = sample_result(dict(RUN), seed=7), sample_result(dict(RUN), seed=9)
+    return write_result(first, tmp_path / "a.json"), write_result(second, tmp_path / "b.json"), first, second
+
+
+def _row(output: str, label: str) -> list[str]:
+    line = next(line for line in output.splitlines() if f" {label} " in line)
+    return [cell.strip() for cell in line.strip("│ ").split("│")][1:]
+
+
+def test_one_run_puts_the_strategies_side_by_side(runs: Any) -> None:
+    path, _, doc, _ = runs
+    result = fanout("report", str(path))
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "push" in line and "pull" in line)
+    assert header.index("push") < header.index("pull") < header.index("hybrid")
+    figures = doc["strategies"]
+    assert _row(result.output, "read p99 (ms)") == [number(figures[s]["read"]["p99_ms"]) for s in figures]
+    assert _row(result.output, "write amplification (entries/post)") == ["30.0", "0", "4.00"]
+    spike = [number(figures[s]["spike"]["reads"]["during"]["p99_ms"]) for s in figures]
+    assert _row(result.output, "others' read during p99 (ms)") == spike
+    assert "pass (50 users)" in result.output
+
+
+def test_several_runs_show_changes_from_the_first(runs: Any) -> None:
+    a, b, first, second = runs
+    result = fanout("report", str(a), str(b))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("A (baseline)") == 3  # one table per strategy
+    before, after = (d["strategies"]["pull"]["read"]["p50_ms"] for d in (first, second))
+    change = f"{(after - before) / before:+.0%}"
+    pull_table = result.output[result.output.index(" pull ") :]
+    assert _row(pull_table, "read p50 (ms)") == [number(before), f"{number(after)} ({change})"]
+    assert _row(pull_table, "posts") == ["50", "50 (=)"]
+
+
+def test_html_report_embeds_its_plots_and_writes_them_beside_it(runs: Any, tmp_path: Path) -> None:
+    a, b, _, _ = runs
+    page = tmp_path / "out" / "report.html"
+    result = fanout("report", str(a), str(b), "--html", str(page))
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([a-z0-9-]+)"', text)
+    assert [alt for _, alt in images] == ["p99-over-time", "percentile-spectrum", "write-amplification", "delivery-lag"]
+    for data, alt in images:
+        png = (tmp_path / "out" / f"report-{alt}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 5000
+        assert base64.b64decode(data) == png  # the page is self-contained: the same image, inlined
+    assert "read p99 (ms)" in text and "A (baseline)" in text
+    assert not re.search(r'(src|href)="(https?:|//)', text)  # nothing fetched from elsewhere
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "no such file (give the path `fanout bench` printed)"),
+        ("{not json", "not JSON (Expecting property name enclosed in double quotes at line 1 column 2)"),
+        (
+            '{"format": "fanout-bench-result", "format_version": 1}',
+            "not a valid result file: at top level: 'complete' is a required property",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    runs: Any, tmp_path: Path, content: str | None, problem: str
+) -> None:
+    good, _, _, _ = runs
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    out = tmp_path / "out"
+    result = fanout("report", str(good), str(bad), "--html", str(out / "report.html"))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"error: {bad}: {problem}\n"
+    assert not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_page_loads_in_headless_chromium_with_every_plot_decoded(runs: Any, tmp_path: Path) -> None:
+    a, _, _, _ = runs
+    page = tmp_path / "report.html"
+    assert fanout("report", str(a), "--html", str(page)).exit_code == 0
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    # The page's own script counts images with naturalWidth > 0 once everything has loaded.
+    assert '<body data-plots-loaded="4/4">' in dom
