@@ -161,3 +161,9 @@ def test_load_errors_name_the_file_and_the_problem(run: dict[str, Any], tmp_path
             load_result(path)
         message = str(caught.value)
         assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "results" / "examples").glob("*.json")))
+def test_curated_examples_follow_the_schema(example: Path) -> None:
+    doc = load_result(example)
+    assert doc["complete"] and doc["strategies"]
