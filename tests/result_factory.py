@@ -104,7 +104,9 @@ def sample_result(
     run: dict[str, Any], scenario: str = "spike", strategies: tuple[str, ...] = STRATEGIES, seed: int = 7
 ) -> dict[str, Any]:
     """A complete, valid result document (``run`` from :func:`bench.results.run_metadata`)."""
-    doc = new_result(scenario, run, {"users": 3000, "follows": 24000, "max_followers": 3000, "celebrities": 1})
+    doc = new_result(
+        scenario, copy.deepcopy(run), {"users": 3000, "follows": 24000, "max_followers": 3000, "celebrities": 1}
+    )
     doc["strategies"] = copy.deepcopy(_figures(scenario, strategies, seed))
     doc["complete"] = True
     doc["run"]["finished_at"] = doc["run"]["started_at"]

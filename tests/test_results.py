@@ -25,12 +25,18 @@ from bench.results import (
     write_result,
 )
 from targets.stores import Stores
+from tests.conftest import namespace_settings
 from tests.result_factory import recorded, sample_result
 
 
-@pytest.fixture
-async def run(stores: Stores) -> dict[str, Any]:
-    return await run_metadata(stores, parameters={"rate": 50.0, "read_ratio": 0.95}, seed=3, command="fanout bench")
+@pytest.fixture(scope="module")
+async def run() -> dict[str, Any]:
+    """Run metadata from the real servers (it only reads their versions, so no schema is created)."""
+    stores = await Stores.connect(namespace_settings(), create=False)
+    try:
+        return await run_metadata(stores, parameters={"rate": 50.0, "read_ratio": 0.95}, seed=3, command="fanout bench")
+    finally:
+        await stores.close()
 
 
 async def test_run_metadata_comes_from_the_servers_and_the_checkout(stores: Stores, run: dict[str, Any]) -> None:
