@@ -188,7 +188,7 @@ def _visible(metrics: list[Metric], figures: Iterable[dict[str, Any]]) -> list[M
 def strategies_side_by_side(run: Run) -> Comparison:
     """One run: a row per metric, a column per strategy; the best numeric value of each row marked."""
     names = list(run.doc["strategies"])
-    comparison = Comparison(_title(run), ["", *names])
+    comparison = Comparison(_title(run), ["", *(n + _cut(run.doc["strategies"][n]) for n in names)])
     for title, metrics in SECTIONS:
         rows = []
         for metric in _visible(metrics, run.doc["strategies"].values()):
@@ -203,6 +203,13 @@ def strategies_side_by_side(run: Run) -> Comparison:
     return comparison
 
 
+def _cut(figures: dict[str, Any] | None) -> str:
+    """A column-header mark for a strategy that was cut short (or did not run at all)."""
+    if figures is None:
+        return " (not run)"
+    return " (cut short)" if figures.get("complete") is False else ""
+
+
 def _cell(value: Any, best: float | None) -> Cell:
     if isinstance(value, str) and value.startswith("FAIL"):
         return Cell(value, "bad")
@@ -212,9 +219,11 @@ def _cell(value: Any, best: float | None) -> Cell:
 def runs_side_by_side(runs: Sequence[Run], strategy: str) -> Comparison:
     """Several runs, one strategy: a column per run, each later run with its change from the first."""
     figures = [r.doc["strategies"].get(strategy) for r in runs]
-    comparison = Comparison(
-        strategy, ["", *(f"{r.label}" + (" (baseline)" if i == 0 else "") for i, r in enumerate(runs))]
-    )
+    headers = [
+        r.label + (" (baseline)" if i == 0 else "") + _cut(f)
+        for i, (r, f) in enumerate(zip(runs, figures, strict=True))
+    ]
+    comparison = Comparison(strategy, ["", *headers])
     present = [f for f in figures if f is not None]
     for title, metrics in SECTIONS:
         rows = []

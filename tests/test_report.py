@@ -145,3 +145,21 @@ def test_page_loads_in_headless_chromium_with_every_plot_decoded(runs: Any, tmp_
         ).stdout
     # The page's own script counts images with naturalWidth > 0 once everything has loaded.
     assert '<body data-plots-loaded="4/4">' in dom
+
+
+def test_interrupted_and_steady_runs_are_reported_for_what_they_hold(tmp_path: Path) -> None:
+    steady = write_result(sample_result(dict(RUN), scenario="steady"), tmp_path / "steady.json")
+    cut_doc = sample_result(dict(RUN), strategies=("push", "pull"))
+    for part in ("series", "store_counters", "errors", "memory", "oracle", "spike"):
+        del cut_doc["strategies"]["pull"][part]
+    cut_doc["strategies"]["pull"]["complete"] = False
+    cut_doc["complete"] = False
+    cut = write_result(cut_doc, tmp_path / "cut.json")
+    alone = fanout("report", str(cut))
+    assert alone.exit_code == 0, alone.output
+    assert "spike run, 3,000 users, 24,000 follows — INCOMPLETE" in alone.output
+    assert "pull (cut short)" in alone.output
+    together = fanout("report", str(steady), str(cut), "--html", str(tmp_path / "r.html"))
+    assert together.exit_code == 0, together.output
+    assert "B (cut short)" in together.output and "B (not run)" in together.output  # pull cut, hybrid never ran
+    assert len(list(tmp_path.glob("r-*.png"))) == 4
