@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display: render straight to PNG
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from bench.results import block_histogram
 
@@ -42,9 +42,11 @@ def figure_text(value: float) -> str:
 
 
 def _plain_log_axis(axis: Any) -> None:
-    """Label a log axis with plain numbers (1, 10, 100) instead of powers of ten."""
-    axis.set_major_formatter(FuncFormatter(lambda v, _: figure_text(v)))
-    axis.set_minor_formatter(NullFormatter())
+    """Label a log axis with plain numbers (1, 2, 5, 10, 20...) instead of powers of ten."""
+    plain = FuncFormatter(lambda v, _: figure_text(v))
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(plain)
 
 
 def png(figure: Figure) -> bytes:
@@ -118,21 +120,24 @@ def percentile_spectrum(runs: Labelled) -> bytes:
     """
     figure, panes = plt.subplots(1, 2, figsize=(12, 4.8))
     for pane, operation in zip(panes, ("read", "publish"), strict=True):
+        widest = 10.0
         for r, (label, doc) in enumerate(runs):
             for strategy, figures in doc["strategies"].items():
                 block = figures.get(operation)
                 x, y = _spectrum(block)
                 if not len(x):
                     continue
+                widest = max(widest, float(x.max()))
                 style = LINESTYLES[r % len(LINESTYLES)]
                 pane.plot(x, y, style, color=colour(strategy), label=_series_label(runs, label, strategy))
                 ux, uy = _spectrum((block or {}).get("uncorrected"))
                 if len(ux):
                     pane.plot(ux, uy, ":", color=colour(strategy), linewidth=0.9, alpha=0.8)
         pane.set_xscale("log")
-        pane.set_xticks([1 / (1 - p) for p in SPECTRUM_TICKS])
-        pane.set_xticklabels([f"{p * 100:g}%" for p in SPECTRUM_TICKS])
-        pane.set_xlim(left=1)
+        ticks = [p for p in SPECTRUM_TICKS if 1 / (1 - p) <= widest * 1.5]  # no axis beyond the data's resolution
+        pane.set_xticks([1 / (1 - p) for p in ticks])
+        pane.set_xticklabels([f"{p * 100:g}%" for p in ticks])
+        pane.set_xlim(1, widest * 1.5)
         pane.set_yscale("log")
         _plain_log_axis(pane.yaxis)
         pane.set_xlabel("percentile")
