@@ -35,6 +35,7 @@ from bench.server_support import (
     version_output,
     wait_gone,
     wait_ready,
+    wait_reaped,
 )
 
 
@@ -234,3 +235,4 @@ def stop_postgres(entry: Entry, timeout: float) -> None:
         _run_as([*pg_ctl, "-t", str(int(timeout))], account, Path(entry["dir"]), timeout + 5)
     if wait_gone(procs, timeout):
         terminate(procs, signal.SIGQUIT, timeout)  # SIGQUIT is postgres's immediate shutdown
+    wait_reaped(procs)

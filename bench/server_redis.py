@@ -24,6 +24,7 @@ from bench.server_support import (
     tail,
     terminate,
     wait_ready,
+    wait_reaped,
 )
 
 
@@ -93,3 +94,4 @@ def stop_redis(entry: Entry, timeout: float) -> None:
     proc = process(entry)
     if proc is not None:
         terminate([proc], signal.SIGTERM, timeout)
+        wait_reaped([proc])

@@ -23,6 +23,7 @@ from targets.errors import FanoutError
 
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.1
+REAP_GRACE_S = 5.0
 
 #: What the state file records about one server fanout started.
 Entry = dict[str, Any]
@@ -174,6 +175,24 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proces
         time.sleep(POLL_INTERVAL_S)
         alive = [p for p in alive if not gone(p)]
     return alive
+
+
+def wait_reaped(procs: list[psutil.Process], grace: float = REAP_GRACE_S) -> None:
+    """Give init a moment to reap exited servers, so that ``ps`` right after ``fanout down`` lists nothing.
+
+    Once ``fanout up`` has exited, init is the servers' parent; one that never reaps leaves only inert zombies, so
+    this waits at most ``grace`` seconds and never fails.
+    """
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_exists(p) for p in procs):
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _exists(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running()  # also compares start times, so a reused pid does not count
+    except psutil.Error:
+        return False
 
 
 def terminate(procs: list[psutil.Process], first: signal.Signals, timeout: float) -> None:
