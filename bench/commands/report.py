@@ -24,5 +24,8 @@ def report(results: tuple[Path, ...], html_path: Path | None) -> None:
     console = Console()
     print_report(runs, console)
     if html_path is not None:
-        written = write_html(runs, html_path)
+        try:
+            written = write_html(runs, html_path)
+        except OSError as exc:
+            raise click.FileError(str(html_path), hint=exc.strerror or str(exc)) from None
         console.print(f"HTML report: [bold]{written[0]}[/] (plots: {', '.join(p.name for p in written[1:])})")
