@@ -131,21 +131,27 @@ POSTGRES = StoreKind(
 STORES = (REDIS, POSTGRES)
 
 
-def _up_store(kind: StoreKind, configured: str | None, state: State, source: str, timeout: float) -> str:
-    """Make one store answer; returns the line to print. Saves the state as soon as a server is started."""
+def _up_store(kind: StoreKind, configured: str | None, state: State, source: str, timeout: float) -> Iterator[str]:
+    """Make one store answer, yielding the lines to print. Saves the state as soon as a server is started."""
     entry = state.get(kind.key)
     if entry is not None:
         probe = run(kind.probe(entry["url"]))
         if probe.ok and configured in (None, entry["url"]):
-            return f"{kind.name}: fanout's private {probe.version} is running at {mask_url(entry['url'])}"
+            yield f"{kind.name}: fanout's private {probe.version} is running at {mask_url(entry['url'])}"
+            return
         # Not answering any more, or no longer the configured one: stop what remains of it.
+        was_running = process(entry) is not None
         kind.stop(entry, timeout)
         del state[kind.key]
         save_state(state)
+        if was_running:
+            why = "no longer the configured one" if probe.ok else f"not answering: {probe.detail}"
+            yield f"{kind.name}: stopped fanout's private server at {mask_url(entry['url'])} ({why})"
     url = configured or kind.default_url
     probe = run(kind.probe(url))
     if probe.ok:
-        return f"{kind.name}: using {mask_url(url)} ({probe.version})"
+        yield f"{kind.name}: using {mask_url(url)} ({probe.version})"
+        return
     host, port = endpoint(url, kind.default_port)
     if configured is None:
         host, port = "127.0.0.1", free_port("127.0.0.1")
@@ -165,7 +171,7 @@ def _up_store(kind: StoreKind, configured: str | None, state: State, source: str
     state[kind.key] = entry
     save_state(state)
     where = f"{binaries.label}, pid {entry['pid']}"
-    return f"{kind.name}: started a private {entry['version']} at {mask_url(url)} ({where})"
+    yield f"{kind.name}: started a private {entry['version']} at {mask_url(url)} ({where})"
 
 
 def up(
@@ -180,7 +186,7 @@ def up(
         raise ServerError(f"unknown server source {source!r}: use one of {', '.join(SOURCES)}")
     with state_lock() as state:
         for kind, configured in zip(STORES, (redis_url, database_url), strict=True):
-            yield _up_store(kind, configured, state, source, timeout)
+            yield from _up_store(kind, configured, state, source, timeout)
 
 
 def down(timeout: float = DEFAULT_READY_TIMEOUT_S, purge: bool = False) -> Iterator[str]:
