@@ -13,6 +13,11 @@ DEFAULT_SCHEMA = "fanout"
 DEFAULT_TIMELINE_CAP = 800
 DEFAULT_CELEBRITY_THRESHOLD = 10_000
 DEFAULT_FANOUT_BATCH = 1_000
+#: "async": publish enqueues one job and workers deliver it; "sync": publish writes every timeline itself.
+FANOUT_MODES = ("async", "sync")
+DEFAULT_FANOUT_MODE = "async"
+DEFAULT_FANOUT_CLAIM_IDLE_MS = 5_000
+DEFAULT_FANOUT_REPORT_TTL_S = 86_400
 
 REDIS_URL_VAR = "FANOUT_REDIS_URL"
 DATABASE_URL_VAR = "FANOUT_DATABASE_URL"
@@ -37,6 +42,12 @@ class Settings:
     timeline_cap: int = DEFAULT_TIMELINE_CAP
     celebrity_threshold: int = DEFAULT_CELEBRITY_THRESHOLD
     fanout_batch: int = DEFAULT_FANOUT_BATCH
+    #: How push and hybrid deliver a post: "async" (queue + workers, the default) or "sync" (inside publish).
+    fanout_mode: str = DEFAULT_FANOUT_MODE
+    #: A fan-out job pending this long on a silent worker is claimed by another (XAUTOCLAIM), so none is lost.
+    fanout_claim_idle_ms: int = DEFAULT_FANOUT_CLAIM_IDLE_MS
+    #: How long per-post delivery reports stay readable in Redis.
+    fanout_report_ttl_s: int = DEFAULT_FANOUT_REPORT_TTL_S
     pool_size: int = 10
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -47,9 +58,18 @@ class Settings:
             )
         if not self.prefix:
             raise ValueError("the Redis key prefix is empty: the harness needs a namespace of its own (e.g. fanout:)")
-        for name in ("timeline_cap", "celebrity_threshold", "fanout_batch", "pool_size"):
+        for name in (
+            "timeline_cap",
+            "celebrity_threshold",
+            "fanout_batch",
+            "fanout_claim_idle_ms",
+            "fanout_report_ttl_s",
+            "pool_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if self.fanout_mode not in FANOUT_MODES:
+            raise ValueError(f"fan-out mode {self.fanout_mode!r} is unknown: use one of {', '.join(FANOUT_MODES)}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

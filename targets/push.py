@@ -1,7 +1,8 @@
 """Push (fan-out on write): every post is written into each follower's capped Redis home timeline.
 
 Reads are one sorted-set range plus one MGET of cached posts. The write path reads followers in keyset batches
-and writes each batch with one Lua call (ZADD + trim per follower), never one round trip per follower.
+and writes each batch with one Lua call (ZADD + trim per follower), never one round trip per follower: by default
+asynchronously (publish queues one job for :mod:`targets.worker`), or inside publish with ``fanout_mode="sync"``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from targets.base import Strategy
+from targets.fanout_queue import FanoutQueue
 from targets.social import Authors, FollowChange, Post
 from targets.stores import Stores
 from targets.timelines import Timelines
@@ -26,6 +28,7 @@ class PushStrategy(Strategy):
         self.batch_size = stores.settings.fanout_batch
         self.threshold = stores.settings.celebrity_threshold
         self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap)
+        self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
 
     # -- write path -------------------------------------------------------------------------------------------
     def pushes(self, author_followers: int) -> bool:
@@ -40,7 +43,15 @@ class PushStrategy(Strategy):
         return await self.fan_out(post)
 
     async def fan_out(self, post: Post) -> int:
-        """Write the post into every follower's timeline, batch by batch; returns entries written."""
+        """Deliver the post to every follower's timeline; returns entries written before the acknowledgement.
+
+        In ``async`` mode (the default) this queues one fan-out job and returns 0: workers write the timelines
+        (:mod:`targets.worker`) and count what they write in the post's delivery report. In ``sync`` mode it writes
+        every batch itself, so the publish latency includes the whole fan-out.
+        """
+        if self.settings.fanout_mode == "async":
+            await self.fanout_queue.enqueue(self.name, post.id, post.author_id)
+            return 0
         written = 0
         async for batch in self.social.follower_batches(post.author_id, self.batch_size):
             written += await self.timelines.add_to_many(batch, post.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -88,21 +88,35 @@ async def walk(ensemble: Ensemble, user: int, limit: int) -> dict[str, list[int]
     return out
 
 
-async def play(stores: Stores, scenario: dict, example: int) -> None:
-    # A fresh key prefix per example (no SCAN needed between examples) and emptied tables.
-    view = Stores(
-        stores.settings.with_(
-            prefix=f"{stores.settings.prefix}x{example}:",
-            timeline_cap=scenario["cap"],
-            celebrity_threshold=scenario["threshold"],
-            fanout_batch=scenario["batch"],
-        ),
-        stores.redis,
-        stores.pg,
-        stores.counters,
+def view_for(stores: Stores, scenario: dict, example: int, **changes: object) -> Stores:
+    """The scenario's settings over the module's connections, with a fresh key prefix per example (no SCAN needed)."""
+    settings = stores.settings.with_(
+        prefix=f"{stores.settings.prefix}x{example}:",
+        timeline_cap=scenario["cap"],
+        celebrity_threshold=scenario["threshold"],
+        fanout_batch=scenario["batch"],
+        **changes,
     )
+    return Stores(settings, stores.redis, stores.pg, stores.counters)
+
+
+async def play(stores: Stores, scenario: dict, example: int) -> None:
     await stores.pg.execute("TRUNCATE users, follows, posts")
-    ensemble = Ensemble(view)
+    await run_scenario(Ensemble(view_for(stores, scenario, example, fanout_mode="sync")), scenario)
+
+
+async def run_scenario(
+    ensemble: Ensemble,
+    scenario: dict,
+    *,
+    settle: Callable[[], Awaitable[None]] | None = None,
+    written: Callable[[int], Awaitable[int]] | None = None,
+) -> None:
+    """Apply the scenario (to tables the caller emptied) and check every page against the model.
+
+    With asynchronous fan-out, ``settle`` waits for the queue to drain after each operation and ``written`` gives the
+    entries push's fan-out wrote for a post id (the receipt counts only what publish wrote itself).
+    """
     model = Model(scenario["cap"])
     limit = scenario["limit"]
     await ensemble.social.add_users(range(1, scenario["users"] + 1))
@@ -113,9 +127,13 @@ async def play(stores: Stores, scenario: dict, example: int) -> None:
     for kind, a, b, reader in scenario["ops"]:
         if kind == "publish":
             receipts = await ensemble.publish(a, f"p{len(model.posts)}")
+            if settle is not None:
+                await settle()
             model.posts.append((receipts["push"].post_id, a))
             followers = sum(1 for f, e in model.follows if e == a)
-            assert receipts["push"].entries_written == followers  # every follower gets exactly one new entry
+            pushed = receipts["push"]
+            entries = pushed.entries_written if written is None else await written(pushed.post_id)
+            assert entries == followers  # every follower gets exactly one new entry
             assert receipts["pull"].entries_written == 0
         elif kind == "follow" and a != b:
             assert await ensemble.follow(a, b) == ((a, b) not in model.follows)
@@ -125,6 +143,8 @@ async def play(stores: Stores, scenario: dict, example: int) -> None:
             assert await ensemble.unfollow(follower, followee)
             assert not await ensemble.unfollow(follower, followee)  # a repeated unfollow changes nothing
             model.follows.discard((follower, followee))
+        if settle is not None:
+            await settle()
         pages = await ensemble.pages(reader, limit)
         expected = model.timeline(reader)[:limit]
         assert {name: [p.id for p in page] for name, page in pages.items()} == dict.fromkeys(pages, expected)

@@ -15,12 +15,12 @@ ALL = sorted(STRATEGIES)
 
 @pytest.fixture
 async def small(stores: Stores) -> Stores:
-    """Users 1..5; 1 follows 2 and 3."""
+    """Users 1..5; 1 follows 2 and 3. Fan-out runs inside publish (tests/test_fanout*.py cover the async mode)."""
     strategy = make_strategy("pull", stores)
     await strategy.social.add_users(range(1, 6))
     await strategy.follow(1, 2)
     await strategy.follow(1, 3)
-    return stores
+    return Stores(stores.settings.with_(fanout_mode="sync"), stores.redis, stores.pg, stores.counters)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -13,6 +13,7 @@ from bench.aio import run
 from bench.cli import settings_from
 from targets.ensemble import Ensemble
 from targets.stores import Stores
+from targets.worker import drain, running_worker
 
 
 @click.command()
@@ -34,6 +35,13 @@ async def _demo(settings, users: int, posts: int, seed: int) -> None:  # type: i
     graph.remove_edges_from(nx.selfloop_edges(graph))
     async with await Stores.connect(settings) as stores:
         await stores.reset()
+        await _populate_and_check(stores, console, rng, graph, posts)
+
+
+async def _populate_and_check(
+    stores: Stores, console: Console, rng: random.Random, graph: nx.DiGraph, posts: int
+) -> None:
+    async with running_worker(stores):
         ensemble = Ensemble(stores)
         await ensemble.social.add_users(list(graph.nodes))
         # scale_free_graph points edges at popular nodes, so an edge u -> v reads "u follows v".
@@ -43,6 +51,7 @@ async def _demo(settings, users: int, posts: int, seed: int) -> None:  # type: i
         weights = [1 + graph.in_degree(a) for a in authors]
         for i in range(posts):
             await ensemble.publish(rng.choices(authors, weights)[0], f"post {i}")
+        await drain(stores)  # async fan-out (the default): an in-process worker delivers, wait for it
         reader = max(graph.nodes, key=graph.out_degree)
         pages = await ensemble.pages(reader, limit=10)
         table = Table(title=f"home timeline of user {reader} (follows {graph.out_degree(reader)})")
