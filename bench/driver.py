@@ -21,7 +21,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
-from bench.metrics import latency_summary, merged, new_histogram, record_seconds
+from bench.metrics import merged, new_histogram, record_seconds
+from bench.results import latency_block
 
 Op = TypeVar("Op")
 Arrival = Literal["constant", "poisson"]
@@ -131,12 +132,10 @@ class DriveResult:
         """Operations completed without error per second, from the start to the last completion."""
         return (self.completed - self.errors) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def summary(self, kind: str, *, corrected: bool = True) -> dict[str, float | int]:
-        """Latency summary (ms) of one kind of operation, corrected (default) or uncorrected."""
-        stats = self.kinds.get(kind)
-        if stats is None:
-            return latency_summary(new_histogram())
-        return latency_summary(stats.latency if corrected else stats.service)
+    def summary(self, kind: str, *, corrected: bool = True) -> dict[str, Any]:
+        """Latency figures (ms; None when nothing was measured) of one kind, corrected (default) or uncorrected."""
+        stats = self.kinds.get(kind) or KindStats()
+        return latency_block(stats.latency if corrected else stats.service, encode=False)
 
     def series(self, kinds: Sequence[str] | None = None) -> list[dict[str, float | int]]:
         """Per-window throughput (completions/s), corrected p99 (ms) and errors, over the chosen kinds."""

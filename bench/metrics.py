@@ -1,20 +1,24 @@
-"""Latency histograms and the figures the reports show.
+"""What a benchmark measures besides the driver's timings: histograms, write amplification, server counters, memory.
 
-Every latency is recorded in microseconds into an HdrHistogram covering 1 µs to 1 h with 3 significant digits, and
-summarised in milliseconds as count, mean, p50, p90, p99, p99.9 and max.
+Every latency is recorded in microseconds into an HdrHistogram covering 1 µs to 1 h with 3 significant digits
+(:mod:`bench.results` summarises them in milliseconds). Store costs come from the servers' own counters (Redis INFO
+commandstats, PostgreSQL pg_stat_* of the harness schema) with the harness's exact client-side counts beside them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
+
+from targets.instrument import StoreCounters
+from targets.stores import Stores
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_DIGITS = 3
-#: Percentiles every latency summary reports, by the key suffix the result JSON uses.
-PERCENTILES: dict[str, float] = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p999_ms": 99.9}
 
 
 def new_histogram(word_size: int = 8) -> HdrHistogram:
@@ -22,9 +26,9 @@ def new_histogram(word_size: int = 8) -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS, word_size=word_size)
 
 
-def record_seconds(hist: HdrHistogram, seconds: float) -> None:
-    """Record a latency given in seconds (clamped into the histogram's range, so nothing is silently dropped)."""
-    hist.record_value(min(HIGHEST_US, max(LOWEST_US, round(seconds * 1_000_000))))
+def record_seconds(hist: HdrHistogram, seconds: float, count: int = 1) -> None:
+    """Record a latency given in seconds, ``count`` times (clamped into the histogram's range, never dropped)."""
+    hist.record_value(min(HIGHEST_US, max(LOWEST_US, round(seconds * 1_000_000))), count)
 
 
 def merged(hists: Iterable[HdrHistogram]) -> HdrHistogram:
@@ -35,19 +39,113 @@ def merged(hists: Iterable[HdrHistogram]) -> HdrHistogram:
     return total
 
 
-def latency_summary(hist: HdrHistogram) -> dict[str, float | int]:
-    """Count, mean, percentiles and max in milliseconds (zeros for an empty histogram)."""
-    count = hist.get_total_count()
-    summary: dict[str, float | int] = {
-        "count": count,
-        "mean_ms": round(hist.get_mean_value() / 1000, 3) if count else 0.0,
-    }
-    for key, pct in PERCENTILES.items():
-        summary[key] = round(hist.get_value_at_percentile(pct) / 1000, 3) if count else 0.0
-    summary["max_ms"] = round(hist.get_max_value() / 1000, 3) if count else 0.0
-    return summary
+# -- write amplification --------------------------------------------------------------------------------------------
+def write_amplification(entries_written: int, posts: int) -> float | None:
+    """Timeline entries written per post (None with no posts): ``entries_written`` as the targets counted them."""
+    return round(entries_written / posts, 3) if posts else None
 
 
-def encode(hist: HdrHistogram) -> str:
-    """The histogram in HdrHistogram's standard compressed base64 form (``HdrHistogram.decode`` reads it back)."""
-    return hist.encode().decode("ascii")
+# -- the servers' own counters --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerCounters:
+    """A snapshot of the servers' cumulative counters (and of the harness's own client-side counts)."""
+
+    redis_calls: dict[str, int]
+    pg_rows_read: int
+    pg_rows_written: int
+    client: StoreCounters
+
+    def since(self, earlier: ServerCounters, operations: int) -> dict[str, Any]:
+        """The ``store_counters`` block of a result: deltas since ``earlier``, totals and per operation.
+
+        Redis counts are server-wide (INFO commandstats, including commands run inside Lua scripts and other
+        clients of the same server); Postgres rows are the harness schema's tables only (pg_stat_user_tables and
+        pg_stat_user_indexes: rows and index entries returned, rows inserted, updated or deleted).
+        """
+        calls = {
+            cmd: n - earlier.redis_calls.get(cmd, 0)
+            for cmd, n in self.redis_calls.items()
+            if n - earlier.redis_calls.get(cmd, 0) > 0
+        }
+        redis_commands = sum(calls.values())
+        rows_read = max(0, self.pg_rows_read - earlier.pg_rows_read)
+        rows_written = max(0, self.pg_rows_written - earlier.pg_rows_written)
+        client = self.client.since(earlier.client)
+
+        def per_op(total: int) -> float | None:
+            return round(total / operations, 3) if operations else None
+
+        return {
+            "operations": operations,
+            "redis_commands": redis_commands,
+            "redis_commands_per_op": per_op(redis_commands),
+            "redis_commandstats": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+            "pg_rows_read": rows_read,
+            "pg_rows_written": rows_written,
+            "pg_rows_read_per_op": per_op(rows_read),
+            "pg_rows_written_per_op": per_op(rows_written),
+            "client": asdict(client),
+        }
+
+
+_PG_ROWS = """
+SELECT
+  (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE schemaname = $1)
+  + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE schemaname = $1) AS rows_read,
+  (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE schemaname = $1)
+    AS rows_written
+"""
+
+
+async def flush_pg_stats(stores: Stores) -> None:
+    """Make every pooled connection publish its pending table statistics now (PostgreSQL >= 15).
+
+    Backends report table statistics lazily (at most once a second, or when idle for a while), so without this a
+    snapshot taken right after a run misses part of it. Older servers report within about half a second anyway.
+    """
+    async with stores.pg.acquire() as conn:
+        if int(await conn.fetchval("SHOW server_version_num")) < 150000:
+            return
+    idle = stores.pg.get_idle_size()
+    conns = [await stores.pg.acquire() for _ in range(max(1, idle))]
+    try:
+        for conn in conns:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+    finally:
+        for conn in conns:
+            await stores.pg.release(conn)
+
+
+async def server_counters(stores: Stores) -> ServerCounters:
+    """The servers' counters now: Redis calls per command, rows read and written in the harness schema."""
+    await flush_pg_stats(stores)
+    stats = await stores.redis.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items() if isinstance(v, dict)}
+    row = await stores.pg.fetchrow(_PG_ROWS, stores.settings.schema)
+    assert row is not None
+    return ServerCounters(calls, int(row["rows_read"]), int(row["rows_written"]), stores.counters.snapshot())
+
+
+# -- memory ---------------------------------------------------------------------------------------------------------
+async def redis_used_memory(stores: Stores) -> int:
+    """Redis INFO used_memory, in bytes (the whole server's)."""
+    return int((await stores.redis.info("memory"))["used_memory"])
+
+
+async def pg_table_bytes(stores: Stores) -> dict[str, int]:
+    """pg_total_relation_size (table, indexes, TOAST) of every table in the harness schema."""
+    rows = await stores.pg.fetch(
+        "SELECT c.relname, pg_total_relation_size(c.oid) AS bytes FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1",
+        stores.settings.schema,
+    )
+    return {r["relname"]: int(r["bytes"]) for r in rows}
+
+
+async def memory(stores: Stores, used_memory_before: int | None = None) -> dict[str, Any]:
+    """The ``memory`` block of a result (with the growth when the earlier ``used_memory`` is given)."""
+    used = await redis_used_memory(stores)
+    block: dict[str, Any] = {"redis_used_memory_bytes": used, "pg_table_bytes": await pg_table_bytes(stores)}
+    if used_memory_before is not None:
+        block["redis_used_memory_growth_bytes"] = used - used_memory_before
+    return block
