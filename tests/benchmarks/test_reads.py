@@ -15,7 +15,7 @@ from targets.base import DEFAULT_PAGE
 from tests.benchmarks.conftest import CELEB_READER, CELEBRITIES, READER, Feed
 from tests.benchmarks.costs import measure
 
-ROUNDS = 300
+ROUNDS = 500
 
 
 @pytest.mark.benchmark(group="read")
