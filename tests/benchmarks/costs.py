@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from targets.stores import Stores
 
 BASELINE = Path(__file__).with_name("costs.json")
 UPDATE_VAR = "FANOUT_UPDATE_COSTS"
+LOOSE_FACTOR = 2
 UPDATE_HINT = (
     f"if the change is intended, record the new figures with `{UPDATE_VAR}=1 .venv/bin/pytest tests/benchmarks` and "
     f"commit {BASELINE.relative_to(BASELINE.parents[2])} with a message that says why"
@@ -34,11 +35,14 @@ async def measure(stores: Stores, operation: Callable[[], Awaitable[T]]) -> tupl
     return asdict(stores.counters.since(before)), result
 
 
-def check_costs(name: str, figures: dict[str, int], baseline: Path = BASELINE) -> None:
+def check_costs(name: str, figures: dict[str, int], loose: Collection[str] = (), baseline: Path = BASELINE) -> None:
     """Fail when any figure of benchmark ``name`` rose above the committed baseline (or has none).
 
-    With ``FANOUT_UPDATE_COSTS=1`` the measured figures replace the baseline entry instead. A figure that fell passes
-    with a warning, so the gain can be locked in by updating the baseline.
+    Figures named in ``loose`` are counts that something besides the code can move a little (a worker's blocking
+    reads, a SCAN over a database other clients share): they fail only above ``LOOSE_FACTOR`` times the baseline,
+    which still catches a loop that makes one call per follower or per key. With ``FANOUT_UPDATE_COSTS=1`` the
+    measured figures replace the baseline entry instead. A figure that fell passes with a warning, so the gain can
+    be locked in by updating the baseline.
     """
     committed: dict[str, dict[str, Any]] = json.loads(baseline.read_text()) if baseline.exists() else {}
     if os.environ.get(UPDATE_VAR) == "1":
@@ -47,11 +51,12 @@ def check_costs(name: str, figures: dict[str, int], baseline: Path = BASELINE) -
         return
     old = committed.get(name)
     assert old is not None, f"{name}: no cost baseline in {baseline.name}; {UPDATE_HINT}"
-    rose = [f"{k} rose from {old[k]} to {v}" for k, v in figures.items() if k in old and v > old[k]]
+    limit = {k: old[k] * (LOOSE_FACTOR if k in loose else 1) for k in old}
+    rose = [f"{k} rose from {old[k]} to {v}" for k, v in figures.items() if k in old and v > limit[k]]
     missing = [f"{k} (measured {v}) has no baseline" for k, v in figures.items() if k not in old]
     gone = [f"{k} (baseline {old[k]}) was not measured" for k in old if k not in figures]
     problems = rose + missing + gone
     assert not problems, f"{name}: cost regression per operation: {'; '.join(problems)}; {UPDATE_HINT}"
-    fell = [f"{k} fell from {old[k]} to {v}" for k, v in figures.items() if v < old[k]]
+    fell = [f"{k} fell from {old[k]} to {v}" for k, v in figures.items() if v < old[k] and k not in loose]
     if fell:
         warnings.warn(f"{name}: {'; '.join(fell)}; lock the gain in: {UPDATE_HINT}", stacklevel=2)
