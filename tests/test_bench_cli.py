@@ -1,0 +1,184 @@
+"""`fanout bench` end to end on real stores: bad input fails first, runs write valid results, Ctrl-C keeps data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bench.results import load_result
+from targets.config import Settings
+from targets.stores import Stores
+from tests.conftest import namespace_settings
+from tests.test_cli_errors import unused_port
+
+USERS = 400
+POSTS_PER_USER = 3
+#: Half of the users follow the generated celebrity; the hybrid threshold is far below that.
+CELEBRITY_FOLLOWERS = USERS // 2
+THRESHOLD = 60
+
+
+def fanout(settings: Settings, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *namespace_args(settings), "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def namespace_args(settings: Settings) -> list[str]:
+    return ["--prefix", settings.prefix, "--schema", settings.schema]
+
+
+def small_run(out: Path, *extra: str) -> list[str]:
+    return [
+        "--users",
+        str(USERS),
+        "--posts-per-user",
+        str(POSTS_PER_USER),
+        "--scenario",
+        "spike",
+        "--rate",
+        "60",
+        "--duration",
+        "2",
+        "--spike-at",
+        "1",
+        "--spike-window",
+        "1",
+        "--threshold",
+        str(THRESHOLD),
+        "--oracle-users",
+        "30",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.fixture
+async def bench_namespace() -> AsyncIterator[Settings]:
+    """The session's namespace for a `fanout bench` subprocess, dropped afterwards."""
+    settings = namespace_settings()
+    yield settings
+    async with await Stores.connect(settings, create=False) as stores:
+        await stores.drop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "0"], "--rate"),
+        (["--rate", "-5"], "--rate"),
+        (["--read-ratio", "1.5"], "--read-ratio"),
+        (["--strategy", "push,fast"], "unknown strategy fast: choose from push, pull, hybrid"),
+        (["--graph", "/nonexistent/graph.txt"], "does not exist"),
+        (["--users", "500", "--graph", __file__], "either --graph FILE or --users N"),
+        (["--scenario", "spike", "--duration", "5", "--spike-at", "9"], "spike time"),
+        (["--read-ratio", "0.9", "--churn", "0.2"], "churn ratio"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "r.json"
+    result = fanout(namespace_settings(), *args, "--out", str(out), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unreachable_stores_fail_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    port = unused_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--redis-url", f"redis://127.0.0.1:{port}/0", "bench", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"Redis does not answer at redis://127.0.0.1:{port}/0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+async def test_spike_run_compares_all_strategies_and_restores_the_data(
+    bench_namespace: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "spike.json"
+    result = fanout(bench_namespace, *small_run(out, "--fanout", "sync"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"result: {out}" in result.stdout
+    doc = load_result(out)  # validates against results/schema.json
+    assert doc["complete"] and doc["scenario"] == "spike"
+    assert list(doc["strategies"]) == ["push", "pull", "hybrid"]
+    assert doc["graph"]["users"] == USERS + 1 and doc["graph"]["max_followers"] == CELEBRITY_FOLLOWERS
+    for name, s in doc["strategies"].items():
+        assert s["oracle"] == {**s["oracle"], "verdict": "pass", "users_checked": 30}, name
+        assert s["read"]["count"] + s["publish"]["count"] == s["load"]["operations"], name
+        assert s["errors"] == {}, name
+        spike = s["spike"]
+        assert spike["celebrities"] == [{"user_id": USERS + 1, "followers": CELEBRITY_FOLLOWERS}]
+        assert spike["posts"] == spike["publish"]["count"] == 3
+        assert s["store_counters"]["pg_rows_written"] > 0
+    push, pull, hybrid = (doc["strategies"][n] for n in ("push", "pull", "hybrid"))
+    # Write amplification is counted from the writes: every follower got each celebrity post once.
+    assert push["spike"]["write_amplification"] == CELEBRITY_FOLLOWERS
+    assert push["spike"]["delivery_lag"]["count"] == 3 * CELEBRITY_FOLLOWERS
+    assert push["spike"]["time_to_full_delivery_ms"] is not None
+    assert hybrid["spike"]["write_amplification"] == pull["spike"]["write_amplification"] == 0
+    assert pull["write_amplification"] == 0 and pull["timeline_entries_written"] == 0
+    assert push["write_amplification"] > hybrid["write_amplification"]
+    # Every strategy started from the same data: the run's posts are gone again.
+    async with await Stores.connect(bench_namespace, create=False) as stores:
+        assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+
+
+async def test_async_fanout_is_drained_and_counted_by_the_workers(bench_namespace: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "async.json"
+    result = fanout(bench_namespace, *small_run(out, "--fanout", "async", "--strategy", "push"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load_result(out)
+    assert doc["run"]["parameters"]["fanout"] == "async"
+    push = doc["strategies"]["push"]
+    assert push["oracle"]["verdict"] == "pass"
+    assert push["spike"]["write_amplification"] == CELEBRITY_FOLLOWERS
+    assert push["spike"]["delivery_lag"]["count"] == 3 * CELEBRITY_FOLLOWERS
+    assert push["delivery_lag"]["count"] == push["timeline_entries_written"] > 0
+
+
+async def test_ctrl_c_writes_what_was_measured_marked_incomplete(bench_namespace: Settings, tmp_path: Path) -> None:
+    # A real SIGINT to a real process; the blocking calls are the point of the test.
+    out = tmp_path / "interrupted.json"
+    args = small_run(out, "--fanout", "sync", "--duration", "120", "--scenario", "steady")
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "bench.cli", *namespace_args(bench_namespace), "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # wait until the first strategy's load runs
+        seen.append(line)
+        if "load running" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(seen) + rest
+    doc = load_result(out)
+    assert doc["complete"] is False and "interrupted" in doc["incomplete_reason"]
+    assert list(doc["strategies"]) == ["push"]
+    push = doc["strategies"]["push"]
+    assert push["complete"] is False
+    assert push["load"]["operations"] == push["read"]["count"] + push["publish"]["count"]
+    async with await Stores.connect(bench_namespace, create=False) as stores:
+        assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
