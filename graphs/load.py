@@ -277,4 +277,4 @@ async def _rebuild_derived(stores: Stores, report: LoadReport, phases: _Phases) 
         def advance(name: str, users: int) -> None:
             phases.advance(tasks.get(name), users)
 
-        report.timeline_entries = await rebuild_timelines(stores, names, advance)
+        report.timeline_entries = await rebuild_timelines(stores, names, advance, clear=False)

@@ -70,18 +70,25 @@ async def clear_derived(stores: Stores, strategy_names: Iterable[str] = STRATEGI
 
 
 async def rebuild_timelines(
-    stores: Stores, strategy_names: Iterable[str], on_users: Callable[[str, int], None] | None = None
+    stores: Stores,
+    strategy_names: Iterable[str],
+    on_users: Callable[[str, int], None] | None = None,
+    *,
+    clear: bool = True,
 ) -> int:
     """Replace these strategies' home timelines with ones computed in bulk from Postgres; returns entries written.
 
     Strategies without home timelines (pull) are skipped. ``on_users(strategy, n)`` is told as each pipeline of
     ``n`` users is written (for progress bars). The count is Redis's own ZADD replies, not a computed figure.
+    ``clear=False`` skips deleting the old timelines first (each delete is a SCAN of the whole Redis database),
+    for a caller that has just cleared them.
     """
     written = 0
     for name in materialised(strategy_names):
         authors = STRATEGIES[name].home_authors
         assert authors is not None
-        await clear_derived(stores, [name], post_cache=False)
+        if clear:
+            await clear_derived(stores, [name], post_cache=False)
         timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)
         written += await _materialise(stores, timelines, authors, on_users)
     return written
