@@ -37,7 +37,6 @@ from targets.worker import drain as drain_queue
 def worker(ctx: click.Context, processes: int, inflight: int, batch: int | None, claim_idle_ms: int | None) -> None:
     """Deliver queued fan-out jobs into home timelines until interrupted (SIGINT or SIGTERM)."""
     settings = settings_from(ctx, fanout_batch=batch, fanout_claim_idle_ms=claim_idle_ms)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     if processes == 1:
         serve(settings, inflight)
         return
@@ -69,6 +68,8 @@ def drain(ctx: click.Context, timeout: float) -> None:
 
 def serve(settings: Settings, inflight: int = DEFAULT_INFLIGHT) -> None:
     """Run one worker in this process until SIGINT or SIGTERM, then finish its jobs and leave the group."""
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
 
     async def _serve() -> None:
         async with await Stores.connect(settings) as stores:
