@@ -1,0 +1,221 @@
+"""The HTTP timeline service (``fanout serve``) as a client sees it, against real Redis and Postgres.
+
+The service runs as a subprocess on a free loopback port, serving the session's namespace with a small graph loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import networkx as nx
+import pytest
+import requests
+
+from bench.service_process import ServiceProcess
+from targets.service_metrics import ServiceMetrics
+from targets.stores import Stores
+from tests.service_support import drain_namespace, served, served_graph, service_namespace
+
+__all__ = ["served", "served_graph"]  # module fixtures shared with test_locust.py
+
+
+@pytest.fixture(scope="module")
+def graph(served_graph: nx.DiGraph) -> nx.DiGraph:
+    return served_graph
+
+
+@pytest.fixture(scope="module")
+def service(served: ServiceProcess) -> ServiceProcess:
+    return served
+
+
+def call(svc: ServiceProcess, method: str, path: str, **kw: object) -> requests.Response:
+    return requests.request(method, svc.url + path, timeout=10, **kw)  # type: ignore[arg-type]
+
+
+def test_openapi_describes_every_route(service: ServiceProcess) -> None:
+    spec = call(service, "GET", "/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {
+        "/users/{user_id}/timeline",
+        "/users/{user_id}/posts",
+        "/users/{user_id}/following/{other_id}",
+        "/users/sample",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+    }
+    assert set(spec["paths"]["/users/{user_id}/following/{other_id}"]) == {"put", "delete"}
+
+
+def test_sample_lists_the_loaded_users_and_the_most_followed(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    data = call(service, "GET", "/users/sample", params={"n": 1000, "top": 3}).json()
+    assert data["total"] == graph.number_of_nodes()
+    assert data["users"] == sorted(graph.nodes)
+    assert data["followers"] == [graph.in_degree(u) for u in sorted(graph.nodes)]
+    expected_top = sorted(graph.nodes, key=lambda u: (-graph.in_degree(u), u))[:3]
+    assert [t["id"] for t in data["top"]] == expected_top
+    smaller = call(service, "GET", "/users/sample", params={"n": 20, "seed": 5}).json()
+    assert len(smaller["users"]) <= 20 and set(smaller["users"]) <= set(graph.nodes)
+
+
+def test_publish_reaches_every_follower_and_metrics_count_it(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    assert call(service, "DELETE", "/metrics").json() == {"reset": True}
+    author = max(graph.nodes, key=graph.in_degree)
+    followers = list(graph.predecessors(author))
+    reply = call(service, "POST", f"/users/{author}/posts", json={"body": "hello, followers"})
+    assert reply.status_code == 201
+    post = reply.json()
+    assert post["author_id"] == author and post["body"] == "hello, followers"
+    assert post["entries_written"] == 0  # async fan-out: acknowledged before any timeline is written
+    asyncio.run(drain_namespace(service_namespace()))  # the service's in-process worker delivers it
+    for follower in followers[:10]:
+        page = call(service, "GET", f"/users/{follower}/timeline", params={"limit": 5}).json()
+        assert page["posts"][0]["id"] == post["id"]
+        assert page["next_before"] == page["posts"][-1]["id"]
+    outsider = next(u for u in graph.nodes if u != author and not graph.has_edge(u, author))
+    assert all(p["id"] != post["id"] for p in call(service, "GET", f"/users/{outsider}/timeline").json()["posts"])
+    metrics = call(service, "GET", "/metrics").json()
+    assert metrics["strategy"] == "push"
+    assert metrics["fanout"] == {"mode": "async", "in_process_worker": True, "pending_in_this_process": 0}
+    assert metrics["counters"]["posts"] == 1 and metrics["counters"]["posts_delivered"] == 1
+    assert metrics["counters"]["reads"] == min(10, len(followers)) + 1
+    assert metrics["counters"]["entries_written"] == len(followers)
+    assert metrics["write_amplification"] == len(followers)
+    assert metrics["delivery_lag"]["count"] == len(followers)  # one lag per follower, from the workers' reports
+    assert metrics["latency"]["fanout"]["count"] == 1
+    assert metrics["latency"]["read"]["count"] == metrics["counters"]["reads"]
+    assert metrics["redis_memory"]["used_memory"] > 0
+
+
+def test_follow_and_unfollow_change_the_timeline(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    author = max(graph.nodes, key=graph.in_degree)
+    reader = next(u for u in graph.nodes if u != author and not graph.has_edge(u, author))
+    post = call(service, "POST", f"/users/{author}/posts", json={"body": "before the follow"}).json()
+    asyncio.run(drain_namespace(service_namespace()))
+    put = call(service, "PUT", f"/users/{reader}/following/{author}")
+    assert put.json() == {"follower": reader, "followee": author, "following": True, "changed": True}
+    assert call(service, "PUT", f"/users/{reader}/following/{author}").json()["changed"] is False
+    ids = [p["id"] for p in call(service, "GET", f"/users/{reader}/timeline").json()["posts"]]
+    assert post["id"] in ids  # merged on follow
+    assert call(service, "DELETE", f"/users/{reader}/following/{author}").json()["changed"] is True
+    ids = [p["id"] for p in call(service, "GET", f"/users/{reader}/timeline").json()["posts"]]
+    assert post["id"] not in ids
+    assert call(service, "DELETE", f"/users/{reader}/following/{author}").json()["changed"] is False
+
+
+BAD_REQUESTS = [
+    ("GET", "/users/abc/timeline", None, 400, "not an integer"),
+    ("GET", "/users/-1/timeline", None, 400, "out of range"),
+    ("GET", "/users/99999999999999999999/timeline", None, 400, "out of range"),
+    ("GET", "/users/1/timeline?limit=-5", None, 422, "page size -5"),
+    ("GET", "/users/1/timeline?limit=0", None, 422, "page size 0"),
+    ("GET", "/users/1/timeline?limit=1000000", None, 422, "page size 1000000"),
+    ("GET", "/users/1/timeline?limit=123456789012345678901234567890", None, 400, "out of range"),
+    ("GET", "/users/1/timeline?limit=ten", None, 400, "not an integer"),
+    ("GET", "/users/1/timeline?before=0", None, 422, "not a post id"),
+    ("GET", "/users/1/timeline?before=99999999999999999", None, 422, "not a post id"),
+    ("GET", "/users/987654321/timeline", None, 404, "user 987654321 does not exist"),
+    ("POST", "/users/987654321/posts", b'{"body": "x"}', 404, "user 987654321 does not exist"),
+    ("POST", "/users/1/posts", b'{"body": ', 400, "not valid JSON"),
+    ("POST", "/users/1/posts", b"\xff\xfe", 400, "not valid JSON"),
+    ("POST", "/users/1/posts", b"[1, 2]", 400, "JSON object"),
+    ("POST", "/users/1/posts", b'{"text": "x"}', 400, '"body"'),
+    ("POST", "/users/1/posts", b'{"body": ""}', 400, '"body"'),
+    ("POST", "/users/1/posts", b'{"body": 42}', 400, '"body"'),
+    ("POST", "/users/1/posts", b'{"body": "a\\u0000b"}', 400, "NUL"),
+    ("POST", "/users/1/posts", b'{"body": "\\ud800"}', 400, "surrogate"),
+    ("POST", "/users/1/posts", b'{"body": "' + b"x" * 3000 + b'"}', 413, "over the limit of 2000"),
+    ("POST", "/users/1/posts", b'{"body": "' + b"x" * 20_000 + b'"}', 413, "16384-byte limit"),
+    ("PUT", "/users/1/following/1", None, 422, "cannot follow or unfollow itself"),
+    ("PUT", "/users/1/following/987654321", None, 404, "user 987654321 does not exist"),
+    ("DELETE", "/users/x/following/1", None, 400, "not an integer"),
+    ("PATCH", "/users/1/following/2", None, 405, "PATCH is not allowed"),
+    ("GET", "/no/such/route", None, 404, "no route"),
+    ("GET", "/users/sample?n=0", None, 400, "n=0"),
+]
+
+
+def test_malformed_requests_get_a_4xx_with_a_message_and_the_service_stays_up(service: ServiceProcess) -> None:
+    call(service, "DELETE", "/metrics")
+    for method, path, body, status, message in BAD_REQUESTS:
+        reply = call(service, method, path, data=body)
+        assert reply.status_code == status, (method, path, reply.status_code, reply.text)
+        assert reply.headers["content-type"] == "application/json", (method, path)
+        data = reply.json()
+        assert data["status"] == status and message in data["error"], (method, path, data)
+    # A body larger than the limit sent in chunks (no Content-Length) is refused as well.
+    chunked = call(service, "POST", "/users/1/posts", data=iter([b'{"body": "', b"y" * 20_000, b'"}']))
+    assert chunked.status_code == 413
+    assert service.alive()
+    assert call(service, "GET", "/healthz").json() == {"status": "ok", "strategy": "push"}
+    counters = call(service, "GET", "/metrics").json()["counters"]
+    assert counters["client_errors"] == len(BAD_REQUESTS) + 1
+    assert counters["server_errors"] == 0
+
+
+def test_serve_with_an_unreachable_store_is_one_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--redis-url", "redis://127.0.0.1:1/0", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: Redis does not answer at redis://127.0.0.1:1/0")
+
+
+async def test_metrics_of_several_processes_add_up_and_reset_together(stores: Stores) -> None:
+    first = ServiceMetrics(stores.redis, stores.settings.prefix, "push")
+    second = ServiceMetrics(stores.redis, stores.settings.prefix, "push")
+    first.count("reads", 3)
+    first.record("read", 0.0004)
+    second.count("reads", 4)
+    second.count("posts", 2)
+    second.count("entries_written", 10)
+    second.record("read", 0.002)
+    await first.flush()
+    await second.flush()
+    snap = await first.snapshot()
+    assert snap["counters"]["reads"] == 7 and snap["counters"]["posts"] == 2
+    assert snap["write_amplification"] == 5.0
+    assert snap["latency"]["read"]["count"] == 2
+    assert snap["latency"]["read"]["p50_ms"] == pytest.approx(0.4, abs=0.001)  # sub-millisecond resolution
+    assert snap["processes"] == 2
+    await first.reset()
+    assert (await first.snapshot())["counters"]["reads"] == 0
+    second.count("reads", 5)  # counted after the reset, flushed by a process that has not seen it yet
+    second.record("read", 0.001)
+    await second.flush()
+    snap = await first.snapshot()
+    # Nothing counted after the reset is lost, and the histogram restarts without the pre-reset values.
+    assert snap["counters"]["reads"] == 5 and snap["latency"]["read"]["count"] == 1
+
+
+def test_sync_fanout_with_several_workers_sharing_their_counters(graph: nx.DiGraph, service: ServiceProcess) -> None:
+    # A second service (two uvicorn worker processes, synchronous fan-out) over the same namespace, counting into
+    # the same Redis hash as the first.
+    settings = service_namespace(fanout_mode="sync")
+    with ServiceProcess(settings, "push", workers=2) as multi:
+        call(multi, "DELETE", "/metrics")
+        author = max(graph.nodes, key=graph.in_degree)
+        reply = call(multi, "POST", f"/users/{author}/posts", json={"body": "sync"})
+        assert reply.status_code == 201, reply.text
+        post = reply.json()
+        assert post["entries_written"] == graph.in_degree(author)  # written before the acknowledgement
+        follower = next(iter(graph.predecessors(author)))
+        assert call(multi, "GET", f"/users/{follower}/timeline").json()["posts"][0]["id"] == post["id"]
+        reads = 30
+        for user in list(graph.nodes)[: reads - 1]:
+            # A fresh connection each time, so the kernel spreads them over both workers.
+            assert requests.get(f"{multi.url}/users/{user}/timeline", timeout=10).status_code == 200
+        # Workers flush once a second; wait (bounded) for the aggregate to arrive.
+        deadline = time.monotonic() + 10
+        while (counted := call(multi, "GET", "/metrics").json()["counters"]["reads"]) < reads:
+            assert time.monotonic() < deadline, f"only {counted} of {reads} reads counted"
+            time.sleep(0.2)
+        assert counted == reads
