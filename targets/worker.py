@@ -130,8 +130,8 @@ class Worker:
 
     # -- handling one entry -----------------------------------------------------------------------------------
     async def _handle(self, entry: Entry) -> None:
-        owner = entry.fields.get("owner")
-        if owner not in OWNERS or "post" not in entry.fields:
+        if not self._well_formed(entry):
+            # Retrying an entry that names no valid job could never succeed: drop it rather than stall the queue.
             log.warning("dropping malformed fan-out entry %s: %s", entry.id, entry.fields)
             await self.queue.discard(entry)
         elif entry.stream == self.queue.batches:
@@ -139,6 +139,16 @@ class Worker:
             self._count(batch, await self.queue.deliver(entry, batch))
         else:
             await self._split(entry)
+
+    def _well_formed(self, entry: Entry) -> bool:
+        fields = entry.fields
+        batch = entry.stream == self.queue.batches
+        integers = ("post", "n") if batch else ("post", "author")
+        return (
+            fields.get("owner") in OWNERS
+            and all(fields.get(k, "").lstrip("-").isdigit() for k in integers)
+            and (not batch or "ids" in fields)
+        )
 
     def _count(self, batch: Batch, written: int) -> None:
         if written < 0:

@@ -172,6 +172,17 @@ async def test_a_split_resumed_by_another_worker_repeats_and_skips_no_follower(s
     assert await holders(quick, "push", range(1, 2501), post_id) == 2500
 
 
+async def test_malformed_entries_are_dropped_not_retried_forever(star: Stores) -> None:
+    queue = FanoutQueue(star.redis, star.settings)
+    await star.redis.xadd(queue.jobs, {"owner": "pull", "post": "1", "author": "0"})  # pull keeps no timelines
+    await star.redis.xadd(queue.batches, {"owner": "push", "post": "x", "n": "1", "ids": "1"})
+    await star.redis.xadd(queue.batches, {"owner": "push", "post": "7", "n": "1"})  # no ids
+    async with running_worker(star):
+        await drain(star, 30)
+    assert await queue.outstanding() == 0
+    assert await star.redis.zcard(PushStrategy(star).timelines.key(1)) == 0
+
+
 async def test_drain_without_a_worker_gives_up_with_the_fix(star: Stores) -> None:
     await PushStrategy(star).publish(AUTHOR, "nobody delivers this")
     with pytest.raises(FanoutError, match=r"still holds 1 job\(s\) after 0.2s: start a worker \(`fanout worker`\)"):
