@@ -7,8 +7,9 @@ so the asyncio driver and Locust's gevent users can share it.
 
 Activity models:
 
-* readers are chosen with a Zipf-like skew: users are ranked in a seeded random order and the user of rank ``r``
-  reads with weight ``1 / r ** reader_skew`` (0 gives uniform readers);
+* readers are chosen with a Zipf-like skew: users are ranked and the user of rank ``r`` reads with weight
+  ``1 / r ** reader_skew`` (0 gives uniform readers). The ranking is a seeded random order, or, when
+  ``followee_counts`` are given, by how many accounts a user follows (the most engaged readers follow the most);
 * authors post with weight ``(1 + followers) ** author_alpha`` (0 gives uniform authors, 1 makes posting
   proportional to reach);
 * a follow picks its follower like a reader and its followee like an author (popular accounts gain followers);
@@ -80,11 +81,13 @@ class Workload:
         *,
         reader_skew: float = DEFAULT_READER_SKEW,
         author_alpha: float = DEFAULT_AUTHOR_ALPHA,
+        followee_counts: Sequence[int] | None = None,
     ) -> None:
         if len(user_ids) < 2:
             raise ValueError(f"a workload needs at least 2 users, got {len(user_ids)}: load a graph first")
-        if follower_counts is not None and len(follower_counts) != len(user_ids):
-            raise ValueError(f"{len(follower_counts)} follower counts for {len(user_ids)} users: pass one per user")
+        for name, counts in (("follower", follower_counts), ("followee", followee_counts)):
+            if counts is not None and len(counts) != len(user_ids):
+                raise ValueError(f"{len(counts)} {name} counts for {len(user_ids)} users: pass one per user")
         if reader_skew < 0 or author_alpha < 0:
             raise ValueError("reader_skew and author_alpha must be >= 0 (0 means uniform)")
         self.mix = mix or Mix()
@@ -92,9 +95,12 @@ class Workload:
         self.users = list(user_ids)
         self._rng = random.Random(seed)
         self._seq = 0
-        # Reader activity is independent of reach: rank users in a seeded random order.
+        # Reader activity is independent of reach: rank users in a seeded random order, then (stably) by followees.
         ranked = self.users[:]
         random.Random(f"readers:{seed}").shuffle(ranked)
+        if followee_counts is not None:
+            followees = dict(zip(self.users, followee_counts, strict=True))
+            ranked.sort(key=lambda u: -followees[u])
         self._readers = ranked
         self._reader_cum = list(accumulate(1.0 / (rank**reader_skew) for rank in range(1, len(ranked) + 1)))
         counts = follower_counts if follower_counts is not None else [0] * len(self.users)

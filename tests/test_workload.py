@@ -54,6 +54,15 @@ def test_readers_are_skewed_and_uniform_when_asked() -> None:
     assert flat.most_common(1)[0][1] < 0.01 * 20_000
 
 
+def test_readers_ranked_by_followees_when_given() -> None:
+    followees = [u % 50 for u in USERS]  # users 149, 199, ... follow the most
+    ops = Workload(USERS, None, Mix(1.0), seed=5, followee_counts=followees).ops(20_000)
+    top_reader, _ = Counter(op.user for op in ops).most_common(1)[0]
+    assert followees[USERS.index(top_reader)] == 49
+    busiest = {u for u, _ in Counter(op.user for op in ops).most_common(10)}
+    assert all(followees[USERS.index(u)] == 49 for u in busiest)
+
+
 def test_authors_follow_reach_or_are_uniform() -> None:
     by_reach = Counter(op.user for op in Workload(USERS, FOLLOWERS, Mix(0.0), seed=4, author_alpha=1.0).ops(10_000))
     uniform = Counter(op.user for op in Workload(USERS, FOLLOWERS, Mix(0.0), seed=4, author_alpha=0.0).ops(10_000))
@@ -76,6 +85,7 @@ def test_from_follower_counts_and_iteration() -> None:
         ({"mix": Mix(0.5)}, None),
         ({"user_ids": [1]}, "at least 2 users"),
         ({"follower_counts": [1, 2]}, "follower counts"),
+        ({"followee_counts": [1, 2]}, "followee counts"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str | None) -> None:
