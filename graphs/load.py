@@ -1,7 +1,7 @@
 """Replace the harness's graph in Postgres with an edge list, in bulk, all or nothing.
 
 The new graph is built in a staging schema next to the harness's (``<schema>_load``): the file is streamed block by
-block into an unindexed table with COPY (asyncpg ``copy_records_to_table``, so memory stays flat), then set-based
+block into an unindexed table with COPY (asyncpg, one binary COPY per block, so memory stays flat), then set-based
 SQL drops self-follows and duplicates into ``follows``, derives ``users`` with their follower and followee counts,
 optionally seeds a post history, and builds the indexes. Only then does one transaction drop the old tables and
 move the new ones in. A bad line or any failure before that point drops the staging schema, and the previous graph
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ import asyncpg
 import numpy as np
 from rich.progress import Progress, TaskID
 
-from graphs.edgelist import open_edge_file, read_edges
+from graphs.edgelist import EdgeBlock, open_edge_file, read_edges
 from targets.errors import FanoutError
 from targets.ids import EPOCH_MS, SEQUENCE_BITS
 from targets.rebuild import clear_derived, materialised, rebuild_timelines
@@ -142,34 +143,61 @@ async def load_graph(
 async def _copy_edges(conn: asyncpg.Connection, stage: str, path: Path, report: LoadReport, phases: _Phases) -> None:
     """Stream the file into ``edges_raw`` one block per COPY, counting lines and self-follows on the way.
 
-    A worker thread reads and parses the next block while the current one is being copied.
+    A worker thread reads, parses and encodes the next block while the server ingests the current one.
     """
     size = (await asyncio.to_thread(path.stat)).st_size
     raw = await asyncio.to_thread(open, path, "rb")
     with phases.phase("copy", f"copying {path.name}", total=size) as task, raw:
         blocks = read_edges(path, stream=open_edge_file(path, raw=raw))
+
+        def prepare() -> tuple[EdgeBlock, memoryview] | None:
+            block = next(blocks, None)
+            return None if block is None else (block, binary_copy(block.followers, block.followees))
+
         position = 0
         report.presorted, last = True, None
-        upcoming = asyncio.ensure_future(asyncio.to_thread(next, blocks, None))
+        upcoming = asyncio.ensure_future(asyncio.to_thread(prepare))
         try:
-            while (block := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(asyncio.to_thread(next, blocks, None))
+            while (ready := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(asyncio.to_thread(prepare))
+                block, payload = ready
                 report.lines_read += len(block)
                 report.self_loops += int((block.followers == block.followees).sum())
                 if report.presorted and len(block):
                     report.presorted = _ascending(block.followers, block.followees, last)
                     last = (int(block.followers[-1]), int(block.followees[-1]))
                 if len(block):
-                    await conn.copy_records_to_table(
+                    await conn.copy_to_table(
                         "edges_raw",
                         schema_name=stage,
                         columns=("follower_id", "followee_id"),
-                        records=zip(block.followers.tolist(), block.followees.tolist(), strict=True),
+                        source=payload,
+                        format="binary",
                     )
                 phases.advance(task, block.end_offset - position)
                 position = block.end_offset
         finally:
             await asyncio.gather(upcoming, return_exceptions=True)  # never leave the reader thread running
+
+
+#: One row of PostgreSQL's binary COPY format for two bigint columns: field count, then (length, value) per field.
+_COPY_ROW = np.dtype([("fields", ">i2"), ("len1", ">i4"), ("follower", ">i8"), ("len2", ">i4"), ("followee", ">i8")])
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # signature, flags, no header extension
+_COPY_TRAILER = struct.pack(">h", -1)
+
+
+def binary_copy(followers: np.ndarray, followees: np.ndarray) -> memoryview:
+    """The edges as one binary COPY stream, encoded by numpy in one vectorised pass.
+
+    What asyncpg's ``copy_records_to_table`` sends, without a Python tuple and an encoder call per row: it halves
+    the client's CPU per edge, which is what keeps the load's COPY close to ``psql \\copy`` (README, "Follower
+    graphs").
+    """
+    rows = np.empty(len(followers), _COPY_ROW)
+    rows["fields"], rows["len1"], rows["len2"] = 2, 8, 8
+    rows["follower"], rows["followee"] = followers, followees
+    # A memoryview, not bytes: asyncpg would take bytes for a file name.
+    return memoryview(_COPY_HEADER + rows.tobytes() + _COPY_TRAILER)
 
 
 def _ascending(followers: np.ndarray, followees: np.ndarray, last: tuple[int, int] | None) -> bool:

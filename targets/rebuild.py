@@ -20,6 +20,8 @@ from targets.timelines import Timelines
 PIPELINE_USERS = 1_000
 #: ... or this many timeline entries, whichever comes first.
 PIPELINE_ENTRIES = 100_000
+#: Every owner's home timelines, relative to the prefix (Timelines keys are ``{prefix}{owner}:home:{<user>}``).
+ALL_HOME_PATTERN = "*:home:*"
 #: Cached posts, relative to the prefix (PostCache keys are ``{prefix}post:{<id>}``).
 POST_CACHE_PATTERN = "post:*"
 #: Rows the server-side cursor fetches per round trip.
@@ -58,14 +60,21 @@ def materialised(strategy_names: Iterable[str]) -> list[str]:
     return [name for name in strategy_names if STRATEGIES[name].home_authors is not None]
 
 
-async def clear_derived(stores: Stores, strategy_names: Iterable[str] = STRATEGIES, *, post_cache: bool = True) -> int:
-    """Delete these strategies' home timelines (and the post cache); returns keys removed."""
+async def clear_derived(stores: Stores, strategy_names: Iterable[str] | None = None, *, post_cache: bool = True) -> int:
+    """Delete home timelines (these strategies', or every owner's when None) and the post cache; returns keys removed.
+
+    Each pattern costs one SCAN of the whole Redis database, so "every owner" is one pattern, not one per strategy.
+    """
     s = stores.settings
-    removed = 0
-    for name in materialised(strategy_names):
-        removed += await stores.delete_keys(Timelines(stores.redis, s.prefix, name, s.timeline_cap).pattern)
+    if strategy_names is None:
+        patterns = [ALL_HOME_PATTERN]
+    else:
+        patterns = [Timelines(stores.redis, s.prefix, n, s.timeline_cap).pattern for n in materialised(strategy_names)]
     if post_cache:
-        removed += await stores.delete_keys(POST_CACHE_PATTERN)
+        patterns.append(POST_CACHE_PATTERN)
+    removed = 0
+    for pattern in patterns:
+        removed += await stores.delete_keys(pattern)
     return removed
 
 

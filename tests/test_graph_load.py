@@ -93,3 +93,13 @@ def test_cli_load_of_a_malformed_file_is_one_line_and_exit_2(stores: Stores, tmp
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1
     assert f"{bad}, line 3" in lines[0] and "'1,3'" in lines[0]
+
+
+async def test_ids_up_to_64_bits_load_exactly(stores: Stores, tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    big = (1 << 63) - 1
+    path.write_bytes(f"{big} 0\n0 {big - 1}\n".encode())
+    await load_graph(stores, path)
+    users, follows = await graph_rows(stores)
+    assert follows == {(big, 0), (0, big - 1)}
+    assert users == {big: (0, 1), 0: (1, 1), big - 1: (1, 0)}
