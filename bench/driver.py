@@ -278,7 +278,9 @@ class Driver(Generic[Op]):
             stats.errors[error] += 1
             stats.window_errors[done_window] += 1
             return
-        latency = done - intended
+        # Event-loop timers (uvloop's are millisecond-grained) can wake an operation slightly before its intended
+        # start; measuring from the earlier of the two keeps corrected latency >= service time, never below it.
+        latency = done - min(intended, began)
         record_seconds(stats.latency, latency)
         record_seconds(stats.service, done - began)
         start_window = max(0, int((intended - self._start) / self.window_s))
