@@ -15,6 +15,7 @@ from graphs.load import load_graph, staging_schema
 from targets.stores import Stores
 from targets.timelines import PostCache, Timelines
 
+BIG = (1 << 63) - 1
 HAND_WRITTEN = b"""# follower followee, as SNAP writes them
 1 2
 2 3
@@ -23,6 +24,7 @@ HAND_WRITTEN = b"""# follower followee, as SNAP writes them
 4 4
 1 2
 5\t1
+9223372036854775807 3
 """
 
 
@@ -32,15 +34,24 @@ async def graph_rows(stores: Stores) -> tuple[dict[int, tuple[int, int]], set[tu
     return users, follows
 
 
-async def test_hand_written_file_loads_with_the_right_counts(stores: Stores, tmp_path: Path) -> None:
+async def test_hand_written_file_loads_with_the_right_counts_and_clears_stale_state(
+    stores: Stores, tmp_path: Path
+) -> None:
+    s = stores.settings
+    stale = [Timelines(stores.redis, s.prefix, name, s.timeline_cap).key(1) for name in ("push", "hybrid")]
+    for key in stale:
+        await stores.redis.zadd(key, {"123": 123})
+    stale.append(PostCache(stores.redis, s.prefix).key(123))
+    await stores.redis.set(stale[-1], b"1|0|old")
     path = tmp_path / "hand.txt"
     path.write_bytes(HAND_WRITTEN)
     report = await load_graph(stores, path)
-    assert (report.lines_read, report.self_loops, report.duplicates, report.edges, report.users) == (6, 1, 1, 4, 5)
+    assert await stores.redis.exists(*stale) == 0  # a new graph leaves no derived state of the old one
+    assert (report.lines_read, report.self_loops, report.duplicates, report.edges, report.users) == (7, 1, 1, 5, 6)
     users, follows = await graph_rows(stores)
-    assert follows == {(1, 2), (2, 3), (3, 1), (5, 1)}
-    # (followers, followees); user 4 exists although its only line was a self-follow.
-    assert users == {1: (2, 1), 2: (1, 1), 3: (1, 1), 4: (0, 0), 5: (0, 1)}
+    assert follows == {(1, 2), (2, 3), (3, 1), (5, 1), (BIG, 3)}
+    # (followers, followees); user 4 exists although its only line was a self-follow; ids use all 63 bits.
+    assert users == {1: (2, 1), 2: (1, 1), 3: (2, 1), 4: (0, 0), 5: (0, 1), BIG: (0, 1)}
 
 
 async def test_malformed_file_fails_cleanly_and_keeps_the_previous_graph(stores: Stores, tmp_path: Path) -> None:
@@ -72,18 +83,6 @@ async def test_loaded_counts_match_networkx(stores: Stores, tmp_path: Path) -> N
     assert users == {u: (g.in_degree(u), g.out_degree(u)) for u in g.nodes}
 
 
-async def test_load_clears_stale_derived_state(stores: Stores, tmp_path: Path) -> None:
-    s = stores.settings
-    stale = [Timelines(stores.redis, s.prefix, name, s.timeline_cap).key(1) for name in ("push", "hybrid")]
-    for key in stale:
-        await stores.redis.zadd(key, {"123": 123})
-    await stores.redis.set(PostCache(stores.redis, s.prefix).key(123), b"1|0|old")
-    path = tmp_path / "hand.txt"
-    path.write_bytes(HAND_WRITTEN)
-    await load_graph(stores, path)
-    assert await stores.redis.exists(*stale, PostCache(stores.redis, s.prefix).key(123)) == 0
-
-
 def test_cli_load_of_a_malformed_file_is_one_line_and_exit_2(stores: Stores, tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"# header\n1 2\n1,3\n")
@@ -93,13 +92,3 @@ def test_cli_load_of_a_malformed_file_is_one_line_and_exit_2(stores: Stores, tmp
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1
     assert f"{bad}, line 3" in lines[0] and "'1,3'" in lines[0]
-
-
-async def test_ids_up_to_64_bits_load_exactly(stores: Stores, tmp_path: Path) -> None:
-    path = tmp_path / "big.txt"
-    big = (1 << 63) - 1
-    path.write_bytes(f"{big} 0\n0 {big - 1}\n".encode())
-    await load_graph(stores, path)
-    users, follows = await graph_rows(stores)
-    assert follows == {(big, 0), (0, big - 1)}
-    assert users == {big: (0, 1), 0: (1, 1), big - 1: (1, 0)}
