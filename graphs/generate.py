@@ -107,10 +107,10 @@ def _check(spec: GraphSpec) -> None:
     if not 0 <= spec.reciprocity <= 1:
         raise GraphSpecError(f"--reciprocity {spec.reciprocity} is outside [0, 1]: pass a fraction of edges")
     if spec.model == "scale-free":
-        if min(p["alpha"], p["beta"], p["gamma"]) < 0 or abs(p["alpha"] + p["beta"] + p["gamma"] - 1) > 1e-9:
-            raise GraphSpecError("--alpha, --beta and --gamma must be non-negative and sum to 1")
-        if p["alpha"] + p["gamma"] <= 0:
-            raise GraphSpecError("--alpha + --gamma must be positive, or no user is ever added")
+        if min(p["alpha"], p["beta"], p["gamma"]) <= 0 or abs(p["alpha"] + p["beta"] + p["gamma"] - 1) > 1e-9:
+            raise GraphSpecError("--alpha, --beta and --gamma must be positive and sum to 1 (networkx's rule)")
+        if min(p["delta_in"], p["delta_out"]) < 0:
+            raise GraphSpecError("--delta-in and --delta-out must be non-negative")
     elif spec.model == "ba":
         if not 1 <= p["m"] < spec.users:
             raise GraphSpecError(f"--m {p['m']} must be at least 1 and below --users {spec.users}")

@@ -164,3 +164,17 @@ def test_powerlaw_fit_recovers_a_known_exponent() -> None:
     fit = powerlaw_fit(samples)
     assert fit is not None
     assert fit[0] == pytest.approx(2.5, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"alpha": 0.14, "beta": 0.83, "gamma": 0.03, "delta_in": 1.0, "delta_out": 1.0}]
+)
+def test_fast_scale_free_has_networkx_shape(params: dict[str, float]) -> None:
+    """The vectorised process draws graphs like networkx.scale_free_graph's (same size, same tail)."""
+    fast = generate(GraphSpec("scale-free", 20_000, seed=14, params=params))
+    reference = generate(GraphSpec("scale-free", 20_000, seed=14, params=params, engine="networkx"))
+    # Tolerances from seeds 14..19: distinct edges within 7%, p99 within 23%, maximum within 2x (a heavy tail).
+    assert len(fast) == pytest.approx(len(reference), rel=0.1)
+    fast_in, reference_in = np.bincount(fast.followees), np.bincount(reference.followees)
+    assert np.percentile(fast_in, 99) == pytest.approx(np.percentile(reference_in, 99), rel=0.3)
+    assert reference_in.max() / 2.5 < fast_in.max() < reference_in.max() * 2.5
