@@ -18,7 +18,7 @@ from graphs.edgelist import write_edges
 from graphs.generate import GraphSpec, generate, header
 from graphs.load import load_graph
 from targets.fanout_queue import FanoutQueue
-from targets.rebuild import clear_derived, materialised, rebuild_timelines
+from targets.rebuild import materialised
 from targets.social import Post, Social
 from targets.stores import Stores
 from targets.strategies import STRATEGIES
@@ -30,10 +30,11 @@ CACHE_CHUNK = 5_000
 
 @dataclass(frozen=True)
 class GraphInfo:
-    """The loaded graph's users (ascending ids) with their follower counts, and headline statistics."""
+    """The loaded graph's users (ascending ids) with their follower and followee counts, and headline statistics."""
 
     user_ids: list[int]
     follower_counts: list[int]
+    followee_counts: list[int]
     follows: int
     posts: int
 
@@ -47,6 +48,7 @@ class GraphInfo:
             "source": source,
             "max_followers": max(counts, default=0),
             "mean_followers": round(sum(counts) / len(counts), 3) if counts else 0.0,
+            "max_followees": max(self.followee_counts, default=0),
             "celebrities": sum(1 for c in counts if c >= threshold),
         }
 
@@ -62,10 +64,16 @@ class GraphInfo:
 
 async def graph_info(stores: Stores) -> GraphInfo:
     """What is loaded now: users and follower counts, follow and post totals."""
-    rows = await stores.pg.fetch("SELECT id, follower_count FROM users ORDER BY id")
+    rows = await stores.pg.fetch("SELECT id, follower_count, followee_count FROM users ORDER BY id")
     follows = await stores.pg.fetchval("SELECT count(*) FROM follows")
     posts = await stores.pg.fetchval("SELECT count(*) FROM posts")
-    return GraphInfo([r["id"] for r in rows], [r["follower_count"] for r in rows], int(follows), int(posts))
+    return GraphInfo(
+        [r["id"] for r in rows],
+        [r["follower_count"] for r in rows],
+        [r["followee_count"] for r in rows],
+        int(follows),
+        int(posts),
+    )
 
 
 async def load_generated(
@@ -137,9 +145,3 @@ class RunChanges:
                 keys += [k for i in chunk for k in (queue.report_key(owner, i), queue.lag_key(owner, i))]
             await stores.redis.unlink(*keys)
         return len(ids)
-
-
-async def reset_derived(stores: Stores, strategy: str, every: Sequence[str]) -> int:
-    """Delete every strategy's home timelines and rebuild ``strategy``'s from Postgres; returns entries written."""
-    await clear_derived(stores, every, post_cache=False)
-    return await rebuild_timelines(stores, [strategy])

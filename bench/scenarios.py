@@ -42,6 +42,7 @@ from targets.timelines import Timelines
 from targets.worker import drain
 
 SCENARIOS = ("steady", "spike")
+READER_ORDERS = ("followees", "random")
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 DRAIN_TIMEOUT_S = 120.0
 #: Kind under which the driver records the spike's posts (ordinary posts are "post").
@@ -62,16 +63,22 @@ class BenchConfig:
     max_in_flight: int = 256
     page_size: int = 50
     reader_skew: float = 1.0
+    #: "followees": the most active readers are those who follow the most accounts; "random": a seeded order.
+    readers: str = "followees"
     author_alpha: float = 0.5
     #: Spike: when the burst starts (seconds into the load), how long "during" lasts, and the burst itself.
     spike_at: float = 10.0
     spike_window: float = 5.0
     spike_accounts: int = 1
     spike_users: tuple[int, ...] = ()
-    spike_posts: int = 3
+    spike_posts: int = 1
     oracle_users: int = 100
+    #: Seconds of unmeasured, read-only load before each strategy's measured run.
+    warmup: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.readers not in READER_ORDERS:
+            raise ValueError(f"reader order {self.readers!r} is not one of {', '.join(READER_ORDERS)}")
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario {self.scenario!r} is not one of {', '.join(SCENARIOS)}")
         Mix(self.read_ratio, self.churn_ratio)  # validates the mix
@@ -226,14 +233,8 @@ async def run_strategy(
         strategy.timelines = timed  # type: ignore[attr-defined]
     changes = await RunChanges.mark(stores)
     target = StrategyTarget(strategy, config.page_size, changes)
-    workload = Workload(
-        graph.user_ids,
-        graph.follower_counts,
-        Mix(config.read_ratio, config.churn_ratio),
-        config.seed,
-        reader_skew=config.reader_skew,
-        author_alpha=config.author_alpha,
-    )
+    workload = make_workload(config, graph, Mix(config.read_ratio, config.churn_ratio), config.seed)
+    await warm_up(target, config, graph)
     accounts = spike_accounts(config, graph) if config.scenario == "spike" else []
     driver: Driver[Op] = Driver(
         target,
@@ -276,6 +277,32 @@ async def run_strategy(
         return outcome
     outcome.complete = True
     return outcome
+
+
+def make_workload(config: BenchConfig, graph: GraphInfo, mix: Mix, seed: int) -> Workload:
+    """The configured workload over the loaded graph."""
+    return Workload(
+        graph.user_ids,
+        graph.follower_counts,
+        mix,
+        seed,
+        reader_skew=config.reader_skew,
+        author_alpha=config.author_alpha,
+        followee_counts=graph.followee_counts if config.readers == "followees" else None,
+    )
+
+
+async def warm_up(target: StrategyTarget, config: BenchConfig, graph: GraphInfo) -> None:
+    """Reads only (they change nothing), at the target rate for ``warmup`` seconds, not measured.
+
+    Connection pools grow to what the load needs and caches settle, so the first measured second of a strategy is
+    not its set-up; a different seed keeps the measured operations exactly the configured workload.
+    """
+    if config.warmup <= 0:
+        return
+    reads = make_workload(config, graph, Mix(1.0), config.seed + 1_000_003)
+    driver: Driver[Op] = Driver(target, reads.next_op, Schedule(config.rate, config.warmup), kind_of=kind_of)
+    await driver.run()
 
 
 async def _sample_spike_memory(stores: Stores, config: BenchConfig) -> tuple[int, int]:

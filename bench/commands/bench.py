@@ -25,37 +25,39 @@ from bench.aio import run
 from bench.cli import settings_from
 from bench.commands.worker import start_processes, stop_processes
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
-from bench.prepare import GraphInfo, graph_info, load_file, load_generated, reset_derived, warm_post_cache
+from bench.prepare import GraphInfo, graph_info, load_file, load_generated, warm_post_cache
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
-from bench.scenarios import SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
+from bench.scenarios import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
 from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
 from graphs.generate import GraphSpec
 from targets.config import FANOUT_MODES, Settings
 from targets.errors import FanoutError
 from targets.ids import id_default_sql
-from targets.rebuild import materialised
+from targets.rebuild import materialised, rebuild_timelines
 from targets.social import Social
 from targets.stores import Stores
 from targets.strategies import STRATEGIES
 from targets.worker import DEFAULT_INFLIGHT
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
-#: the users, a post history so pull reads do real work, and a hybrid threshold far below the celebrity's reach.
+#: the users, a post history so pull reads do real work (half of all follows followed back gives the busiest readers
+#: hundreds of followees), and a hybrid threshold far below the celebrity's reach but above every other account.
 QUICK: dict[str, Any] = {
     "scenario": "spike",
     "users": 20_000,
+    "reciprocity": 0.5,
     "posts_per_user": 10,
     "rate": 250.0,
-    "duration": 24.0,
-    "spike_at": 10.0,
+    "duration": 20.0,
+    "spike_at": 8.0,
     "spike_window": 4.0,
-    "spike_posts": 3,
+    "spike_posts": 1,
     "threshold": 2_000,
     "oracle_users": 100,
 }
-#: The generated graph of --users N: Barabási–Albert (each new user follows 5 earlier ones), 10% followed back, and
-#: one celebrity followed by half of the users.
-GENERATED = {"model": "ba", "params": {"m": 5}, "reciprocity": 0.1, "celebrities": 1, "celebrity_reach": 0.5}
+#: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
+#: the follows followed back, and one celebrity followed by half of the users.
+GENERATED = {"model": "ba", "celebrities": 1, "celebrity_reach": 0.5}
 
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -96,6 +98,20 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     "--users",
     type=click.IntRange(min=100),
     help="Generate and load a graph of N users first (Barabási–Albert plus one celebrity).",
+)
+@click.option(
+    "--follows",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="With --users: accounts each new user follows (Barabási–Albert m).",
+)
+@click.option(
+    "--reciprocity",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="With --users: fraction of follows followed back (gives popular accounts many followees).",
 )
 @click.option(
     "--posts-per-user",
@@ -140,6 +156,7 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     type=click.Choice(FANOUT_MODES),
     help="Fan-out of push and hybrid: async (queue + worker processes) or sync (inside publish) [default: async].",
 )
+@click.option("--timeline-cap", type=click.IntRange(min=1), help="Entries kept per home timeline [default: 800].")
 @click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
 )
@@ -152,6 +169,13 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     default=DEFAULT_READER_SKEW,
     show_default=True,
     help="Zipf exponent of reader activity.",
+)
+@click.option(
+    "--readers",
+    type=click.Choice(READER_ORDERS),
+    default="followees",
+    show_default=True,
+    help="Who reads most: those who follow the most accounts, or a seeded random order.",
 )
 @click.option(
     "--author-alpha",
@@ -183,9 +207,16 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--spike-posts",
     type=click.IntRange(min=1),
-    default=3,
+    default=1,
     show_default=True,
     help="Spike: posts per account in the burst.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds of unmeasured read-only load before each strategy (pools and caches settle).",
 )
 @click.option(
     "--oracle-users",
@@ -219,7 +250,12 @@ def bench(ctx: click.Context, **options: Any) -> None:
                 options[name] = value
     if options["graph_file"] and options["users"]:
         raise click.UsageError("pass either --graph FILE or --users N, not both")
-    settings = settings_from(ctx, celebrity_threshold=options["threshold"], fanout_mode=options["fanout_mode"])
+    settings = settings_from(
+        ctx,
+        celebrity_threshold=options["threshold"],
+        fanout_mode=options["fanout_mode"],
+        timeline_cap=options["timeline_cap"],
+    )
     try:
         config = BenchConfig(
             scenario=options["scenario"],
@@ -232,6 +268,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
             max_in_flight=options["max_in_flight"],
             page_size=options["page_size"],
             reader_skew=options["reader_skew"],
+            readers=options["readers"],
             author_alpha=options["author_alpha"],
             spike_at=options["spike_at"],
             spike_window=options["spike_window"],
@@ -239,6 +276,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
             spike_users=tuple(options["spike_users"]),
             spike_posts=options["spike_posts"],
             oracle_users=options["oracle_users"],
+            warmup=options["warmup"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -249,6 +287,8 @@ def bench(ctx: click.Context, **options: Any) -> None:
         options["strategies"],
         options["graph_file"],
         options["users"],
+        options["follows"],
+        options["reciprocity"],
         options["posts_per_user"],
         options["out"],
     )
@@ -274,6 +314,8 @@ class Plan:
     strategies: tuple[str, ...]
     graph_file: Path | None
     users: int | None
+    follows: int
+    reciprocity: float
     posts_per_user: int
     out: Path | None
 
@@ -311,6 +353,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "workers": plan.workers if settings.fanout_mode == "async" else 0,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
+            "follows": plan.follows if plan.users else None,
+            "reciprocity": plan.reciprocity if plan.users else None,
             "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
         }
         meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
@@ -329,8 +373,14 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         workers = _start_workers(plan, console)
         try:
             with progress:
+                # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
+                # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
+                # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
+                fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
+                valid = set(materialised(plan.strategies)) if fresh else set()
                 for name in plan.strategies:
-                    outcome = await _run_one(stores, name, plan, graph, progress)
+                    outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
+                    valid.discard(name)
                     doc["strategies"][name] = block(outcome, config)
                     await outcome.changes.undo(stores, social)
                     if not outcome.complete:
@@ -346,15 +396,18 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
     return Outcome(comparison_table(doc), path, interrupted, failed)
 
 
-async def _run_one(stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress) -> StrategyOutcome:
+async def _run_one(
+    stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress, *, rebuild: bool
+) -> StrategyOutcome:
     """Reset derived state, then run one strategy with a live progress line."""
     config = plan.config
     task = progress.add_task(name, total=config.duration, status="resetting derived state")
     began = time.perf_counter()
-    entries = await reset_derived(stores, name, list(STRATEGIES))
-    progress.console.print(
-        f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
-    )
+    if rebuild:
+        entries = await rebuild_timelines(stores, [name])
+        progress.console.print(
+            f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
+        )
     watch = _Watch(progress, task, config)
     try:
         outcome = await run_strategy(stores, name, config, graph, watch.attach)
@@ -377,8 +430,8 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
             seed=plan.config.seed,
             celebrities=GENERATED["celebrities"],
             celebrity_reach=GENERATED["celebrity_reach"],
-            reciprocity=GENERATED["reciprocity"],
-            params=dict(GENERATED["params"]),
+            reciprocity=plan.reciprocity,
+            params={"m": plan.follows},
         )
         with console.status(f"generating and loading a {plan.users}-user graph"):
             return await load_generated(stores, spec, plan.posts_per_user, plan.config.seed)
