@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from bench.star import load_star
 from targets.push import PushStrategy
 from targets.stores import Stores
 
@@ -12,16 +13,8 @@ BATCH = 1_000
 AUTHOR = 0
 
 
-async def load_star(stores: Stores, followers: int) -> None:
-    """User 0 followed by users 1..followers, loaded with COPY."""
-    async with stores.pg.acquire() as conn:
-        await conn.copy_records_to_table("users", records=[(u, 0, 0) for u in range(followers + 1)])
-        await conn.copy_records_to_table("follows", records=[(u, AUTHOR) for u in range(1, followers + 1)])
-        await conn.execute("UPDATE users SET follower_count = $1 WHERE id = $2", followers, AUTHOR)
-
-
 async def test_push_publish_is_batched_and_counted(stores: Stores) -> None:
-    await load_star(stores, FOLLOWERS)
+    await load_star(stores.pg, stores.settings.schema, AUTHOR, range(1, FOLLOWERS + 1))  # by COPY
     # Synchronous fan-out: the publish call itself writes every batch (the async worker is tested in test_fanout*.py).
     view = Stores(
         stores.settings.with_(fanout_batch=BATCH, fanout_mode="sync"), stores.redis, stores.pg, stores.counters
