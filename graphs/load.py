@@ -306,3 +306,6 @@ async def _rebuild_derived(stores: Stores, report: LoadReport, phases: _Phases) 
             phases.advance(tasks.get(name), users)
 
         report.timeline_entries = await rebuild_timelines(stores, names, advance, clear=False)
+    if phases.progress:
+        for task in tasks.values():  # users who follow nobody have no timeline and were never counted
+            phases.progress.update(task, completed=report.users)

@@ -48,6 +48,7 @@ async def test_hand_written_file_loads_with_the_right_counts_and_clears_stale_st
     report = await load_graph(stores, path)
     assert await stores.redis.exists(*stale) == 0  # a new graph leaves no derived state of the old one
     assert (report.lines_read, report.self_loops, report.duplicates, report.edges, report.users) == (7, 1, 1, 5, 6)
+    assert not report.presorted  # the duplicate pass ran
     users, follows = await graph_rows(stores)
     assert follows == {(1, 2), (2, 3), (3, 1), (5, 1), (BIG, 3)}
     # (followers, followees); user 4 exists although its only line was a self-follow; ids use all 63 bits.
@@ -75,6 +76,7 @@ async def test_loaded_counts_match_networkx(stores: Stores, tmp_path: Path) -> N
     path = tmp_path / "ba.edgelist.gz"
     write_edges(path, edges.followers, edges.followees, header(spec, edges))
     report = await load_graph(stores, path)
+    assert report.presorted  # a generated file is strictly ascending: copied across without the duplicate pass
     g = nx.read_edgelist(path, create_using=nx.DiGraph, nodetype=int)
     users, follows = await graph_rows(stores)
     assert report.users == len(users) == g.number_of_nodes()
