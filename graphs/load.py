@@ -27,6 +27,7 @@ from rich.progress import Progress, TaskID
 
 from graphs.edgelist import EdgeBlock, open_edge_file, read_edges
 from targets.errors import FanoutError
+from targets.fanout_queue import FanoutQueue
 from targets.ids import EPOCH_MS, SEQUENCE_BITS
 from targets.rebuild import clear_derived, materialised, rebuild_timelines
 from targets.schema import create_schema, index_ddl
@@ -108,6 +109,13 @@ async def load_graph(
         raise FanoutError(f"edge list {path} does not exist: pass an edge list (e.g. from `fanout graph generate`)")
     if posts_per_user < 0:
         raise FanoutError(f"--posts-per-user {posts_per_user} is negative: pass 0 or more")
+    queued = await FanoutQueue(stores.redis, stores.settings).outstanding()
+    if queued:
+        # A queued job would deliver a post of the old graph into the new graph's timelines.
+        raise FanoutError(
+            f"{queued} fan-out job(s) of the current graph are still queued: let `fanout worker` finish them "
+            "(`fanout drain` waits) or discard the namespace with `fanout reset`, then load"
+        )
     schema = stores.settings.schema
     stage = staging_schema(schema)
     report = LoadReport(str(path))

@@ -12,6 +12,8 @@ from bench.cli import main
 from graphs.edgelist import MalformedEdgeList, write_edges
 from graphs.generate import GraphSpec, generate, header
 from graphs.load import load_graph, staging_schema
+from targets.errors import FanoutError
+from targets.fanout_queue import FanoutQueue
 from targets.stores import Stores
 from targets.timelines import PostCache, Timelines
 
@@ -68,6 +70,16 @@ async def test_malformed_file_fails_cleanly_and_keeps_the_previous_graph(stores:
     assert await graph_rows(stores) == before
     stage = staging_schema(stores.settings.schema)
     assert not await stores.pg.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", stage)
+
+
+async def test_load_refuses_while_fan_out_jobs_are_queued(stores: Stores, tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_bytes(HAND_WRITTEN)
+    queue = FanoutQueue(stores.redis, stores.settings)
+    await queue.enqueue("push", 123, 1)
+    with pytest.raises(FanoutError, match="1 fan-out job"):
+        await load_graph(stores, good)
+    assert await stores.pg.fetchval("SELECT count(*) FROM follows") == 0  # nothing was loaded
 
 
 async def test_loaded_counts_match_networkx(stores: Stores, tmp_path: Path) -> None:
