@@ -74,13 +74,14 @@ local final = ARGV[8] == '1'
 if final and (redis.call('GET', KEYS[5]) or '-1') ~= ARGV[9] then return -2 end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('XDEL', KEYS[1], ARGV[2])
-local prefix, post, keep = ARGV[3], ARGV[4], -(tonumber(ARGV[5]) + 1)
+-- Arguments stay strings: converting a Lua number for every call costs Redis measurable time.
+local prefix, post, keep = ARGV[3], ARGV[4], tostring(-(tonumber(ARGV[5]) + 1))
 local added = 0
 for u in string.gmatch(ARGV[6], '%d+') do
   local key = prefix .. u .. '}'
   if redis.call('ZADD', key, post, post) == 1 then
     added = added + 1
-    redis.call('ZREMRANGEBYRANK', key, 0, keep)
+    redis.call('ZREMRANGEBYRANK', key, '0', keep)
   end
 end
 local n = tonumber(ARGV[7])
@@ -114,6 +115,29 @@ redis.call('EXPIRE', report, ARGV[11])
 if n > 0 then redis.call('PUBLISH', ARGV[12], owner .. ':' .. post .. ':' .. n) end
 if redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) == 0 then redis.call('PUBLISH', ARGV[14], 'idle') end
 return added
+"""
+
+
+# Forget consumers that hold nothing and have not been seen for ARGV[2] ms (workers that died): checked and deleted
+# in one call, so an entry can never be pending on a consumer as it is deleted.
+_FORGET_IDLE = """
+local removed = 0
+for _, stream in ipairs(KEYS) do
+  if redis.call('EXISTS', stream) == 1 then
+    local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', stream, ARGV[1])
+    if ok then
+      for _, c in ipairs(consumers) do
+        local f = {}
+        for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+        if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
+          redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], f['name'])
+          removed = removed + 1
+        end
+      end
+    end
+  end
+end
+return removed
 """
 
 
@@ -154,6 +178,7 @@ class FanoutQueue:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._split = redis.register_script(_SPLIT)
         self._deliver = redis.register_script(_DELIVER)
+        self._forget_idle = redis.register_script(_FORGET_IDLE)
         self._group_ready = False
 
     # -- per-post keys ----------------------------------------------------------------------------------------
@@ -300,6 +325,10 @@ class FanoutQueue:
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
+
+    async def forget_idle(self, idle_ms: int) -> int:
+        """Remove consumers that hold nothing and were not seen for ``idle_ms`` (dead workers); returns how many."""
+        return int(await self._forget_idle(keys=[self.jobs, self.batches], args=[GROUP, idle_ms]))
 
     # -- waiting ----------------------------------------------------------------------------------------------
     async def outstanding(self) -> int:

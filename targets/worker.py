@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 OWNERS = frozenset(name for name, cls in STRATEGIES.items() if issubclass(cls, PushStrategy))
 DEFAULT_INFLIGHT = 8
 MAX_BLOCK_MS = 1_000
+#: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
+FORGET_AFTER_MS = 600_000
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Worker:
     async def run(self) -> None:
         """Consume until stopped; entries this worker read are handled before it returns."""
         await self.queue.ensure_group()
+        await self.queue.forget_idle(max(FORGET_AFTER_MS, 10 * self.settings.fanout_claim_idle_ms))
         await self.stores.redis.publish(self.queue.ready_channel, self.consumer)
         next_claim = 0.0
         try:

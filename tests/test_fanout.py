@@ -183,6 +183,19 @@ async def test_malformed_entries_are_dropped_not_retried_forever(star: Stores) -
     assert await star.redis.zcard(PushStrategy(star).timelines.key(1)) == 0
 
 
+async def test_dead_consumers_are_forgotten_only_when_they_hold_nothing(star: Stores) -> None:
+    queue = FanoutQueue(star.redis, star.settings)
+    await PushStrategy(star).publish(AUTHOR, "one")
+    await PushStrategy(star).publish(AUTHOR, "two")
+    await queue.ensure_group()
+    assert len(await queue.read("holder", 1, None)) == 1  # dies holding a job
+    [done] = await queue.read("finished", 1, None)  # dies after finishing its job
+    await queue.discard(done)
+    assert await queue.forget_idle(0) == 1
+    consumers = await star.redis.xinfo_consumers(queue.jobs, "fanout-workers")
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"holder", 1)]
+
+
 async def test_drain_without_a_worker_gives_up_with_the_fix(star: Stores) -> None:
     await PushStrategy(star).publish(AUTHOR, "nobody delivers this")
     with pytest.raises(FanoutError, match=r"still holds 1 job\(s\) after 0.2s: start a worker \(`fanout worker`\)"):
