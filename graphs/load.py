@@ -131,6 +131,8 @@ async def load_graph(
             await create_schema(conn, schema)
             await conn.execute(f"CREATE UNLOGGED TABLE {stage}.edges_raw (follower_id bigint, followee_id bigint)")
             await _copy_edges(conn, stage, path, report, phases)
+            if not report.lines_read:
+                raise FanoutError(f"{path} holds no edges: pass an edge list with `follower followee` lines")
             await _derive(conn, stage, report, phases)
             if posts_per_user:
                 with phases.phase("posts", f"seeding {posts_per_user} posts per user"):

@@ -68,6 +68,11 @@ async def test_malformed_file_fails_cleanly_and_keeps_the_previous_graph(stores:
         await load_graph(stores, bad)
     assert info.value.line_number == 3 and info.value.line == "12 oops"
     assert await graph_rows(stores) == before
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"# only a comment\n\n")
+    with pytest.raises(FanoutError, match="holds no edges"):
+        await load_graph(stores, empty)
+    assert await graph_rows(stores) == before
     stage = staging_schema(stores.settings.schema)
     assert not await stores.pg.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", stage)
 
