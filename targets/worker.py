@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from targets.fanout_queue import Batch, Entry, FanoutQueue, consumer_name
@@ -165,17 +165,18 @@ class Worker:
         """Turn a post job into batch jobs, delivering the last batch itself (which finishes the job)."""
         owner, post = job.fields["owner"], job.fields["post"]
         after = await self.queue.progress(owner, post)  # a split resumed after a crash goes on from here
-        author = int(job.fields["author"])
-        async for batches, last_chunk in follower_chunks(self.stores.pg, author, after, self.settings.fanout_batch):
-            final = (batches.pop() if batches else Batch(after, 0, "")) if last_chunk else None
-            if batches:
-                if await self.queue.split(job, self.consumer, after, batches) < 0:
-                    log.info("post job %s (%s:%s) was taken over by another worker", job.id, owner, post)
-                    return
-                after = batches[-1].last
-            if final is not None:
-                self._count(final, await self.queue.deliver(job, final, final_after=after))
-                self.counts.posts_split += 1
+        chunks = follower_chunks(self.stores.pg, int(job.fields["author"]), after, self.settings.fanout_batch)
+        async with aclosing(chunks):  # a split given up stops reading ahead at once
+            async for batches, last_chunk in chunks:
+                final = (batches.pop() if batches else Batch(after, 0, "")) if last_chunk else None
+                if batches:
+                    if await self.queue.split(job, self.consumer, after, batches) < 0:
+                        log.info("post job %s (%s:%s) was taken over by another worker", job.id, owner, post)
+                        return
+                    after = batches[-1].last
+                if final is not None:
+                    self._count(final, await self.queue.deliver(job, final, final_after=after))
+                    self.counts.posts_split += 1
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from subprocess import DEVNULL
 
@@ -136,9 +136,9 @@ async def stalled_job(star: Stores, consumer: str, batches: int) -> tuple[Stores
     receipt = await PushStrategy(quick).publish(AUTHOR, f"taken by {consumer}")
     await queue.ensure_group()
     [job] = await queue.read(consumer, 10, None)
-    async for first, _ in follower_chunks(quick.pg, AUTHOR, -1, 100, chunk=batches):
-        return quick, receipt.post_id, job, first
-    raise AssertionError("the author has no followers")
+    async with aclosing(follower_chunks(quick.pg, AUTHOR, -1, 100, chunk=batches)) as chunks:
+        first, _ = await anext(chunks)
+    return quick, receipt.post_id, job, first
 
 
 async def test_a_job_taken_over_from_a_stalled_worker_is_delivered_once(star: Stores) -> None:
