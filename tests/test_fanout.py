@@ -11,6 +11,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from bench.cli import main
@@ -276,3 +277,12 @@ def test_cli_drain_and_worker_help(stores: Stores) -> None:
     assert "fan-out queue drained" in result.output
     result = runner.invoke(main, ["worker", "--help"])
     assert result.exit_code == 0 and "--processes" in result.output
+
+    with redis.Redis.from_url(s.redis_url) as client:
+        client.xadd(FanoutQueue(client, s).jobs, {"owner": "push", "post": "1", "author": "0"})  # nobody consumes it
+    result = runner.invoke(main, [*base, "drain", "--timeout", "0.2"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: the fan-out queue still holds 1 job(s) after 0.2s: start a worker (`fanout worker`) or wait longer"
+        " (--timeout)"
+    ]
