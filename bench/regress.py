@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.servers import resolve_urls
@@ -92,7 +93,7 @@ def summarise(runs: dict[str, list[Path]]) -> Table:
         ca, cb = costs[a].get(name, {}), costs[b].get(name, {})
         differ = [f"{k} {ca.get(k)} -> {cb.get(k)}" for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
         table.add_row(
-            name,
+            escape(name),  # a parametrised name's [...] is not markup
             "-" if ta is None else f"{ta * 1000:.3f}",
             "-" if tb is None else f"{tb * 1000:.3f}",
             "-" if ta is None or tb is None else f"{tb / ta:.2f}",
@@ -127,13 +128,14 @@ def compare(base: str, head: str, pairs: int, select: str | None, keep: Path | N
         runs: dict[str, list[Path]] = {label: [] for _, label in trees}
         for i in range(pairs):
             for tree, label in trees if i % 2 == 0 else trees[::-1]:
-                result = out / f"{label}-{i}.json"
+                result = out / f"{label}_run{i}.json"
                 console.print(f"run {i + 1}/{pairs}: {label}")
                 run_benchmarks(tree, result, select)
                 runs[label].append(result)
-        files = [str(f) for label in runs for f in runs[label]]
+        files = [f.name for label in runs for f in runs[label]]  # relative, so the columns are named by file
         compare = Path(sys.executable).with_name("pytest-benchmark")
-        subprocess.run([str(compare), "compare", "--between", "min,median", "--group-by", "name", *files], check=False)
+        between = [str(compare), "compare", "--between", "min,median", "--group-by", "name", *files]
+        subprocess.run(between, cwd=out, check=False)
         console.print(summarise(runs))
         if keep:
             console.print(f"results kept in {keep}")
