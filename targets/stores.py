@@ -23,6 +23,9 @@ from targets.instrument import StoreCounters, count_redis, pg_counting_connectio
 from targets.schema import create_schema
 
 CONNECT_TIMEOUT_S = 5.0
+# Keys examined per SCAN step: the database may hold far more keys than the namespace (other namespaces, other
+# tools), and each step is a round trip, so take big steps.
+SCAN_COUNT = 10_000
 
 
 class Stores:
@@ -84,9 +87,9 @@ class Stores:
         """UNLINK every key of the namespace matching ``prefix + pattern``; returns how many were removed."""
         removed = 0
         batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=_glob_escape(self.settings.prefix) + pattern, count=1000):
+        async for key in self.redis.scan_iter(match=_glob_escape(self.settings.prefix) + pattern, count=SCAN_COUNT):
             batch.append(key)
-            if len(batch) >= 1000:
+            if len(batch) >= SCAN_COUNT:
                 removed += await self.redis.unlink(*batch)
                 batch.clear()
         if batch:
