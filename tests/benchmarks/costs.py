@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.metrics import server_counters
 from targets.stores import Stores
 
 BASELINE = Path(__file__).with_name("costs.json")
@@ -28,11 +29,23 @@ UPDATE_HINT = (
 T = TypeVar("T")
 
 
-async def measure(stores: Stores, operation: Callable[[], Awaitable[T]]) -> tuple[dict[str, int], T]:
-    """Run ``operation`` once; return what it sent to the stores (every ``stores.counters`` field) and its result."""
+async def measure(
+    stores: Stores, operation: Callable[[], Awaitable[T]], *, rows_read: bool = False
+) -> tuple[dict[str, int], T]:
+    """Run ``operation`` once; return what it sent to the stores (every ``stores.counters`` field) and its result.
+
+    With ``rows_read`` the figures also hold ``pg_rows_read``: rows and index entries Postgres read in the namespace's
+    tables (its own statistics, flushed before and after), which shows a lost index or a scan that grew. It counts
+    only ``stores``' connections, and the planner may switch a prepared statement to a generic plan after a few runs,
+    so hold it to the loose bound.
+    """
+    server_before = await server_counters(stores) if rows_read else None
     before = stores.counters.snapshot()
     result = await operation()
-    return asdict(stores.counters.since(before)), result
+    figures = asdict(stores.counters.since(before))
+    if server_before is not None:
+        figures["pg_rows_read"] = (await server_counters(stores)).pg_rows_read - server_before.pg_rows_read
+    return figures, result
 
 
 def check_costs(name: str, figures: dict[str, int], loose: Collection[str] = (), baseline: Path = BASELINE) -> None:
