@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 from multiprocessing.process import BaseProcess
 
@@ -42,6 +43,13 @@ def worker(ctx: click.Context, processes: int, inflight: int, batch: int | None,
         return
     children = start_processes(settings, inflight, processes)
     click.echo(f"{processes} fan-out worker processes started; Ctrl-C stops them after their current jobs")
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)  # a supervisor's SIGTERM stops the children cleanly, not orphans them
     try:
         for child in children:
             child.join()
