@@ -14,7 +14,10 @@ import networkx as nx
 import pytest
 import requests
 
+from bench.driver import Driver, DriveResult, Schedule
+from bench.http_target import HttpTarget
 from bench.service_process import ServiceProcess
+from bench.workload import Mix, Workload
 from targets.service_metrics import ServiceMetrics
 from targets.stores import Stores
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
@@ -219,3 +222,20 @@ def test_sync_fanout_with_several_workers_sharing_their_counters(graph: nx.DiGra
             assert time.monotonic() < deadline, f"only {counted} of {reads} reads counted"
             time.sleep(0.2)
         assert counted == reads
+
+
+def test_open_loop_driver_over_http_is_counted_by_the_service(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    requests.delete(service.url + "/metrics", timeout=10)
+    users = sorted(graph.nodes)
+    workload = Workload(users, [graph.in_degree(u) for u in users], Mix(read_ratio=0.8, churn_ratio=0.1), seed=7)
+
+    async def drive() -> DriveResult:
+        async with HttpTarget(service.url, page_size=10, connections=8) as target:
+            return await Driver(target, workload.next_op, Schedule(rate=200, duration=1.0), max_in_flight=8).run()
+
+    result = asyncio.run(drive())
+    assert result.errors == 0 and result.completed == 200
+    counters = requests.get(service.url + "/metrics", timeout=10).json()["counters"]
+    for kind, counter in (("read", "reads"), ("post", "posts"), ("follow", "follows"), ("unfollow", "unfollows")):
+        done = result.kinds[kind].count if kind in result.kinds else 0
+        assert counters[counter] == done, kind

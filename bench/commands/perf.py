@@ -10,6 +10,7 @@ import click
 PERF_COMMANDS: dict[str, str] = {
     "graph": "bench.commands.perf_graph:graph_perf",
     "fanout": "bench.commands.perf_fanout:fanout_perf",
+    "http": "bench.commands.perf_http:http_perf",
 }
 
 
