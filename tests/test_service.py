@@ -18,6 +18,7 @@ from bench.driver import Driver, DriveResult, Schedule
 from bench.http_target import HttpTarget
 from bench.service_process import ServiceProcess
 from bench.workload import Mix, Workload
+from targets.hybrid import HybridStrategy
 from targets.service_metrics import ServiceMetrics
 from targets.stores import Stores
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
@@ -239,3 +240,31 @@ def test_open_loop_driver_over_http_is_counted_by_the_service(service: ServicePr
     for kind, counter in (("read", "reads"), ("post", "posts"), ("follow", "follows"), ("unfollow", "unfollows")):
         done = result.kinds[kind].count if kind in result.kinds else 0
         assert counters[counter] == done, kind
+
+
+def test_pull_and_hybrid_services_serve_the_same_pages_as_push(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    # Posts by a few authors through the push service, delivered; then hybrid's timelines built for its threshold.
+    authors = sorted(graph.nodes, key=lambda u: -graph.in_degree(u))[:5]
+    for i, author in enumerate(authors * 3):
+        assert call(service, "POST", f"/users/{author}/posts", json={"body": f"p{i}"}).status_code == 201
+    asyncio.run(drain_namespace(service_namespace()))
+    hybrid_settings = service_namespace(celebrity_threshold=20)
+
+    async def rebuild_hybrid() -> None:
+        async with await Stores.connect(hybrid_settings, create=False) as stores:
+            await HybridStrategy(stores).rebuild(list(graph.nodes))
+
+    asyncio.run(rebuild_hybrid())
+    readers = sorted(graph.nodes, key=lambda u: -graph.out_degree(u))[:20]
+    with ServiceProcess(service_namespace(), "pull") as pull, ServiceProcess(hybrid_settings, "hybrid") as hybrid:
+        seen = 0
+        for reader in readers:
+            pages = [
+                [p["id"] for p in call(s, "GET", f"/users/{reader}/timeline", params={"limit": 7}).json()["posts"]]
+                for s in (service, pull, hybrid)
+            ]
+            assert pages[0] == pages[1] == pages[2], reader
+            seen += len(pages[0])
+        assert (
+            seen > 0
+        )  # the readers follow some of the authors        assert call(pull, "GET", "/metrics").json()["fanout"]["mode"] == "none"

@@ -75,7 +75,7 @@ def summarize(out: str) -> dict[str, Any]:
 def _print_summary(rows: dict[str, Any], out: str) -> None:
     table = Table(title=f"Locust run {out}")
     for column in ("request", "requests", "failures", "per s", "p50 ms (HDR)", "p99 ms (HDR)"):
-        table.add_column(column, justify="left" if column == "request" else "right")
+        table.add_column(column, justify="left" if column == "request" else "right", no_wrap=column == "request")
     for name, r in rows.items():
         p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f}"
         p99 = "-" if r["p99_ms"] is None else f"{r['p99_ms']:.3f}"
