@@ -265,6 +265,5 @@ def test_pull_and_hybrid_services_serve_the_same_pages_as_push(service: ServiceP
             ]
             assert pages[0] == pages[1] == pages[2], reader
             seen += len(pages[0])
-        assert (
-            seen > 0
-        )  # the readers follow some of the authors        assert call(pull, "GET", "/metrics").json()["fanout"]["mode"] == "none"
+        assert seen > 0  # the readers follow some of the authors
+        assert call(pull, "GET", "/metrics").json()["fanout"]["mode"] == "none"
