@@ -20,6 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from hdrh.histogram import HdrHistogram
 
+from targets.fanout_report import LAG_DIGITS, LAG_HIGHEST_US, LAG_LOWEST_US
+
 #: Counters the service keeps (entries_written is the sum of the write path's own ZADD replies).
 COUNTERS = (
     "reads",
@@ -35,9 +37,8 @@ COUNTERS = (
 #: inside the request; async: acknowledgement to last timeline written), and delivery lag over followers (async).
 HISTOGRAMS = ("read", "publish", "fanout", "delivery_lag")
 
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 3_600_000_000
-HIST_DIGITS = 3
+# The delivery reports' range, so a post's lag histogram merges into ours as it is.
+HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS = LAG_LOWEST_US, LAG_HIGHEST_US, LAG_DIGITS
 
 # Write the process's deltas and histograms if the epoch is still the one it read; returns the current epoch.
 # KEYS: epoch, counters, histograms. ARGV: expected epoch, number of counters, then name/delta pairs, then
