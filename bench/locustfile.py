@@ -49,43 +49,43 @@ WORKLOAD: Workload | None = None
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
     # parser.add_argument (not an argument group): only it understands include_in_web_ui.
-    group = parser
-    group.add_argument(
+    parser.add_argument(
         "--strategy",
         default="",
+        choices=["", "push", "pull", "hybrid"],
         include_in_web_ui=True,
         help="Strategy the service should run (push, pull or hybrid; informational: the service decides, and a "
         "mismatch is logged). Empty: whatever it runs.",
     )
-    group.add_argument(
+    parser.add_argument(
         "--read-ratio", type=float, default=DEFAULT_READ_RATIO, include_in_web_ui=True, help="Fraction of reads."
     )
-    group.add_argument(
+    parser.add_argument(
         "--churn-ratio", type=float, default=0.0, include_in_web_ui=True, help="Fraction of follows/unfollows."
     )
-    group.add_argument("--page-size", type=int, default=50, include_in_web_ui=True, help="Posts per timeline page.")
-    group.add_argument(
+    parser.add_argument("--page-size", type=int, default=50, include_in_web_ui=True, help="Posts per timeline page.")
+    parser.add_argument(
         "--spike-at",
         type=float,
         default=0.0,
         include_in_web_ui=True,
         help="Seconds after the start at which the celebrity spike fires (0: only from the /fanout button).",
     )
-    group.add_argument(
+    parser.add_argument(
         "--spike-size", type=int, default=5, include_in_web_ui=True, help="Posts each spiking celebrity publishes."
     )
-    group.add_argument(
+    parser.add_argument(
         "--spike-accounts", type=int, default=1, include_in_web_ui=True, help="How many most-followed accounts spike."
     )
-    group.add_argument(
+    parser.add_argument(
         "--user-rate",
         type=float,
         default=0.0,
         include_in_web_ui=True,
         help="Operations per second per Locust user (0: as fast as answers come).",
     )
-    group.add_argument("--sample-users", type=int, default=10_000, help="Users to fetch from the service.")
-    group.add_argument("--workload-seed", type=int, default=1, help="Workload seed (each worker adds its index).")
+    parser.add_argument("--sample-users", type=int, default=10_000, help="Users to fetch from the service.")
+    parser.add_argument("--workload-seed", type=int, default=1, help="Workload seed (each worker adds its index).")
 
 
 def _options(environment: Environment) -> Any:
@@ -104,8 +104,6 @@ def _validate(options: Any) -> str | None:
         return f"--page-size {options.page_size} is outside 1..1000"
     if options.spike_size < 1 or options.spike_accounts < 1:
         return "--spike-size and --spike-accounts must be at least 1"
-    if options.strategy not in ("", "push", "pull", "hybrid"):
-        return f"--strategy {options.strategy!r} is not push, pull or hybrid"
     return None
 
 
@@ -210,10 +208,9 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     options = _options(environment)
     problem = _validate(options)
     client = _client(environment)
+    WORKLOAD = None
     if problem or client is None:
-        log.error("fanout locustfile: %s", problem or "no host: pass -H http://127.0.0.1:8000 (fanout serve)")
-        environment.process_exit_code = 2
-        WORKLOAD = None
+        _refuse(environment, problem or "no host: pass -H http://127.0.0.1:8000 (where `fanout serve` listens)")
         return
     is_worker = isinstance(environment.runner, WorkerRunner)
     try:
@@ -229,9 +226,15 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         mix = Mix(options.read_ratio, options.churn_ratio)
         WORKLOAD = Workload(sample.users, sample.followers, mix, seed=options.workload_seed + index)
     except (ServiceError, ValueError) as exc:
-        log.error("fanout locustfile: %s", exc)
-        environment.process_exit_code = 2
-        WORKLOAD = None
+        _refuse(environment, str(exc))
+
+
+def _refuse(environment: Environment, message: str) -> None:
+    """Log why the test cannot run and end it: quit when headless, stop (so the form can be fixed) in the web UI."""
+    log.error("fanout locustfile: %s", message)
+    environment.process_exit_code = 2
+    if not isinstance(environment.runner, WorkerRunner):
+        gevent.spawn(environment.runner.quit if _options(environment).headless else environment.runner.stop)
 
 
 @events.test_stop.add_listener

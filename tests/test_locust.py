@@ -215,3 +215,15 @@ def test_web_ui_shows_the_custom_arguments_and_a_live_fanout_tab(served: Service
     finally:
         os.killpg(ui.pid, signal.SIGINT)  # Ctrl-C, as in a terminal
         assert ui.wait(timeout=60) is not None
+
+
+def test_bad_custom_argument_ends_the_run_with_one_clear_line(served: ServiceProcess) -> None:
+    result = subprocess.run(
+        [*LOCUST, "-H", served.url, "--headless", "-u", "2", "-t", "30s", "--read-ratio", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "--read-ratio 1.5 is outside 0..1" in errors[0], result.stderr[-2000:]
