@@ -6,6 +6,7 @@ The service runs as a subprocess on a free loopback port, serving the session's 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -267,3 +268,21 @@ def test_pull_and_hybrid_services_serve_the_same_pages_as_push(service: ServiceP
             seen += len(pages[0])
         assert seen > 0  # the readers follow some of the authors
         assert call(pull, "GET", "/metrics").json()["fanout"]["mode"] == "none"
+
+
+def test_serve_on_a_taken_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"error: cannot listen on 127.0.0.1:{port} (Address already in use): pass another --port or --host\n"
+    )

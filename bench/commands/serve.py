@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import click
 
 from bench.aio import run
 from bench.cli import settings_from
 from targets.config import FANOUT_MODES, Settings
+from targets.errors import FanoutError
 from targets.service import SERVICE_CONFIG_VAR, ServiceConfig
 from targets.stores import Stores
 from targets.strategies import STRATEGIES
@@ -55,6 +57,7 @@ def serve(
     changes = {"celebrity_threshold": threshold, "timeline_cap": cap, "fanout_batch": batch, "fanout_mode": fanout_mode}
     settings = settings_from(ctx).with_(**{k: v for k, v in changes.items() if v is not None})
     config = ServiceConfig(settings, strategy, worker)
+    _check_port(host, port)
     users = run(_count_users(settings))  # fails here, as one line, when a store does not answer
     if users == 0:
         click.echo(
@@ -82,6 +85,16 @@ def serve(
         access_log=False,
         log_level=log_level,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """One clear line when the address is taken or unusable (uvicorn would log a traceback-like block)."""
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise FanoutError(f"cannot listen on {host}:{port} ({exc.strerror}): pass another --port or --host") from None
 
 
 async def _count_users(settings: Settings) -> int:
