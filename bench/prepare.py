@@ -96,6 +96,13 @@ async def load_file(
     return f"file {path}"
 
 
+async def settle(stores: Stores) -> None:
+    """VACUUM ANALYZE the harness's tables: fresh statistics and visibility maps, and nothing left for autovacuum
+    to start on in the middle of a measured run."""
+    async with stores.pg.acquire() as conn:
+        await conn.execute("VACUUM (ANALYZE) users, follows, posts")
+
+
 async def warm_post_cache(stores: Stores) -> int:
     """Put every post into the post cache (streamed, one MSET per chunk), so reads start warm; returns posts."""
     cache = PostCache(stores.redis, stores.settings.prefix)

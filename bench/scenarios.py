@@ -233,9 +233,11 @@ async def run_strategy(
         strategy.timelines = timed  # type: ignore[attr-defined]
     changes = await RunChanges.mark(stores)
     target = StrategyTarget(strategy, config.page_size, changes)
-    workload = make_workload(config, graph, Mix(config.read_ratio, config.churn_ratio), config.seed)
-    await warm_up(target, config, graph)
     accounts = spike_accounts(config, graph) if config.scenario == "spike" else []
+    # The spike's accounts post only in the burst, so before and after it show the steady state.
+    quiet = [user for user, _ in accounts]
+    workload = make_workload(config, graph, Mix(config.read_ratio, config.churn_ratio), config.seed, quiet)
+    await warm_up(target, config, graph)
     driver: Driver[Op] = Driver(
         target,
         workload.next_op,
@@ -279,8 +281,10 @@ async def run_strategy(
     return outcome
 
 
-def make_workload(config: BenchConfig, graph: GraphInfo, mix: Mix, seed: int) -> Workload:
-    """The configured workload over the loaded graph."""
+def make_workload(
+    config: BenchConfig, graph: GraphInfo, mix: Mix, seed: int, quiet_authors: Sequence[int] = ()
+) -> Workload:
+    """The configured workload over the loaded graph (``quiet_authors`` never post in it)."""
     return Workload(
         graph.user_ids,
         graph.follower_counts,
@@ -289,6 +293,7 @@ def make_workload(config: BenchConfig, graph: GraphInfo, mix: Mix, seed: int) ->
         reader_skew=config.reader_skew,
         author_alpha=config.author_alpha,
         followee_counts=graph.followee_counts if config.readers == "followees" else None,
+        quiet_authors=quiet_authors,
     )
 
 

@@ -11,7 +11,7 @@ Activity models:
   ``1 / r ** reader_skew`` (0 gives uniform readers). The ranking is a seeded random order, or, when
   ``followee_counts`` are given, by how many accounts a user follows (the most engaged readers follow the most);
 * authors post with weight ``(1 + followers) ** author_alpha`` (0 gives uniform authors, 1 makes posting
-  proportional to reach);
+  proportional to reach); ``quiet_authors`` never post (the spike scenario keeps its celebrities for the burst);
 * a follow picks its follower like a reader and its followee like an author (popular accounts gain followers);
   an unfollow undoes one of the workload's own earlier follows, so churn never erodes the loaded graph.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
@@ -82,6 +82,7 @@ class Workload:
         reader_skew: float = DEFAULT_READER_SKEW,
         author_alpha: float = DEFAULT_AUTHOR_ALPHA,
         followee_counts: Sequence[int] | None = None,
+        quiet_authors: Collection[int] = (),
     ) -> None:
         if len(user_ids) < 2:
             raise ValueError(f"a workload needs at least 2 users, got {len(user_ids)}: load a graph first")
@@ -104,7 +105,13 @@ class Workload:
         self._readers = ranked
         self._reader_cum = list(accumulate(1.0 / (rank**reader_skew) for rank in range(1, len(ranked) + 1)))
         counts = follower_counts if follower_counts is not None else [0] * len(self.users)
-        self._author_cum = list(accumulate((1.0 + max(0, c)) ** author_alpha for c in counts))
+        quiet = set(quiet_authors)
+        weights = [
+            0.0 if u in quiet else (1.0 + max(0, c)) ** author_alpha for u, c in zip(self.users, counts, strict=True)
+        ]
+        if not any(weights):
+            raise ValueError("every user is a quiet author: leave at least one account that posts")
+        self._author_cum = list(accumulate(weights))
         self._read_cut = self.mix.read_ratio
         self._churn_cut = self.mix.read_ratio + self.mix.churn_ratio
         self._followed: list[tuple[int, int]] = []

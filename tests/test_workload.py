@@ -71,6 +71,13 @@ def test_authors_follow_reach_or_are_uniform() -> None:
     assert uniform[100] < 0.01 * 10_000
 
 
+def test_quiet_authors_never_post() -> None:
+    ops = Workload(USERS, FOLLOWERS, Mix(0.0), seed=4, author_alpha=1.0, quiet_authors={100}).ops(5_000)
+    assert 100 not in {op.user for op in ops}
+    with pytest.raises(ValueError, match="quiet"):
+        Workload(USERS, FOLLOWERS, quiet_authors=USERS)
+
+
 def test_from_follower_counts_and_iteration() -> None:
     counts = dict(zip(USERS, FOLLOWERS, strict=True))
     w = Workload.from_follower_counts(counts, Mix(0.5), seed=9)

@@ -25,7 +25,7 @@ from bench.aio import run
 from bench.cli import settings_from
 from bench.commands.worker import start_processes, stop_processes
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
-from bench.prepare import GraphInfo, graph_info, load_file, load_generated, warm_post_cache
+from bench.prepare import GraphInfo, graph_info, load_file, load_generated, settle, warm_post_cache
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
 from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
@@ -40,13 +40,19 @@ from targets.strategies import STRATEGIES
 from targets.worker import DEFAULT_INFLIGHT
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
-#: the users, a post history so pull reads do real work (half of all follows followed back gives the busiest readers
-#: hundreds of followees), and a hybrid threshold far below the celebrity's reach but above every other account.
+#: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
+#: user makes pull reads real work: nine in ten follows are followed back, so the busiest readers (ranked by
+#: followees) follow hundreds of accounts. Timelines capped at 100 entries stay compact in Redis (two pages each).
+#: Fan-out batches of 200 followers with one call in flight per worker keep each atomic Redis call short, so reads
+#: are not queued behind the celebrity's fan-out on a 2-core machine.
 QUICK: dict[str, Any] = {
     "scenario": "spike",
     "users": 20_000,
-    "reciprocity": 0.5,
-    "posts_per_user": 10,
+    "reciprocity": 0.9,
+    "posts_per_user": 40,
+    "timeline_cap": 100,
+    "fanout_batch": 200,
+    "worker_inflight": 1,
     "rate": 250.0,
     "duration": 20.0,
     "spike_at": 8.0,
@@ -158,7 +164,19 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option("--timeline-cap", type=click.IntRange(min=1), help="Entries kept per home timeline [default: 800].")
 @click.option(
+    "--fanout-batch",
+    type=click.IntRange(min=1),
+    help="Followers per fan-out batch: one atomic Redis call, so it bounds how long reads wait behind it [1000].",
+)
+@click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
+)
+@click.option(
+    "--worker-inflight",
+    type=click.IntRange(min=1),
+    default=DEFAULT_INFLIGHT,
+    show_default=True,
+    help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
 )
 @click.option(
     "--page-size", type=click.IntRange(1, 1000), default=50, show_default=True, help="Posts per timeline read."
@@ -255,6 +273,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
         celebrity_threshold=options["threshold"],
         fanout_mode=options["fanout_mode"],
         timeline_cap=options["timeline_cap"],
+        fanout_batch=options["fanout_batch"],
     )
     try:
         config = BenchConfig(
@@ -283,6 +302,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
     plan = Plan(
         settings,
         options["workers"],
+        options["worker_inflight"],
         config,
         options["strategies"],
         options["graph_file"],
@@ -295,7 +315,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
     console = Console()
     outcome = run(_bench(plan, console))
     console.print(outcome.table)
-    console.print(f"result: {outcome.path}")
+    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
     if outcome.interrupted:
         console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
         sys.exit(130)
@@ -310,6 +330,7 @@ class Plan:
 
     settings: Settings
     workers: int
+    worker_inflight: int
     config: BenchConfig
     strategies: tuple[str, ...]
     graph_file: Path | None
@@ -351,6 +372,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "fanout_batch": settings.fanout_batch,
             "fanout": settings.fanout_mode,
             "workers": plan.workers if settings.fanout_mode == "async" else 0,
+            "worker_inflight": plan.worker_inflight,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,
@@ -361,8 +383,9 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
         social = Social(stores.pg, id_default_sql(settings.schema))
         interrupted = False
-        with console.status("warming the post cache"):
-            await warm_post_cache(stores)
+        # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
+        # not start on a freshly loaded table in the middle of a run.
+        workers = _start_workers(plan, console)
         progress = Progress(
             TextColumn("{task.description:<8}"),
             BarColumn(),
@@ -370,8 +393,10 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             TextColumn("{task.fields[status]}"),
             console=console,
         )
-        workers = _start_workers(plan, console)
         try:
+            with console.status("vacuuming the tables and warming the post cache"):
+                await settle(stores)
+                await warm_post_cache(stores)
             with progress:
                 # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
@@ -388,6 +413,10 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                         break
         except asyncio.CancelledError:
             interrupted = True
+        except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
+            finish(doc, complete=False, reason=f"stopped by {type(exc).__name__}: {exc}"[:500])
+            console.print(f"partial result: {write_result(doc, plan.out)}", soft_wrap=True, highlight=False)
+            raise
         finally:
             stop_processes(workers)
         finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
@@ -443,7 +472,7 @@ def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     if plan.settings.fanout_mode != "async" or not materialised(plan.strategies):
         return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
-    return start_processes(plan.settings, DEFAULT_INFLIGHT, plan.workers)
+    return start_processes(plan.settings, plan.worker_inflight, plan.workers)
 
 
 class _Watch:
