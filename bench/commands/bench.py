@@ -575,7 +575,11 @@ def comparison_table(doc: dict[str, Any]) -> Table:
         row("spike: time to full delivery ms", lambda s: _ms(s["spike"]["time_to_full_delivery_ms"]))
         row("spike: Redis memory growth KiB", lambda s: _num(s["spike"]["redis_memory_growth_bytes"] / 1024, 0))
     table.add_section()
-    row("Redis commands / op", lambda s: _num(s["store_counters"]["redis_commands_per_op"], 2))
+    row("Redis commands / op (server)", lambda s: _num(s["store_counters"]["redis_commands_per_op"], 2))
+    row(
+        "Redis commands / op (driver)",
+        lambda s: _num(s["store_counters"]["client"]["redis_commands"] / max(1, s["store_counters"]["operations"]), 2),
+    )
     row("PG rows read / op", lambda s: _num(s["store_counters"]["pg_rows_read_per_op"], 2))
     row("PG rows written / op", lambda s: _num(s["store_counters"]["pg_rows_written_per_op"], 2))
     row("Redis used memory MiB", lambda s: _num(s["memory"]["redis_used_memory_bytes"] / 2**20))
