@@ -432,7 +432,7 @@ async def _run_one(
     config = plan.config
     task = progress.add_task(name, total=config.duration, status="resetting derived state")
     began = time.perf_counter()
-    if rebuild:
+    if rebuild and materialised([name]):
         entries = await rebuild_timelines(stores, [name])
         progress.console.print(
             f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
