@@ -84,6 +84,13 @@ def _arguments(parser: Any) -> None:
         include_in_web_ui=True,
         help="Operations per second per Locust user (0: as fast as answers come).",
     )
+    parser.add_argument(
+        "--readers",
+        default="followees",
+        choices=["followees", "random"],
+        include_in_web_ui=True,
+        help="Who reads most (Zipf-like): the accounts that follow the most, or a seeded random order.",
+    )
     parser.add_argument("--sample-users", type=int, default=10_000, help="Users to fetch from the service.")
     parser.add_argument("--workload-seed", type=int, default=1, help="Workload seed (each worker adds its index).")
 
@@ -222,9 +229,17 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             if SPIKE is not None:
                 SPIKE.schedule(options.spike_at)
         index = getattr(environment.runner, "worker_index", 0)
-        sample = client.sample(n=options.sample_users, top=0, seed=options.workload_seed)
-        mix = Mix(options.read_ratio, options.churn_ratio)
-        WORKLOAD = Workload(sample.users, sample.followers, mix, seed=options.workload_seed + index)
+        # As in `fanout bench`: with a timed spike, the spiking accounts post only in the burst.
+        top = options.spike_accounts if options.spike_at > 0 else 0
+        sample = client.sample(n=options.sample_users, top=top, seed=options.workload_seed)
+        WORKLOAD = Workload(
+            sample.users,
+            sample.followers,
+            Mix(options.read_ratio, options.churn_ratio),
+            seed=options.workload_seed + index,
+            followee_counts=sample.followees if options.readers == "followees" else None,
+            quiet_authors=[account for account, _ in sample.top],
+        )
     except (ServiceError, ValueError) as exc:
         _refuse(environment, str(exc))
 

@@ -20,11 +20,13 @@ class ServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class UserSample:
-    """Users of the loaded graph as the service reports them: ids with follower counts, and the most followed."""
+    """Users of the loaded graph as the service reports them: ids with follower and followee counts, and the most
+    followed (id, followers)."""
 
     total: int
     users: list[int]
     followers: list[int]
+    followees: list[int]
     top: list[tuple[int, int]]
 
 
@@ -51,12 +53,13 @@ class ServiceClient:
         return self._call("GET", "/healthz")
 
     def sample(self, n: int = 10_000, top: int = 10, seed: int = 0) -> UserSample:
-        """Up to ``n`` users with follower counts, and the ``top`` most followed."""
+        """Up to ``n`` users with follower and followee counts, and the ``top`` most followed."""
         data = self._call("GET", "/users/sample", n=n, top=top, seed=seed)
         return UserSample(
             total=data["total"],
             users=data["users"],
             followers=data["followers"],
+            followees=data["followees"],
             top=[(t["id"], t["followers"]) for t in data["top"]],
         )
 

@@ -242,7 +242,8 @@ async def _change_follow(request: Request, *, following: bool) -> Response:
 
 
 async def sample_users(request: Request) -> Response:
-    """GET /users/sample: up to ``n`` users (all of them when the graph is smaller) and the ``top`` most followed."""
+    """GET /users/sample: up to ``n`` users with follower and followee counts (all users when the graph is smaller),
+    and the ``top`` most followed."""
     n = _query_int(request, "n", 10_000)
     top = _query_int(request, "top", 10)
     seed = _query_int(request, "seed", 0)
@@ -253,12 +254,13 @@ async def sample_users(request: Request) -> Response:
     pg = _svc(request).stores.pg
     total = int(await pg.fetchval("SELECT count(*) FROM users"))
     if total <= n:  # type: ignore[operator]
-        rows = await pg.fetch("SELECT id, follower_count FROM users ORDER BY id")
+        rows = await pg.fetch("SELECT id, follower_count, followee_count FROM users ORDER BY id")
     else:
         # A repeatable Bernoulli sample: the same seed gives the same users on the same graph.
         percent = min(100.0, 100.0 * (1.2 * n + 100) / total)  # type: ignore[operator]
         rows = await pg.fetch(
-            "SELECT id, follower_count FROM users TABLESAMPLE BERNOULLI ($1) REPEATABLE ($2) ORDER BY id LIMIT $3",
+            "SELECT id, follower_count, followee_count FROM users TABLESAMPLE BERNOULLI ($1) REPEATABLE ($2)"
+            " ORDER BY id LIMIT $3",
             percent,
             seed,
             n,
@@ -269,6 +271,7 @@ async def sample_users(request: Request) -> Response:
             "total": total,
             "users": [r["id"] for r in rows],
             "followers": [r["follower_count"] for r in rows],
+            "followees": [r["followee_count"] for r in rows],
             "top": [{"id": r["id"], "followers": r["follower_count"]} for r in top_rows],
         }
     )

@@ -84,7 +84,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/users/sample": {
             "get": {
-                "summary": "User ids and follower counts from the loaded graph (for load generators)",
+                "summary": "User ids with follower and followee counts from the loaded graph (for load generators)",
                 "parameters": [
                     {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
                     {"name": "top", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
@@ -151,11 +151,12 @@ OPENAPI: dict[str, Any] = {
             },
             "Sample": {
                 "type": "object",
-                "required": ["total", "users", "followers", "top"],
+                "required": ["total", "users", "followers", "followees", "top"],
                 "properties": {
                     "total": {"type": "integer"},
                     "users": {"type": "array", "items": {"type": "integer"}},
                     "followers": {"type": "array", "items": {"type": "integer"}},
+                    "followees": {"type": "array", "items": {"type": "integer"}},
                     "top": {"type": "array", "items": {"type": "object"}},
                 },
             },

@@ -41,7 +41,8 @@ class Browser:
     def __init__(self) -> None:
         if CHROMIUM is None:
             raise RuntimeError("chromium is not installed")
-        self._profile = tempfile.TemporaryDirectory()
+        # Chromium helpers may still write into the profile as the browser exits: cleanup must not fail on that.
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [CHROMIUM, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL,

@@ -61,6 +61,7 @@ def test_sample_lists_the_loaded_users_and_the_most_followed(service: ServicePro
     assert data["total"] == graph.number_of_nodes()
     assert data["users"] == sorted(graph.nodes)
     assert data["followers"] == [graph.in_degree(u) for u in sorted(graph.nodes)]
+    assert data["followees"] == [graph.out_degree(u) for u in sorted(graph.nodes)]
     expected_top = sorted(graph.nodes, key=lambda u: (-graph.in_degree(u), u))[:3]
     assert [t["id"] for t in data["top"]] == expected_top
     smaller = call(service, "GET", "/users/sample", params={"n": 20, "seed": 5}).json()
