@@ -26,6 +26,8 @@ CONNECT_TIMEOUT_S = 5.0
 # Keys examined per SCAN step: the database may hold far more keys than the namespace (other namespaces, other
 # tools), and each step is a round trip, so take big steps.
 SCAN_COUNT = 10_000
+REDIS_MAX_CONNECTIONS = 128
+REDIS_POOL_WAIT_S = 30.0
 
 
 class Stores:
@@ -123,7 +125,12 @@ def _glob_escape(text: str) -> str:
 
 async def connect_redis(url: str, counters: StoreCounters | None = None) -> aioredis.Redis:
     """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``."""
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    # A blocking pool: past its size a caller waits for a connection instead of failing with "Too many connections",
+    # which under load would turn into errors the benchmark would wrongly blame on the strategy.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+    )
+    client = aioredis.Redis.from_pool(pool)
     if counters is not None:
         count_redis(client, counters)  # before the first connection opens, so every connection counts
     try:
