@@ -20,7 +20,9 @@ import requests
 from websockets.sync.client import connect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
+# Headless as root on a machine without a network: without the background-networking flags Chromium keeps trying
+# (and failing) to reach Google's hosts.
+HEADLESS_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -29,9 +31,8 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,1000",
-    "--remote-debugging-port=0",
 ]
+FLAGS = [*HEADLESS_FLAGS, "--window-size=1400,1000", "--remote-debugging-port=0"]
 START_TIMEOUT_S = 20.0
 
 

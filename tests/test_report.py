@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from bench.cli import main
 from bench.report import number
 from bench.results import write_result
+from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result
 
 RUN = {
@@ -117,27 +117,15 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert not out.exists()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_page_loads_in_headless_chromium_with_every_plot_decoded(runs: Any, tmp_path: Path) -> None:
     a, _, _, _ = runs
     page = tmp_path / "report.html"
     assert fanout("report", str(a), "--html", str(page)).exit_code == 0
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helpers may still write into the profile as it exits: cleanup must not fail on that.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         dom = subprocess.run(
-            [
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--dump-dom",
-                page.as_uri(),
-            ],
+            [CHROMIUM, *HEADLESS_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
             capture_output=True,
             text=True,
             timeout=120,
