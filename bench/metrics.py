@@ -7,7 +7,7 @@ commandstats, PostgreSQL pg_stat_* of the harness schema) with the harness's exa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -130,6 +130,16 @@ async def server_counters(stores: Stores) -> ServerCounters:
 async def redis_used_memory(stores: Stores) -> int:
     """Redis INFO used_memory, in bytes (the whole server's)."""
     return int((await stores.redis.info("memory"))["used_memory"])
+
+
+async def keys_memory(stores: Stores, keys: Sequence[str]) -> int:
+    """Bytes these keys take in Redis (MEMORY USAGE, one pipeline; a missing key counts 0)."""
+    if not keys:
+        return 0
+    async with stores.redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        return sum(int(v or 0) for v in await pipe.execute())
 
 
 async def pg_table_bytes(stores: Stores) -> dict[str, int]:

@@ -22,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench.driver import Arrival, Driver, DriveResult, Schedule
 from bench.metrics import (
+    keys_memory,
     memory,
     merged,
     new_histogram,
@@ -43,6 +44,8 @@ from targets.worker import drain
 
 SCENARIOS = ("steady", "spike")
 READER_ORDERS = ("followees", "random")
+#: Followers whose timelines are weighed (MEMORY USAGE) around the spike.
+MEMORY_SAMPLE = 500
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 DRAIN_TIMEOUT_S = 120.0
 #: Kind under which the driver records the spike's posts (ordinary posts are "post").
@@ -175,6 +178,29 @@ def kind_of(op: Op) -> str:
 
 
 # -- one strategy's run -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpikeMemory:
+    """Redis memory just before the burst and at the end of the spike window.
+
+    ``used_*`` is the server's used_memory (every client's keys); ``sampled_*`` is MEMORY USAGE of the strategy's
+    timelines of a seeded sample of the spike accounts' followers, which scales to all ``followers``.
+    """
+
+    used_before: int
+    used_after: int
+    sampled_before: int
+    sampled_after: int
+    sample_size: int
+    followers: int
+
+    @property
+    def timelines_growth(self) -> int | None:
+        """Estimated growth of the followers' timelines (None when the strategy keeps none)."""
+        if not self.sample_size:
+            return None
+        return round((self.sampled_after - self.sampled_before) * self.followers / self.sample_size)
+
+
 @dataclass
 class StrategyOutcome:
     """What one strategy's run measured (turned into the result's ``strategies.<name>`` by :func:`block`)."""
@@ -186,8 +212,7 @@ class StrategyOutcome:
     published: list[Published]
     deliveries: dict[int, Delivery]
     spike_accounts: list[tuple[int, int]]
-    memory_before_spike: int | None = None
-    memory_after_spike: int | None = None
+    spike_memory: SpikeMemory | None = None
     store_counters: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
@@ -246,20 +271,26 @@ async def run_strategy(
         kind_of=kind_of,
         extra=spike_ops(config, accounts) if accounts else (),
     )
+    sample, followers = await follower_timeline_sample(strategy, accounts, config.seed)
     before = await server_counters(stores)
     used_before = await redis_used_memory(stores)
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
-    sampler = asyncio.create_task(_sample_spike_memory(stores, config)) if accounts else None
+    sampler = asyncio.create_task(_sample_spike_memory(stores, config, sample, followers)) if accounts else None
     try:
         result = await driver.run()
+        if sampler is not None and not result.interrupted:
+            try:
+                await sampler  # its last sample is due at the end of the spike window
+            except asyncio.CancelledError:  # Ctrl-C right after the load: what the load measured stands
+                result.interrupted = True
     finally:
         if sampler is not None and not sampler.done():
             sampler.cancel()
-    memory_samples = (None, None)
+    spike_memory = None
     if sampler is not None and sampler.done() and not sampler.cancelled():
-        memory_samples = sampler.result()
-    outcome = StrategyOutcome(name, changes, result, target.published, {}, accounts, *memory_samples)
+        spike_memory = sampler.result()
+    outcome = StrategyOutcome(name, changes, result, target.published, {}, accounts, spike_memory)
     if result.interrupted:
         outcome.deliveries = sync_deliveries(target.published, timed)
         return outcome
@@ -310,13 +341,36 @@ async def warm_up(target: StrategyTarget, config: BenchConfig, graph: GraphInfo)
     await driver.run()
 
 
-async def _sample_spike_memory(stores: Stores, config: BenchConfig) -> tuple[int, int]:
-    """Redis used_memory just before the burst and at the end of the spike window."""
+async def follower_timeline_sample(
+    strategy: Strategy, accounts: Sequence[tuple[int, int]], seed: int
+) -> tuple[list[str], int]:
+    """Timeline keys of a seeded sample of the spike accounts' followers, and how many followers they have."""
+    timelines = getattr(strategy, "timelines", None)
+    if not accounts or not isinstance(timelines, Timelines):
+        return [], 0
+    ids = [user for user, _ in accounts]
+    pg = strategy.stores.pg
+    followers = await pg.fetchval(
+        "SELECT count(DISTINCT follower_id) FROM follows WHERE followee_id = ANY($1::bigint[])", ids
+    )
+    rows = await pg.fetch(
+        "SELECT follower_id FROM (SELECT DISTINCT follower_id FROM follows WHERE followee_id = ANY($1::bigint[])) f"
+        " ORDER BY md5(follower_id::text || $2) LIMIT $3",
+        ids,
+        str(seed),
+        MEMORY_SAMPLE,
+    )
+    return [timelines.key(r["follower_id"]) for r in rows], int(followers)
+
+
+async def _sample_spike_memory(stores: Stores, config: BenchConfig, keys: list[str], followers: int) -> SpikeMemory:
+    """Redis memory just before the burst and at the end of the spike window (see :class:`SpikeMemory`)."""
     start = time.perf_counter()
-    await asyncio.sleep(max(0.0, config.spike_at - 0.05))
-    before = await redis_used_memory(stores)
+    await asyncio.sleep(max(0.0, config.spike_at - 0.1))
+    used_before, sampled_before = await redis_used_memory(stores), await keys_memory(stores, keys)
     await asyncio.sleep(max(0.0, start + config.spike_at + config.spike_window - time.perf_counter()))
-    return before, await redis_used_memory(stores)
+    used_after, sampled_after = await redis_used_memory(stores), await keys_memory(stores, keys)
+    return SpikeMemory(used_before, used_after, sampled_before, sampled_after, len(keys), followers)
 
 
 def sync_deliveries(published: Sequence[Published], timed: TimedTimelines | None) -> dict[int, Delivery]:
@@ -448,9 +502,7 @@ def spike_block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]
     delivered = [outcome.deliveries[p.post_id] for p in burst if p.post_id in outcome.deliveries]
     done = [d.done for d in delivered if d.done is not None]
     spike_stats = r.kinds.get(SPIKE)
-    growth = None
-    if outcome.memory_before_spike is not None and outcome.memory_after_spike is not None:
-        growth = outcome.memory_after_spike - outcome.memory_before_spike
+    memory = outcome.spike_memory
     return {
         "at_s": config.spike_at,
         "during_s": (last - first + 1) * r.window_s,
@@ -465,5 +517,7 @@ def spike_block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]
         "time_to_full_delivery_ms": round((max(done) - min(d.origin for d in delivered)) * 1000, 3) if done else None,
         "write_amplification": write_amplification(entries, len(burst)),
         "timeline_entries_written": entries,
-        "redis_memory_growth_bytes": growth if growth is not None else 0,
+        "redis_memory_growth_bytes": memory.used_after - memory.used_before if memory else 0,
+        # The server's used_memory counts every client; this is the strategy's own timelines, from a sample.
+        "timelines_memory_growth_bytes": memory.timelines_growth if memory else None,
     }

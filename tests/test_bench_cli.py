@@ -138,6 +138,9 @@ async def test_spike_run_compares_all_strategies_and_restores_the_data(
     assert push["spike"]["delivery_lag"]["count"] == 2 * CELEBRITY_FOLLOWERS
     assert push["spike"]["time_to_full_delivery_ms"] is not None
     assert hybrid["spike"]["write_amplification"] == pull["spike"]["write_amplification"] == 0
+    # The followers' push timelines grew by the burst; pull keeps no timelines to weigh.
+    assert push["spike"]["timelines_memory_growth_bytes"] > 0
+    assert pull["spike"]["timelines_memory_growth_bytes"] is None
     assert pull["write_amplification"] == 0 and pull["timeline_entries_written"] == 0
     assert push["write_amplification"] > hybrid["write_amplification"]
     # Every strategy started from the same data: the run's posts are gone again.

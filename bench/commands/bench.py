@@ -573,7 +573,11 @@ def comparison_table(doc: dict[str, Any]) -> Table:
             lambda s: " / ".join(_ms(s["spike"]["delivery_lag"][k]) for k in ("p50_ms", "p99_ms", "max_ms")),
         )
         row("spike: time to full delivery ms", lambda s: _ms(s["spike"]["time_to_full_delivery_ms"]))
-        row("spike: Redis memory growth KiB", lambda s: _num(s["spike"]["redis_memory_growth_bytes"] / 1024, 0))
+        row(
+            "spike: timelines memory growth KiB",
+            lambda s: _num(s["spike"]["timelines_memory_growth_bytes"] / 1024, 0),
+        )
+        row("spike: Redis used_memory growth KiB", lambda s: _num(s["spike"]["redis_memory_growth_bytes"] / 1024, 0))
     table.add_section()
     row("Redis commands / op (server)", lambda s: _num(s["store_counters"]["redis_commands_per_op"], 2))
     row(
