@@ -96,18 +96,6 @@ class Binaries:
     label: str
 
 
-def _pip_package_dir(module: str) -> Path | None:
-    """The directory of an installed package, found without importing it (importing has side effects)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
 def pip_package_dir(module: str) -> Path | None:
     """The directory of an installed package, found without importing it (importing has side effects)."""
     spec = importlib.util.find_spec(module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,7 +49,6 @@ class Settings:
     #: How long per-post delivery reports stay readable in Redis.
     fanout_report_ttl_s: int = DEFAULT_FANOUT_REPORT_TTL_S
     pool_size: int = 10
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _SCHEMA_RE.match(self.schema):

@@ -31,6 +31,7 @@ from redis.exceptions import ResponseError
 
 from targets.config import Settings
 from targets.errors import FanoutError
+from targets.timelines import home_key_prefix
 
 GROUP = "fanout-workers"
 FINAL_BATCH = "final"
@@ -197,7 +198,7 @@ class FanoutQueue:
     @staticmethod
     def timeline_prefix(settings: Settings, owner: str) -> str:
         """What :meth:`targets.timelines.Timelines.key` puts before the user id and the closing ``}``."""
-        return f"{settings.prefix}{owner}:home:{{"
+        return home_key_prefix(settings.prefix, owner)
 
     # -- producing --------------------------------------------------------------------------------------------
     async def ensure_group(self) -> None:

@@ -18,14 +18,16 @@ _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
-# re-delivered batch counts (and changes) nothing.
+# re-delivered batch counts (and changes) nothing. A timeline the post was already in did not grow: no trim needed.
 _ADD_TO_MANY = """
 local id = ARGV[1]
 local keep = -(tonumber(ARGV[2]) + 1)
 local added = 0
 for i = 1, #KEYS do
-  added = added + redis.call('ZADD', KEYS[i], id, id)
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, keep)
+  if redis.call('ZADD', KEYS[i], id, id) == 1 then
+    added = added + 1
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, keep)
+  end
 end
 return added
 """
@@ -49,6 +51,14 @@ return {size, removed}
 """
 
 
+def home_key_prefix(prefix: str, owner: str) -> str:
+    """Everything of a home timeline key before the user id (the key ends with the id and ``}``).
+
+    The one definition of the key layout: the fan-out worker's Lua builds keys from it too.
+    """
+    return f"{prefix}{owner}:home:{{"
+
+
 class Timelines:
     """One owner's home timelines (``owner`` is the strategy name, so strategies never share derived state)."""
 
@@ -63,7 +73,7 @@ class Timelines:
 
     def key(self, user_id: int) -> str:
         """The user's home timeline key."""
-        return f"{self.prefix}{self.owner}:home:{{{user_id}}}"
+        return f"{home_key_prefix(self.prefix, self.owner)}{user_id}}}"
 
     @property
     def pattern(self) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import socketserver
 import tempfile
 import threading
@@ -25,14 +24,8 @@ from click.testing import CliRunner
 from bench import server_postgres, server_redis, server_support, servers
 from bench.aio import run
 from bench.cli import main
-from bench.server_support import with_endpoint
+from bench.server_support import free_port, gone, with_endpoint
 from targets.config import DATABASE_URL_VAR, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_URL_VAR
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -69,13 +62,6 @@ def server_processes(state: servers.State) -> list[psutil.Process]:
     return procs
 
 
-def gone(proc: psutil.Process) -> bool:
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def processes_mentioning(text: str) -> list[psutil.Process]:
     return [
         p
@@ -85,7 +71,7 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
 
 
 def test_up_status_down_on_configured_ports_from_pip(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    redis_port, pg_port = free_port(), free_port()
+    redis_port, pg_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     database_url = f"postgresql://postgres@127.0.0.1:{pg_port}/postgres"
     monkeypatch.setenv(REDIS_URL_VAR, redis_url)
@@ -157,7 +143,7 @@ def test_unconfigured_up_picks_free_ports_that_later_commands_find(
     monkeypatch.delenv(REDIS_URL_VAR, raising=False)
     monkeypatch.delenv(DATABASE_URL_VAR, raising=False)
     # Defaults that do not answer (the real defaults may well answer on this machine).
-    dead = {k.key: with_endpoint(k.default_url, "127.0.0.1", free_port()) for k in servers.STORES}
+    dead = {k.key: with_endpoint(k.default_url, "127.0.0.1", free_port("127.0.0.1")) for k in servers.STORES}
     monkeypatch.setattr(servers, "STORES", tuple(replace(k, default_url=dead[k.key]) for k in servers.STORES))
 
     lines = list(servers.up(None, None, source="pip", timeout=60))
@@ -200,7 +186,7 @@ def test_port_taken_by_something_else_is_one_line_exit_2(workdir: Path, monkeypa
 def test_a_directory_the_postgres_account_cannot_enter_is_named(tmp_path: Path) -> None:
     # pytest's tmp_path lies under /tmp/pytest-of-root, which is 0700.
     blocked = next(p for p in reversed((tmp_path / "pg").parents) if not p.stat().st_mode & 0o001)
-    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    url = f"postgresql://postgres@127.0.0.1:{free_port('127.0.0.1')}/postgres"
     with pytest.raises(servers.ServerError, match=rf"cannot enter {blocked}: run `chmod o\+x {blocked}`"):
         server_postgres.start_postgres(url, "127.0.0.1", 5432, servers.find_postgres("pip"), 10, tmp_path / "pg")
     assert not (tmp_path / "pg").exists()
