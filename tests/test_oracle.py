@@ -33,8 +33,11 @@ class Model:
     follows: set[tuple[int, int]] = field(default_factory=set)
     posts: list[tuple[int, int]] = field(default_factory=list)  # (post id, author)
 
-    def timeline(self, user: int) -> list[int]:
+    def timeline(self, user: int, below: int | None = None) -> list[int]:
+        """The user's newest ``cap`` posts; with ``below``, only of followees with fewer followers than that."""
         followees = {b for a, b in self.follows if a == user}
+        if below is not None:
+            followees = {f for f in followees if sum(1 for _, b in self.follows if b == f) < below}
         return sorted((pid for pid, author in self.posts if author in followees), reverse=True)[: self.cap]
 
 
@@ -80,7 +83,11 @@ async def walk(ensemble: Ensemble, user: int, limit: int) -> dict[str, list[int]
         before = None
         while True:
             page = await strategy.home_timeline(user, limit, before)
-            ids += [p.id for p in page]
+            page_ids = [p.id for p in page]
+            # A page that does not move strictly below ``before`` would loop for ever: fail it instead.
+            assert page_ids == sorted(set(page_ids), reverse=True), f"{name} page of user {user} not newest first"
+            assert before is None or all(i < before for i in page_ids), f"{name} page of user {user} repeats"
+            ids += page_ids
             if len(page) < limit:
                 break
             before = page[-1].id
@@ -148,10 +155,25 @@ async def run_scenario(
         pages = await ensemble.pages(reader, limit)
         expected = model.timeline(reader)[:limit]
         assert {name: [p.id for p in page] for name, page in pages.items()} == dict.fromkeys(pages, expected)
+        await check_derived_state(ensemble, model, scenario)
 
     for user in range(1, scenario["users"] + 1):
         expected = model.timeline(user)
         assert await walk(ensemble, user, limit) == dict.fromkeys(ensemble.strategies, expected), f"user {user}"
+
+
+async def check_derived_state(ensemble: Ensemble, model: Model, scenario: dict) -> None:
+    """Every Redis timeline holds exactly what it should: push every followee's newest posts, hybrid only those of
+    ordinary followees. A stale entry (left by a threshold crossing or an unfollow) fails here at once, before a
+    later operation has to make it visible in a page."""
+    below = {"push": None, "hybrid": scenario["threshold"]}
+    for name, strategy in ensemble.strategies.items():
+        if name not in below:
+            continue
+        timelines = strategy.timelines  # type: ignore[attr-defined]
+        for user in range(1, scenario["users"] + 1):
+            stored = await timelines.page(user, model.cap + 1, None)
+            assert stored == model.timeline(user, below[name]), f"{name} timeline of user {user}"
 
 
 _examples = iter(range(10**9))
