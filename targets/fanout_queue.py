@@ -195,11 +195,6 @@ class FanoutQueue:
         """The last follower id the post's split has queued (absent before the split starts and after it ends)."""
         return f"{self._base}progress:{owner}:{post_id}"
 
-    @staticmethod
-    def timeline_prefix(settings: Settings, owner: str) -> str:
-        """What :meth:`targets.timelines.Timelines.key` puts before the user id and the closing ``}``."""
-        return home_key_prefix(settings.prefix, owner)
-
     # -- producing --------------------------------------------------------------------------------------------
     async def ensure_group(self) -> None:
         """Create both streams and the consumer group if missing (from id 0, so nothing queued earlier is skipped)."""
@@ -289,7 +284,7 @@ class FanoutQueue:
         args = [
             GROUP,
             entry.id,
-            self.timeline_prefix(self.settings, owner),
+            home_key_prefix(self.settings.prefix, owner),
             post,
             self.settings.timeline_cap,
             batch.ids,

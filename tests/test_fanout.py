@@ -24,6 +24,7 @@ from targets.fanout_source import follower_chunks
 from targets.push import PushStrategy
 from targets.stores import Stores
 from targets.strategies import make_strategy
+from targets.timelines import home_key_prefix
 from targets.worker import drain, running_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def view(stores: Stores, **changes: object) -> Stores:
 
 async def holders(stores: Stores, owner: str, users: range, post_id: int) -> int:
     """How many of ``users`` have ``post_id`` in their ``owner`` home timeline."""
-    key = FanoutQueue.timeline_prefix(stores.settings, owner)
+    key = home_key_prefix(stores.settings.prefix, owner)
     found = 0
     for start in range(users.start, users.stop, 20_000):
         async with stores.redis.pipeline(transaction=False) as pipe:
@@ -61,9 +62,10 @@ def test_settings_reject_an_unknown_mode() -> None:
         Settings(fanout_claim_idle_ms=0)
 
 
-def test_timeline_prefix_matches_the_timelines_keys(stores: Stores) -> None:
+def test_home_key_prefix_matches_the_timelines_keys(stores: Stores) -> None:
+    # The worker's Lua appends the user id and ``}`` to the prefix: that must be the key the strategy reads.
     push = PushStrategy(stores)
-    assert FanoutQueue.timeline_prefix(stores.settings, "push") + "42}" == push.timelines.key(42)
+    assert home_key_prefix(stores.settings.prefix, "push") + "42}" == push.timelines.key(42)
 
 
 async def test_follower_chunks_cover_every_follower_once(star: Stores) -> None:

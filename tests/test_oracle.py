@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from targets.ensemble import Ensemble
+from targets.push import PushStrategy
+from targets.social import Authors
 from targets.stores import Stores
 from tests.conftest import namespace_settings
 
@@ -166,14 +168,13 @@ async def check_derived_state(ensemble: Ensemble, model: Model, scenario: dict) 
     """Every Redis timeline holds exactly what it should: push every followee's newest posts, hybrid only those of
     ordinary followees. A stale entry (left by a threshold crossing or an unfollow) fails here at once, before a
     later operation has to make it visible in a page."""
-    below = {"push": None, "hybrid": scenario["threshold"]}
     for name, strategy in ensemble.strategies.items():
-        if name not in below:
-            continue
-        timelines = strategy.timelines  # type: ignore[attr-defined]
+        if not isinstance(strategy, PushStrategy):
+            continue  # pull keeps no timelines
+        below = scenario["threshold"] if strategy.home_authors is Authors.ORDINARY else None
         for user in range(1, scenario["users"] + 1):
-            stored = await timelines.page(user, model.cap + 1, None)
-            assert stored == model.timeline(user, below[name]), f"{name} timeline of user {user}"
+            stored = await strategy.timelines.page(user, model.cap + 1, None)  # cap + 1: an untrimmed one shows
+            assert stored == model.timeline(user, below), f"{name} timeline of user {user}"
 
 
 _examples = iter(range(10**9))
