@@ -13,8 +13,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from targets.instrument import StoreCounters
-from targets.stores import Stores
+from targets.stores.connections import Stores
+from targets.stores.counters import StoreCounters
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour

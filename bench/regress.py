@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.servers import resolve_urls
+from devservers.manager import resolve_urls
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR
 
 BENCHMARKS = "tests/benchmarks"

@@ -25,7 +25,7 @@ from jsonschema.exceptions import best_match
 
 from targets.config import mask_url
 from targets.errors import FanoutError
-from targets.stores import Stores
+from targets.stores.connections import Stores
 
 FORMAT = "fanout-bench-result"
 FORMAT_VERSION = 1

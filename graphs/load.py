@@ -5,7 +5,7 @@ block into an unindexed table with COPY (asyncpg, one binary COPY per block, so 
 SQL drops self-follows and duplicates into ``follows``, derives ``users`` with their follower and followee counts,
 optionally seeds a post history, and builds the indexes. Only then does one transaction drop the old tables and
 move the new ones in. A bad line or any failure before that point drops the staging schema, and the previous graph
-is untouched. After the swap the namespace's derived Redis state is rebuilt (:mod:`targets.rebuild`), so nothing
+is untouched. After the swap the namespace's derived Redis state is rebuilt (:mod:`targets.stores.materialise`), so nothing
 stale from the previous graph remains.
 """
 
@@ -27,12 +27,12 @@ from rich.progress import Progress, TaskID
 
 from graphs.edgelist import EdgeBlock, open_edge_file, read_edges
 from targets.errors import FanoutError
-from targets.fanout_queue import FanoutQueue
+from targets.fanout.queue import FanoutQueue
 from targets.ids import EPOCH_MS, SEQUENCE_BITS
-from targets.rebuild import clear_derived, materialised, rebuild_timelines
-from targets.schema import create_schema, index_ddl
-from targets.stores import Stores
-from targets.strategies import STRATEGIES
+from targets.stores.connections import Stores
+from targets.stores.materialise import clear_derived, materialised, rebuild_timelines
+from targets.stores.schema import create_schema, index_ddl
+from targets.strategies.registry import STRATEGIES
 
 DEFAULT_HISTORY = timedelta(days=30)
 #: Session memory for the load's sorts, hash aggregates and index builds (Postgres's defaults spill to disk).
@@ -254,7 +254,7 @@ async def seed_posts(conn: asyncpg.Connection, schema: str, per_user: int, histo
     Post number ``i`` (in an order drawn from ``seed``) is created at ``start + i * span / total`` milliseconds: the
     times strictly increase as long as the span has at least one millisecond per post, so the ids
     (:func:`targets.ids.make_post_id` of that time, sequence ``i``) are unique and time-ordered, and ``created_at``
-    is derived from the id exactly as :mod:`targets.social` does.
+    is derived from the id exactly as :mod:`targets.stores.postgres` does.
     """
     users = await conn.fetchval(f"SELECT count(*) FROM {schema}.users")
     total = users * per_user

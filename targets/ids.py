@@ -15,7 +15,7 @@ EPOCH_MS = int(EPOCH.timestamp() * 1000)
 SEQUENCE_BITS = 12
 MAX_POST_ID = (1 << 53) - 1
 
-#: SQL default for ``posts.id``; ``{schema}`` is filled in by :mod:`targets.schema`.
+#: SQL default for ``posts.id``; ``{schema}`` is filled in by :mod:`targets.stores.schema`.
 POST_ID_DEFAULT_SQL = (
     "(((floor(extract(epoch from clock_timestamp()) * 1000)::bigint - {epoch_ms}) << {bits})"
     " | (nextval('{schema}.post_seq') % {modulo}))"

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from bench.servers import resolve_urls
+from devservers.manager import resolve_urls
 from targets.config import Settings
-from targets.stores import Stores, connect_redis
+from targets.stores.connections import Stores, connect_redis
 
 SESSION_TAG = f"t{os.getpid()}_{uuid.uuid4().hex[:8]}"
 

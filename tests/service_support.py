@@ -10,9 +10,9 @@ import pytest
 
 from bench.service_process import ServiceProcess
 from targets.config import Settings
-from targets.social import Social
-from targets.stores import Stores
-from targets.worker import drain
+from targets.fanout.worker import drain
+from targets.stores.connections import Stores
+from targets.stores.postgres import Social
 from tests.conftest import SESSION_TAG, namespace_settings
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from bench.results import load_result
 from targets.config import Settings
-from targets.stores import Stores
+from targets.stores.connections import Stores
 from tests.conftest import namespace_settings
 from tests.test_cli_errors import unused_port
 

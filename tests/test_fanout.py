@@ -14,18 +14,18 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from bench.cli import main
-from bench.star import load_star
+from bench.cli.main import main
+from graphs.star import load_star
 from targets.config import Settings
 from targets.errors import FanoutError
-from targets.fanout_queue import Batch, Entry, FanoutQueue
-from targets.fanout_report import delivery_report, written_totals
-from targets.fanout_source import follower_chunks
-from targets.push import PushStrategy
-from targets.stores import Stores
-from targets.strategies import make_strategy
-from targets.timelines import home_key_prefix
-from targets.worker import drain, running_worker
+from targets.fanout.batches import follower_chunks
+from targets.fanout.queue import Batch, Entry, FanoutQueue
+from targets.fanout.reports import delivery_report, written_totals
+from targets.fanout.worker import drain, running_worker
+from targets.stores.connections import Stores
+from targets.stores.timelines import home_key_prefix
+from targets.strategies.push import PushStrategy
+from targets.strategies.registry import make_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 AUTHOR = 0

@@ -9,10 +9,10 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
-from targets.ensemble import Ensemble
-from targets.fanout_report import delivery_report
-from targets.stores import Stores
-from targets.worker import drain, running_worker
+from bench.scenarios.ensemble import Ensemble
+from targets.fanout.reports import delivery_report
+from targets.fanout.worker import drain, running_worker
+from targets.stores.connections import Stores
 from tests.test_oracle import run_scenario, runner, scenarios, view_for  # noqa: F401  (runner is a fixture)
 
 EXAMPLES = int(os.environ.get("FANOUT_ASYNC_ORACLE_EXAMPLES", "50"))

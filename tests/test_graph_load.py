@@ -8,14 +8,14 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from bench.cli import main
+from bench.cli.main import main
 from graphs.edgelist import MalformedEdgeList, write_edges
 from graphs.generate import GraphSpec, generate, header
 from graphs.load import load_graph, staging_schema
 from targets.errors import FanoutError
-from targets.fanout_queue import FanoutQueue
-from targets.stores import Stores
-from targets.timelines import PostCache, Timelines
+from targets.fanout.queue import FanoutQueue
+from targets.stores.connections import Stores
+from targets.stores.timelines import PostCache, Timelines
 
 BIG = (1 << 63) - 1
 HAND_WRITTEN = b"""# follower followee, as SNAP writes them

@@ -1,4 +1,4 @@
-"""Bulk-materialised timelines (targets.rebuild) equal what the strategies' own paths give.
+"""Bulk-materialised timelines (targets.stores.materialise) equal what the strategies' own paths give.
 
 A small scale-free graph with a celebrity and a seeded post history is loaded with a small timeline cap and a
 celebrity threshold that splits hybrid's followees. Then, for every user: the bulk timelines equal the ones each
@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.scenarios.ensemble import Ensemble
 from graphs.edgelist import write_edges
 from graphs.generate import GraphSpec, generate, header
 from graphs.load import load_graph
-from targets.ensemble import Ensemble
 from targets.ids import EPOCH_MS
-from targets.push import PushStrategy
-from targets.rebuild import rebuild_timelines
-from targets.stores import Stores
+from targets.stores.connections import Stores
+from targets.stores.materialise import rebuild_timelines
+from targets.strategies.push import PushStrategy
 from tests.conftest import namespace_settings
 
 USERS = 200

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.commands.locust import LOCUSTFILE
-from bench.locust_stats import bucket_response_time
+from bench.cli.locust import LOCUSTFILE
+from bench.locust.stats import bucket_response_time
 from bench.service_process import ServiceProcess, free_port
 from tests.browser import CHROMIUM, Browser
 from tests.service_support import drain_namespace, served, served_graph, service_namespace

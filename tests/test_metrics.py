@@ -11,7 +11,7 @@ from bench.metrics import (
     server_counters,
     write_amplification,
 )
-from targets.stores import Stores
+from targets.stores.connections import Stores
 
 
 def test_record_seconds_clamps_and_counts() -> None:

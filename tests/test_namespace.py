@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from targets.stores import Stores
+from targets.stores.connections import Stores
 
 ROOT = Path(__file__).resolve().parent.parent
 # A client method call, the command named in a string (execute_command("FLUSHDB")), or redis-cli with it.

@@ -2,7 +2,7 @@
 
 hypothesis draws a small follow graph, a timeline cap, a celebrity threshold, a page size and a sequence of
 publish / follow / unfollow operations. Each operation is applied to Postgres once and to every strategy's derived
-state (targets.ensemble). After every operation one user's first page must agree across strategies; at the end
+state (bench.scenarios.ensemble). After every operation one user's first page must agree across strategies; at the end
 every user's whole timeline, paged with ``before``, must agree and must equal an independent in-memory model: the
 newest ``cap`` posts of the accounts the user follows.
 """
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from targets.ensemble import Ensemble
-from targets.push import PushStrategy
-from targets.social import Authors
-from targets.stores import Stores
+from bench.scenarios.ensemble import Ensemble
+from targets.stores.connections import Stores
+from targets.stores.postgres import Authors
+from targets.strategies.push import PushStrategy
 from tests.conftest import namespace_settings
 
 EXAMPLES = int(os.environ.get("FANOUT_ORACLE_EXAMPLES", "200"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from bench.star import load_star
-from targets.push import PushStrategy
-from targets.stores import Stores
+from graphs.star import load_star
+from targets.stores.connections import Stores
+from targets.strategies.push import PushStrategy
 
 FOLLOWERS = 100_000
 BATCH = 1_000

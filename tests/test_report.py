@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bench.cli import main
-from bench.report import number
+from bench.cli.main import main
+from bench.report.html import number
 from bench.results import write_result
 from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result

@@ -24,7 +24,7 @@ from bench.results import (
     validation_error,
     write_result,
 )
-from targets.stores import Stores
+from targets.stores.connections import Stores
 from tests.conftest import namespace_settings
 from tests.result_factory import recorded, sample_result
 

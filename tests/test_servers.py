@@ -21,11 +21,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from bench import server_postgres, server_redis, server_support, servers
-from bench.aio import run
-from bench.cli import main
-from bench.server_support import free_port, gone, with_endpoint
+from bench.cli.main import main
+from devservers import manager as servers
+from devservers import postgres_server as server_postgres
+from devservers import redis_server as server_redis
+from devservers import support as server_support
+from devservers.support import free_port, gone, with_endpoint
 from targets.config import DATABASE_URL_VAR, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_URL_VAR
+from targets.eventloop import run
 
 
 @pytest.fixture

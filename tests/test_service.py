@@ -15,13 +15,13 @@ import networkx as nx
 import pytest
 import requests
 
+from bench.bindings.http import HttpTarget
 from bench.driver import Driver, DriveResult, Schedule
-from bench.http_target import HttpTarget
 from bench.service_process import ServiceProcess
 from bench.workload import Mix, Workload
-from targets.hybrid import HybridStrategy
-from targets.service_metrics import ServiceMetrics
-from targets.stores import Stores
+from targets.service.metrics import ServiceMetrics
+from targets.stores.connections import Stores
+from targets.strategies.hybrid import HybridStrategy
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
 
 __all__ = ["served", "served_graph"]  # module fixtures shared with test_locust.py

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from targets.base import MAX_PAGE
 from targets.errors import InvalidOperation, UnknownUser
 from targets.ids import post_id_time_ms
-from targets.stores import Stores
-from targets.strategies import STRATEGIES, make_strategy
+from targets.stores.connections import Stores
+from targets.strategies.base import MAX_PAGE
+from targets.strategies.registry import STRATEGIES, make_strategy
 
 ALL = sorted(STRATEGIES)
 

@@ -20,12 +20,12 @@ import pytest
 import uvloop
 
 from targets.config import Settings
-from targets.hybrid import HybridStrategy
 from targets.ids import make_post_id
-from targets.pull import PullStrategy
-from targets.push import PushStrategy
-from targets.schema import create_schema, index_ddl
-from targets.stores import Stores
+from targets.stores.connections import Stores
+from targets.stores.schema import create_schema, index_ddl
+from targets.strategies.hybrid import HybridStrategy
+from targets.strategies.pull import PullStrategy
+from targets.strategies.push import PushStrategy
 from tests.benchmarks.costs import check_costs
 from tests.conftest import namespace_settings
 

@@ -1,7 +1,7 @@
 """Deterministic cost figures per operation, and the gate that holds them to the committed baseline.
 
 A figure is an exact count of what one operation sent to the stores (the client-side counters of
-:mod:`targets.instrument`) or wrote (timeline entries, from the operation's own result). Nothing else on the machine
+:mod:`targets.stores.counters`) or wrote (timeline entries, from the operation's own result). Nothing else on the machine
 can move them, so unlike timings they are compared exactly: any figure above ``costs.json`` fails the gate.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.metrics import server_counters
-from targets.stores import Stores
+from targets.stores.connections import Stores
 
 BASELINE = Path(__file__).with_name("costs.json")
 UPDATE_VAR = "FANOUT_UPDATE_COSTS"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from targets.stores import Stores
+from targets.stores.connections import Stores
 
 
 async def test_pg_rows_counts_returned_and_changed_rows(stores: Stores) -> None:

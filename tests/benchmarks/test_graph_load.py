@@ -16,7 +16,7 @@ import pytest
 from graphs.edgelist import write_edges
 from graphs.generate import GraphSpec, generate
 from graphs.load import load_graph
-from targets.stores import Stores
+from targets.stores.connections import Stores
 from tests.benchmarks.conftest import bench_settings
 from tests.benchmarks.costs import measure
 

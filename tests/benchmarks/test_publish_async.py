@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from targets.fanout_report import delivery_report
-from targets.push import PushStrategy
-from targets.stores import Stores
-from targets.worker import Worker, drain
+from targets.fanout.reports import delivery_report
+from targets.fanout.worker import Worker, drain
+from targets.stores.connections import Stores
+from targets.strategies.push import PushStrategy
 from tests.benchmarks.conftest import FOLLOWERS, PUBLISHER, Feed
 from tests.benchmarks.costs import measure
 

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from targets.base import DEFAULT_PAGE
+from targets.strategies.base import DEFAULT_PAGE
 from tests.benchmarks.conftest import CELEB_READER, CELEBRITIES, READER, Feed
 from tests.benchmarks.costs import measure
 

@@ -1,0 +1,1 @@
+"""Bindings: how one workload operation becomes a call on a target, one module per transport."""

@@ -1,0 +1,597 @@
+"""``fanout bench``: the main job. Push, pull and hybrid under the same open-loop load, side by side.
+
+Each chosen strategy runs in turn on the same graph with the same seeded workload; between them the run's posts and
+follow churn are undone and derived state is rebuilt in bulk, so every strategy starts from the same data. One result
+JSON per run goes to ``results/`` (its path is printed); Ctrl-C stops the run and still writes what was measured,
+marked incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.cli.main import settings_from
+from bench.cli.worker import start_processes, stop_processes
+from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
+from bench.results import finish, new_result, run_metadata, utc_now, write_result
+from bench.scenarios.prepare import GraphInfo, graph_info, load_file, load_generated, settle, warm_post_cache
+from bench.scenarios.run import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
+from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
+from graphs.generate import GraphSpec
+from targets.config import FANOUT_MODES, Settings
+from targets.errors import FanoutError
+from targets.eventloop import run
+from targets.fanout.worker import DEFAULT_INFLIGHT
+from targets.ids import id_default_sql
+from targets.stores.connections import Stores
+from targets.stores.materialise import materialised, rebuild_timelines
+from targets.stores.postgres import Social
+from targets.strategies.registry import STRATEGIES
+
+#: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
+#: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
+#: user makes pull reads real work: nine in ten follows are followed back, so the busiest readers (ranked by
+#: followees) follow hundreds of accounts. Timelines capped at 100 entries stay compact in Redis (two pages each).
+#: Fan-out batches of 200 followers with one call in flight per worker keep each atomic Redis call short, so reads
+#: are not queued behind the celebrity's fan-out on a 2-core machine.
+QUICK: dict[str, Any] = {
+    "scenario": "spike",
+    "users": 20_000,
+    "reciprocity": 0.9,
+    "posts_per_user": 40,
+    "timeline_cap": 100,
+    "fanout_batch": 200,
+    "worker_inflight": 1,
+    "rate": 250.0,
+    "duration": 20.0,
+    "spike_at": 8.0,
+    "spike_window": 4.0,
+    "spike_posts": 1,
+    "threshold": 2_000,
+    "oracle_users": 100,
+}
+#: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
+#: the follows followed back, and one celebrity followed by half of the users.
+GENERATED = {"model": "ba", "celebrities": 1, "celebrity_reach": 0.5}
+
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (value or ",".join(STRATEGIES)).split(",") if n.strip())
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown strategy {', '.join(unknown) or '(none)'}: choose from {', '.join(STRATEGIES)} (comma-separated)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+@click.command()
+@click.option(
+    "--strategy",
+    "strategies",
+    callback=_strategies,
+    metavar="push,pull,hybrid",
+    help="Strategies to run, in order [default: all].",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(SCENARIOS),
+    default="steady",
+    show_default=True,
+    help="Steady load, or a celebrity spike during it.",
+)
+@click.option(
+    "--graph",
+    "graph_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Edge list to load first.",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(min=100),
+    help="Generate and load a graph of N users first (Barabási–Albert plus one celebrity).",
+)
+@click.option(
+    "--follows",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="With --users: accounts each new user follows (Barabási–Albert m).",
+)
+@click.option(
+    "--reciprocity",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="With --users: fraction of follows followed back (gives popular accounts many followees).",
+)
+@click.option(
+    "--posts-per-user",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Post history seeded when loading a graph.",
+)
+@click.option("--rate", type=POSITIVE, default=200.0, show_default=True, help="Target operations per second.")
+@click.option("--duration", type=POSITIVE, default=30.0, show_default=True, help="Seconds of load per strategy.")
+@click.option(
+    "--read-ratio",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_READ_RATIO,
+    show_default=True,
+    help="Fraction of timeline reads (the rest are posts and churn).",
+)
+@click.option(
+    "--churn",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of follow/unfollow operations.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the workload (and of a generated graph).")
+@click.option("--arrival", type=click.Choice(ARRIVALS), default="constant", show_default=True, help="Arrival process.")
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_IN_FLIGHT,
+    show_default=True,
+    help="Bound on concurrent operations.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="Hybrid celebrity threshold (followers) [default: the settings', 10000].",
+)
+@click.option(
+    "--fanout",
+    "fanout_mode",
+    type=click.Choice(FANOUT_MODES),
+    help="Fan-out of push and hybrid: async (queue + worker processes) or sync (inside publish) [default: async].",
+)
+@click.option("--timeline-cap", type=click.IntRange(min=1), help="Entries kept per home timeline [default: 800].")
+@click.option(
+    "--fanout-batch",
+    type=click.IntRange(min=1),
+    help="Followers per fan-out batch: one atomic Redis call, so it bounds how long reads wait behind it [1000].",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
+)
+@click.option(
+    "--worker-inflight",
+    type=click.IntRange(min=1),
+    default=DEFAULT_INFLIGHT,
+    show_default=True,
+    help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
+)
+@click.option(
+    "--page-size", type=click.IntRange(1, 1000), default=50, show_default=True, help="Posts per timeline read."
+)
+@click.option(
+    "--reader-skew",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_READER_SKEW,
+    show_default=True,
+    help="Zipf exponent of reader activity.",
+)
+@click.option(
+    "--readers",
+    type=click.Choice(READER_ORDERS),
+    default="followees",
+    show_default=True,
+    help="Who reads most: those who follow the most accounts, or a seeded random order.",
+)
+@click.option(
+    "--author-alpha",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_AUTHOR_ALPHA,
+    show_default=True,
+    help="Posting weight = (1 + followers) ** alpha.",
+)
+@click.option(
+    "--spike-at",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Spike: seconds into the load when the burst starts.",
+)
+@click.option(
+    "--spike-window", type=POSITIVE, default=5.0, show_default=True, help="Spike: seconds counted as 'during'."
+)
+@click.option(
+    "--spike-accounts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spike: the K most-followed accounts post.",
+)
+@click.option(
+    "--spike-user", "spike_users", type=int, multiple=True, help="Spike: a named account posts instead (repeatable)."
+)
+@click.option(
+    "--spike-posts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spike: posts per account in the burst.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds of unmeasured read-only load before each strategy (pools and caches settle).",
+)
+@click.option(
+    "--oracle-users",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Users whose pages are checked against Postgres after each strategy.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Result file [default: results/<time>-<scenario>.json].",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A complete spike run on a generated 20,000-user graph with a celebrity (under 3 minutes).",
+)
+@click.option(
+    "--calibrate", "calibrate_only", is_flag=True, help="Only measure the driver's own overhead against a no-op target."
+)
+@click.pass_context
+def bench(ctx: click.Context, **options: Any) -> None:
+    """Run the strategies one after another under the same open-loop load and compare them."""
+    if options.pop("calibrate_only"):
+        _calibrate(options["rate"], options["duration"], options["max_in_flight"])
+        return
+    if options.pop("quick"):
+        for name, value in QUICK.items():
+            if ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
+                options[name] = value
+    if options["graph_file"] and options["users"]:
+        raise click.UsageError("pass either --graph FILE or --users N, not both")
+    settings = settings_from(
+        ctx,
+        celebrity_threshold=options["threshold"],
+        fanout_mode=options["fanout_mode"],
+        timeline_cap=options["timeline_cap"],
+        fanout_batch=options["fanout_batch"],
+    )
+    try:
+        config = BenchConfig(
+            scenario=options["scenario"],
+            rate=options["rate"],
+            duration=options["duration"],
+            read_ratio=options["read_ratio"],
+            churn_ratio=options["churn"],
+            seed=options["seed"],
+            arrival=options["arrival"],
+            max_in_flight=options["max_in_flight"],
+            page_size=options["page_size"],
+            reader_skew=options["reader_skew"],
+            readers=options["readers"],
+            author_alpha=options["author_alpha"],
+            spike_at=options["spike_at"],
+            spike_window=options["spike_window"],
+            spike_accounts=options["spike_accounts"],
+            spike_users=tuple(options["spike_users"]),
+            spike_posts=options["spike_posts"],
+            oracle_users=options["oracle_users"],
+            warmup=options["warmup"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    plan = Plan(
+        settings,
+        options["workers"],
+        options["worker_inflight"],
+        config,
+        options["strategies"],
+        options["graph_file"],
+        options["users"],
+        options["follows"],
+        options["reciprocity"],
+        options["posts_per_user"],
+        options["out"],
+    )
+    console = Console()
+    outcome = run(_bench(plan, console))
+    console.print(outcome.table)
+    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
+        sys.exit(130)
+    if outcome.oracle_failed:
+        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
+        sys.exit(1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation does."""
+
+    settings: Settings
+    workers: int
+    worker_inflight: int
+    config: BenchConfig
+    strategies: tuple[str, ...]
+    graph_file: Path | None
+    users: int | None
+    follows: int
+    reciprocity: float
+    posts_per_user: int
+    out: Path | None
+
+
+@dataclass
+class Outcome:
+    """What the command prints at the end."""
+
+    table: Table
+    path: Path
+    interrupted: bool
+    oracle_failed: bool
+
+
+async def _bench(plan: Plan, console: Console) -> Outcome:
+    config, settings = plan.config, plan.settings
+    started_at = utc_now()
+    # Connecting first: unreachable stores fail here, before anything runs.
+    async with await Stores.connect(settings) as stores:
+        source = await _load(stores, plan, console)
+        graph = await graph_info(stores)
+        if len(graph.user_ids) < 2:
+            raise FanoutError("no graph is loaded: pass --graph FILE or --users N (or run `fanout graph load` first)")
+        if config.scenario == "spike" and config.spike_users:
+            missing = sorted(set(config.spike_users) - set(graph.user_ids))
+            if missing:
+                raise FanoutError(f"--spike-user {missing[0]} is not in the loaded graph: name an existing user id")
+        parameters = {
+            **config.parameters(),
+            "strategies": list(plan.strategies),
+            "celebrity_threshold": settings.celebrity_threshold,
+            "timeline_cap": settings.timeline_cap,
+            "fanout_batch": settings.fanout_batch,
+            "fanout": settings.fanout_mode,
+            "workers": plan.workers if settings.fanout_mode == "async" else 0,
+            "worker_inflight": plan.worker_inflight,
+            "graph": str(plan.graph_file) if plan.graph_file else None,
+            "users": plan.users,
+            "follows": plan.follows if plan.users else None,
+            "reciprocity": plan.reciprocity if plan.users else None,
+            "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
+        }
+        meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
+        doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
+        social = Social(stores.pg, id_default_sql(settings.schema))
+        interrupted = False
+        # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
+        # not start on a freshly loaded table in the middle of a run.
+        workers = _start_workers(plan, console)
+        progress = Progress(
+            TextColumn("{task.description:<8}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        )
+        try:
+            with console.status("vacuuming the tables and warming the post cache"):
+                await settle(stores)
+                await warm_post_cache(stores)
+            with progress:
+                # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
+                # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
+                # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
+                fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
+                valid = set(materialised(plan.strategies)) if fresh else set()
+                for name in plan.strategies:
+                    outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
+                    valid.discard(name)
+                    doc["strategies"][name] = block(outcome, config)
+                    await outcome.changes.undo(stores, social)
+                    if not outcome.complete:
+                        interrupted = True
+                        break
+        except asyncio.CancelledError:
+            interrupted = True
+        except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
+            finish(doc, complete=False, reason=f"stopped by {type(exc).__name__}: {exc}"[:500])
+            console.print(f"partial result: {write_result(doc, plan.out)}", soft_wrap=True, highlight=False)
+            raise
+        finally:
+            stop_processes(workers)
+        finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
+        path = write_result(doc, plan.out)
+    failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
+    return Outcome(comparison_table(doc), path, interrupted, failed)
+
+
+async def _run_one(
+    stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress, *, rebuild: bool
+) -> StrategyOutcome:
+    """Reset derived state, then run one strategy with a live progress line."""
+    config = plan.config
+    task = progress.add_task(name, total=config.duration, status="resetting derived state")
+    began = time.perf_counter()
+    if rebuild and materialised([name]):
+        entries = await rebuild_timelines(stores, [name])
+        progress.console.print(
+            f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
+        )
+    watch = _Watch(progress, task, config)
+    try:
+        outcome = await run_strategy(stores, name, config, graph, watch.attach)
+    finally:
+        watch.stop()
+    oracle = outcome.oracle["verdict"] if outcome.oracle else "not checked"
+    progress.update(task, completed=config.duration, status=f"done, oracle: {oracle}")
+    return outcome
+
+
+async def _load(stores: Stores, plan: Plan, console: Console) -> str:
+    """Load the graph the plan names (if any); returns the graph's source for the result."""
+    if plan.graph_file:
+        with console.status(f"loading {plan.graph_file}"):
+            return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed)
+    if plan.users:
+        spec = GraphSpec(
+            GENERATED["model"],
+            plan.users,
+            seed=plan.config.seed,
+            celebrities=GENERATED["celebrities"],
+            celebrity_reach=GENERATED["celebrity_reach"],
+            reciprocity=plan.reciprocity,
+            params={"m": plan.follows},
+        )
+        with console.status(f"generating and loading a {plan.users}-user graph"):
+            return await load_generated(stores, spec, plan.posts_per_user, plan.config.seed)
+    return "already loaded"
+
+
+def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
+    """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
+    if plan.settings.fanout_mode != "async" or not materialised(plan.strategies):
+        return []
+    console.print(f"starting {plan.workers} fan-out worker process(es)")
+    return start_processes(plan.settings, plan.worker_inflight, plan.workers)
+
+
+class _Watch:
+    """Refreshes a strategy's progress line from its driver's live numbers."""
+
+    def __init__(self, progress: Progress, task: Any, config: BenchConfig) -> None:
+        self.progress, self.task, self.config = progress, task, config
+        self._loop: asyncio.Task[None] | None = None
+
+    def attach(self, driver: Driver[Any]) -> None:
+        """Start following ``driver`` (its load starts right after this)."""
+        name = self.progress.tasks[self.task].description
+        self.progress.console.print(
+            f"{name}: load running, {self.config.rate:g} ops/s for {self.config.duration:g}s", highlight=False
+        )
+        self._loop = asyncio.create_task(self._refresh(driver))
+
+    def stop(self) -> None:
+        """Stop following."""
+        if self._loop is not None:
+            self._loop.cancel()
+
+    async def _refresh(self, driver: Driver[Any]) -> None:
+        while True:
+            live = driver.live()
+            self.progress.update(
+                self.task,
+                completed=min(live.elapsed_s, self.config.duration),
+                status=(
+                    f"offered {live.offered_rate:6.1f}/s  achieved {live.achieved_rate:6.1f}/s  "
+                    f"p99 {live.p99_ms:7.2f} ms  in flight {live.in_flight:3d}  errors {live.errors}"
+                ),
+            )
+            await asyncio.sleep(0.25)
+
+
+def _calibrate(rate: float, duration: float, max_in_flight: int) -> None:
+    result = run(calibrate(rate, min(duration, 10.0), max_in_flight))
+    corrected = result.summary("noop")
+    service = result.summary("noop", corrected=False)
+    table = Table(title=f"driver overhead against a no-op target ({result.completed} ops at {rate:g}/s)")
+    for column in ("", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
+        table.add_column(column, justify="right")
+    for label, s in (("added latency (from intended start)", corrected), ("target call alone", service)):
+        table.add_row(label, *(f"{s[k]:.3f}" for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"offered {result.offered_rate:.1f}/s, achieved {result.achieved_rate:.1f}/s, "
+        f"in-flight bound {result.in_flight_bound} hit {result.bound_hits} times"
+    )
+
+
+# -- the final table --------------------------------------------------------------------------------------------------
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def comparison_table(doc: dict[str, Any]) -> Table:
+    """The strategies side by side: latency, write amplification, store costs, spike figures, oracle verdict."""
+    strategies = doc["strategies"]
+    title = f"fanout bench: {doc['scenario']}, {doc['graph']['users']:,} users, {doc['graph']['follows']:,} follows"
+    if not doc["complete"]:
+        title += " [INCOMPLETE]"
+    table = Table(title=title)
+    table.add_column("measure")
+    for name in strategies:
+        table.add_column(name, justify="right")
+
+    def row(label: str, get: Any) -> None:
+        cells = []
+        for s in strategies.values():
+            try:
+                cells.append(get(s))
+            except (KeyError, TypeError):
+                cells.append("-")
+        table.add_row(label, *cells)
+
+    row("read p50 / p99 / p99.9 ms", lambda s: " / ".join(_ms(s["read"][k]) for k in ("p50_ms", "p99_ms", "p999_ms")))
+    row("read p99 uncorrected ms", lambda s: _ms(s["read"]["uncorrected"]["p99_ms"]))
+    row("publish p50 / p99 ms", lambda s: " / ".join(_ms(s["publish"][k]) for k in ("p50_ms", "p99_ms")))
+    row("write amplification", lambda s: _num(s["write_amplification"]))
+    row("delivery lag p99 / max ms", lambda s: " / ".join(_ms(s["delivery_lag"][k]) for k in ("p99_ms", "max_ms")))
+    if any("spike" in s for s in strategies.values()):
+        table.add_section()
+        row("spike: reads p99 before", lambda s: _ms(s["spike"]["reads"]["before"]["p99_ms"]))
+        row("spike: reads p99 during", lambda s: _ms(s["spike"]["reads"]["during"]["p99_ms"]))
+        row("spike: reads p99 after", lambda s: _ms(s["spike"]["reads"]["after"]["p99_ms"]))
+        row("spike: reads p99.9 during", lambda s: _ms(s["spike"]["reads"]["during"]["p999_ms"]))
+        row("spike: celebrity publish p99 ms", lambda s: _ms(s["spike"]["publish"]["p99_ms"]))
+        row("spike: write amplification", lambda s: _num(s["spike"]["write_amplification"]))
+        row(
+            "spike: delivery lag p50 / p99 / max ms",
+            lambda s: " / ".join(_ms(s["spike"]["delivery_lag"][k]) for k in ("p50_ms", "p99_ms", "max_ms")),
+        )
+        row("spike: time to full delivery ms", lambda s: _ms(s["spike"]["time_to_full_delivery_ms"]))
+        row(
+            "spike: timelines memory growth KiB",
+            lambda s: _num(s["spike"]["timelines_memory_growth_bytes"] / 1024, 0),
+        )
+        row("spike: Redis used_memory growth KiB", lambda s: _num(s["spike"]["redis_memory_growth_bytes"] / 1024, 0))
+    table.add_section()
+    row("Redis commands / op (server)", lambda s: _num(s["store_counters"]["redis_commands_per_op"], 2))
+    row(
+        "Redis commands / op (driver)",
+        lambda s: _num(s["store_counters"]["client"]["redis_commands"] / max(1, s["store_counters"]["operations"]), 2),
+    )
+    row("PG rows read / op", lambda s: _num(s["store_counters"]["pg_rows_read_per_op"], 2))
+    row("PG rows written / op", lambda s: _num(s["store_counters"]["pg_rows_written_per_op"], 2))
+    row("Redis used memory MiB", lambda s: _num(s["memory"]["redis_used_memory_bytes"] / 2**20))
+    row("offered / achieved ops/s", lambda s: f"{s['load']['offered_rate']:.1f} / {s['load']['achieved_rate']:.1f}")
+    row("in-flight bound hits", lambda s: f"{s['load']['in_flight_limit_hits']} (bound {s['load']['in_flight_limit']})")
+    row("errors", lambda s: ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "0")
+    row(
+        "oracle vs Postgres",
+        lambda s: f"{s['oracle']['verdict']} ({s['oracle']['users_checked']} users)" if "oracle" in s else "not run",
+    )
+    return table

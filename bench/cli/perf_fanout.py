@@ -1,0 +1,223 @@
+"""``fanout perf fanout``: one post to 1,000,000 followers, end to end, against redis-benchmark on the same Redis.
+
+The fan-out time runs from the job being queued to the last timeline written, both stamped by Redis's own clock in
+the Lua calls (see :mod:`targets.fanout.reports`). The reference is ``redis-benchmark -P 32`` doing as many ZADDs
+into random keys of the harness's namespace. The followers live in a perf namespace of their own (schema
+``<schema>_perf``, prefix ``<prefix>perf:``), loaded by COPY and dropped afterwards. Each worker count runs in fresh
+worker processes on empty timelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench.cli.main import settings_from
+from bench.cli.worker import start_processes, stop_processes
+from graphs.star import load_star
+from targets.config import Settings
+from targets.errors import FanoutError
+from targets.eventloop import run
+from targets.fanout.queue import FanoutQueue
+from targets.fanout.reports import delivery_report
+from targets.fanout.worker import DEFAULT_INFLIGHT
+from targets.stores.connections import Stores
+from targets.stores.schema import create_schema
+from targets.strategies.push import PushStrategy
+
+AUTHOR = 0
+START_TIMEOUT_S = 60.0
+FANOUT_TIMEOUT_S = 600.0
+
+
+@click.command()
+@click.option("--followers", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
+@click.option("--batch", type=click.IntRange(min=1), help="Followers per batch job [default: settings, 1000].")
+@click.option("--inflight", default=DEFAULT_INFLIGHT, show_default=True, type=click.IntRange(min=1))
+@click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def fanout_perf(
+    ctx: click.Context, followers: int, workers: str, repeat: int, batch: int | None, inflight: int, output: str
+) -> None:
+    """Time one post's fan-out to FOLLOWERS against redis-benchmark doing as many ZADDs; last line `ratio: X`.
+
+    Each round runs redis-benchmark, then the fan-out with each worker count (fresh processes, empty timelines).
+    The ratio is the best fan-out time over the best redis-benchmark time: on a shared machine the least disturbed
+    run of each is the closest to what the code can do.
+    """
+    counts = _worker_counts(workers)
+    tool = shutil.which("redis-benchmark")
+    if tool is None:
+        raise click.UsageError("redis-benchmark is not on PATH: install it (apt install redis-tools) and retry")
+    base = settings_from(ctx, fanout_batch=batch)
+    settings = base.with_(prefix=f"{base.prefix}perf:", schema=f"{base.schema}_perf", fanout_mode="async")
+    console = Console() if sys.stdout.isatty() else Console(width=110)  # logs keep whole rows
+    result = run(_measure(console, settings, followers, counts, repeat, inflight, tool))
+    best = min(result["fanout"], key=lambda r: r["seconds"])
+    reference = min(result["redis_benchmark"], key=lambda r: r["seconds"])
+    result["ratio"] = best["seconds"] / reference["seconds"]
+    result["ratio_workers"] = best["workers"]
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(result, indent=2) + "\n")
+
+    table = Table(title=f"fan-out of one post to {followers:,} followers (batch {settings.fanout_batch})")
+    for column in ("round", "run", "seconds", "per second", "lag p50 ms", "lag p99 ms", "Redis CPU s"):
+        table.add_column(column, justify="right")
+    for r in result["redis_benchmark"]:
+        row = (r["round"], "redis-bench", f"{r['seconds']:.3f}", f"{r['rps']:,.0f}", "", "", f"{r['redis_cpu_s']:.2f}")
+        table.add_row(*map(str, row))
+    for r in result["fanout"]:
+        lag = (f"{r['lag_p50_ms']:.1f}", f"{r['lag_p99_ms']:.1f}", f"{r['redis_cpu_s']:.2f}")
+        row = (r["round"], f"{r['workers']} worker(s)", f"{r['seconds']:.3f}", f"{r['followers_per_s']:,.0f}", *lag)
+        table.add_row(*map(str, row))
+    console.print(table)
+    runs = len(result["fanout"])
+    click.echo(f"fan-out: {best['seconds']:.3f} s ({best['workers']} worker(s), best of {runs} runs)")
+    click.echo(f"redis-benchmark -P 32: {reference['seconds']:.3f} s for {followers:,} ZADDs (best of {repeat})")
+    click.echo(f"results written to {output}")
+    click.echo(f"ratio: {result['ratio']:.2f}")
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(
+            f"{text!r} is not a list of positive worker counts: use e.g. 1,2,4", param_hint="--workers"
+        )
+    return counts
+
+
+async def _measure(
+    console: Console, settings: Settings, followers: int, counts: list[int], repeat: int, inflight: int, tool: str
+) -> dict:
+    stores = await Stores.connect(settings, create=False)
+    try:
+        with console.status(f"loading {followers:,} follows by COPY into {settings.schema}"):
+            await stores.drop()
+            async with stores.pg.acquire() as conn:
+                await create_schema(conn, settings.schema, indexes=False)
+            await load_star(stores.pg, settings.schema, AUTHOR, range(1, followers + 1), indexes=True)
+        runs: list[dict] = []
+        references: list[dict] = []
+        for round_ in range(1, repeat + 1):
+            with console.status(f"round {round_}: redis-benchmark -P 32, {followers:,} ZADDs"):
+                references.append({"round": round_, **await _redis_benchmark(stores, tool, followers)})
+            for n in counts:
+                with console.status(f"round {round_}: fan-out with {n} worker process(es)"):
+                    await stores.delete_keys("push:home:*")
+                    runs.append({"round": round_, **await _fanout_once(stores, n, inflight, followers)})
+        await stores.delete_keys("push:home:*")
+        return {
+            "benchmark": "fanout",
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "followers": followers,
+            "batch": settings.fanout_batch,
+            "inflight": inflight,
+            "timeline_cap": settings.timeline_cap,
+            "fanout": runs,
+            "redis_benchmark": references,
+        }
+    finally:
+        await stores.drop()
+        await stores.close()
+
+
+async def redis_cpu_s(stores: Stores) -> float:
+    """CPU seconds the Redis server has used (user + system), from INFO: how busy a run kept it, whatever the wall
+    clock says on a shared machine."""
+    info = await stores.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _fanout_once(stores: Stores, processes: int, inflight: int, followers: int) -> dict:
+    """Start worker processes, wait until all consume, publish one post, wait for its completion notice.
+
+    Returns the figures of the post's delivery report and the Redis CPU seconds used meanwhile.
+    """
+    queue = FanoutQueue(stores.redis, stores.settings)
+    await queue.ensure_group()
+    pubsub = stores.redis.pubsub()
+    await pubsub.subscribe(queue.ready_channel, queue.completed_channel)
+    children = start_processes(stores.settings, inflight, processes)
+    try:
+        await _messages(pubsub, queue.ready_channel, processes)
+        cpu = await redis_cpu_s(stores)
+        receipt = await PushStrategy(stores).publish(AUTHOR, "one post to a million followers")
+        await _messages(pubsub, queue.completed_channel, 1, f"push:{receipt.post_id}")
+        cpu = await redis_cpu_s(stores) - cpu
+    finally:
+        await pubsub.aclose()
+        await asyncio.to_thread(stop_processes, children)
+    report = await delivery_report(stores, receipt.post_id)
+    if report.written != followers or report.fanout_seconds is None:
+        raise FanoutError(f"the fan-out wrote {report.written} entries for {followers} followers")
+    return {
+        "workers": processes,
+        "seconds": report.fanout_seconds,
+        "followers_per_s": followers / report.fanout_seconds,
+        "written": report.written,
+        "batches": report.batches,
+        "lag_p50_ms": report.lag_us.get_value_at_percentile(50) / 1000,
+        "lag_p99_ms": report.lag_us.get_value_at_percentile(99) / 1000,
+        "lag_max_ms": report.lag_us.get_max_value() / 1000,
+        "redis_cpu_s": cpu,
+    }
+
+
+async def _messages(pubsub, channel: str, count: int, payload: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Wait for ``count`` messages on ``channel`` (with ``payload``, when given)."""
+    deadline = time.monotonic() + (START_TIMEOUT_S if payload is None else FANOUT_TIMEOUT_S)
+    seen = 0
+    while seen < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FanoutError(f"timed out waiting for {count - seen} message(s) on {channel}")
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+        if message and message["channel"].decode() == channel:
+            seen += payload is None or message["data"].decode() == payload
+
+
+async def _redis_benchmark(stores: Stores, tool: str, requests: int) -> dict:
+    """``redis-benchmark -P 32`` doing ``requests`` ZADDs into random keys under ``<prefix>bench:``, then cleaned up."""
+    url = urlparse(stores.settings.redis_url)
+    command = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-P", "32"]
+    if url.password:
+        command += ["-a", url.password]
+    if url.path.strip("/"):
+        command += ["--dbnum", url.path.strip("/")]
+    key = f"{stores.settings.prefix}bench:{{__rand_int__}}"
+    command += ["-n", str(requests), "-r", str(requests), "--csv", "zadd", key, "__rand_int__", "__rand_int__"]
+    try:
+        cpu = await redis_cpu_s(stores)
+        started = time.perf_counter()
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - started
+        cpu = await redis_cpu_s(stores) - cpu
+    finally:
+        await stores.delete_keys("bench:*")
+    rps = float(done.stdout.strip().splitlines()[-1].split(",")[1].strip('"'))
+    shown = " ".join("***" if url.password and part == url.password else part for part in command)
+    return {
+        "command": shown,
+        "requests": requests,
+        "rps": rps,
+        "seconds": requests / rps,
+        "wall_s": wall,
+        "redis_cpu_s": cpu,
+    }

@@ -1,1 +1,0 @@
-"""The ``fanout`` subcommands, one module per area, imported only when their command runs."""

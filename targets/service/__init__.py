@@ -1,0 +1,1 @@
+"""The HTTP timeline service: the ASGI app, its metrics, delivery tracking and OpenAPI description."""

@@ -1,0 +1,177 @@
+"""The OpenAPI 3.1 description of the HTTP timeline service (:mod:`targets.service.app`), written as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "malformed request (non-integer id or parameter, bad JSON, missing body)",
+        404: "unknown user",
+        413: "request body or post text too large",
+        422: "well-formed but invalid (page size outside 1..1000, following oneself)",
+        503: "a store does not answer",
+    }
+    return {str(s): _json(_ref("Error"), reasons[s]) for s in statuses}
+
+
+_USER = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_OTHER = {"name": "other_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "fanout-bench timeline service",
+        "version": "0.1.0",
+        "description": "Home timelines (push, pull or hybrid) over Redis and PostgreSQL, for load tests.",
+    },
+    "paths": {
+        "/users/{user_id}/timeline": {
+            "get": {
+                "summary": "A home-timeline page, newest first",
+                "parameters": [
+                    _USER,
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "exclusive upper bound: the next_before of the previous page",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                ],
+                "responses": {"200": _json(_ref("Timeline"), "the page"), **_errors(400, 404, 422, 503)},
+            }
+        },
+        "/users/{user_id}/posts": {
+            "post": {
+                "summary": "Publish a post",
+                "parameters": [_USER],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["body"],
+                                "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": _json(_ref("Published"), "stored and delivered"), **_errors(400, 404, 413, 503)},
+            }
+        },
+        "/users/{user_id}/following/{other_id}": {
+            "put": {
+                "summary": "Follow (idempotent)",
+                "parameters": [_USER, _OTHER],
+                "responses": {"200": _json(_ref("FollowChange"), "done"), **_errors(400, 404, 422, 503)},
+            },
+            "delete": {
+                "summary": "Unfollow (idempotent)",
+                "parameters": [_USER, _OTHER],
+                "responses": {"200": _json(_ref("FollowChange"), "done"), **_errors(400, 404, 422, 503)},
+            },
+        },
+        "/users/sample": {
+            "get": {
+                "summary": "User ids with follower and followee counts from the loaded graph (for load generators)",
+                "parameters": [
+                    {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
+                    {"name": "top", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
+                    {"name": "seed", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": _json(_ref("Sample"), "the sample"), **_errors(400, 503)},
+            }
+        },
+        "/healthz": {"get": {"summary": "Both stores answer", "responses": {"200": _json({"type": "object"}, "ok")}}},
+        "/metrics": {
+            "get": {
+                "summary": "Counters, write amplification, latency percentiles and Redis memory (all processes)",
+                "responses": {"200": _json(_ref("Metrics"), "the metrics")},
+            },
+            "delete": {"summary": "Reset the metrics", "responses": {"200": _json({"type": "object"}, "reset")}},
+        },
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "status"],
+                "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+            },
+            "Post": {
+                "type": "object",
+                "required": ["id", "author_id", "created_at", "body"],
+                "properties": {
+                    "id": {"type": "integer", "description": "time-ordered, below 2**53"},
+                    "author_id": {"type": "integer"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "body": {"type": "string"},
+                },
+            },
+            "Timeline": {
+                "type": "object",
+                "required": ["user_id", "posts", "next_before"],
+                "properties": {
+                    "user_id": {"type": "integer"},
+                    "posts": {"type": "array", "items": _ref("Post")},
+                    "next_before": {"type": ["integer", "null"]},
+                },
+            },
+            "Published": {
+                "allOf": [
+                    _ref("Post"),
+                    {
+                        "type": "object",
+                        "required": ["entries_written"],
+                        "properties": {"entries_written": {"type": "integer", "minimum": 0}},
+                    },
+                ]
+            },
+            "FollowChange": {
+                "type": "object",
+                "required": ["follower", "followee", "following", "changed"],
+                "properties": {
+                    "follower": {"type": "integer"},
+                    "followee": {"type": "integer"},
+                    "following": {"type": "boolean"},
+                    "changed": {"type": "boolean"},
+                },
+            },
+            "Sample": {
+                "type": "object",
+                "required": ["total", "users", "followers", "followees", "top"],
+                "properties": {
+                    "total": {"type": "integer"},
+                    "users": {"type": "array", "items": {"type": "integer"}},
+                    "followers": {"type": "array", "items": {"type": "integer"}},
+                    "followees": {"type": "array", "items": {"type": "integer"}},
+                    "top": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "Metrics": {
+                "type": "object",
+                "required": ["strategy", "counters", "write_amplification", "latency", "redis_memory"],
+                "properties": {
+                    "strategy": {"type": "string"},
+                    "counters": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "write_amplification": {"type": ["number", "null"]},
+                    "latency": {"type": "object"},
+                    "delivery_lag": {"type": "object"},
+                    "redis_memory": {"type": "object"},
+                },
+            },
+        }
+    },
+}

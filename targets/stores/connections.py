@@ -1,0 +1,166 @@
+"""Connections to the two stores and the namespace the harness owns in them.
+
+One asyncio Redis client (redis-py with hiredis) and one asyncpg pool per :class:`Stores`. Every Redis key the
+harness writes starts with ``settings.prefix`` and every table lives in ``settings.schema``; :meth:`Stores.reset`
+removes exactly those (SCAN + UNLINK by prefix, DROP SCHEMA of its own schema) and nothing else. No code path in
+the project runs FLUSHDB or FLUSHALL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, mask_url
+from targets.errors import StoreUnavailable
+from targets.stores.counters import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
+from targets.stores.schema import create_schema
+
+CONNECT_TIMEOUT_S = 5.0
+# Keys examined per SCAN step: the database may hold far more keys than the namespace (other namespaces, other
+# tools), and each step is a round trip, so take big steps.
+SCAN_COUNT = 10_000
+REDIS_MAX_CONNECTIONS = 128
+REDIS_POOL_WAIT_S = 30.0
+
+
+class Stores:
+    """Open connections to Redis and Postgres, scoped to the harness's namespace."""
+
+    def __init__(
+        self, settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool, counters: StoreCounters | None = None
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.pg = pg
+        #: What this process sent to the stores (see :mod:`targets.stores.counters`).
+        self.counters = counters or StoreCounters()
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None, *, create: bool = True) -> Stores:
+        """Connect to both stores (and create the schema unless ``create`` is False).
+
+        Raises :class:`StoreUnavailable` naming the URL and the fix when either store does not answer.
+        """
+        settings = settings or Settings.from_env()
+        counters = StoreCounters()
+        redis = await connect_redis(settings.redis_url, counters)
+        try:
+            pg = await connect_pg(
+                settings.database_url,
+                settings.schema,
+                settings.pool_size,
+                init=pg_counting_init(counters),
+                connection_class=pg_counting_connection(counters),
+            )
+        except BaseException:
+            await redis.aclose()
+            raise
+        stores = cls(settings, redis, pg, counters)
+        if create:
+            async with pg.acquire() as conn:
+                await create_schema(conn, settings.schema)
+        return stores
+
+    async def close(self) -> None:
+        """Close both connections."""
+        await self.redis.aclose()
+        await self.pg.close()
+
+    async def __aenter__(self) -> Stores:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- keys -------------------------------------------------------------------------------------------------
+    def key(self, *parts: object) -> str:
+        """A key inside the namespace: ``prefix`` + parts joined by ``:``."""
+        return self.settings.prefix + ":".join(str(p) for p in parts)
+
+    # -- reset ------------------------------------------------------------------------------------------------
+    async def delete_keys(self, pattern: str = "*") -> int:
+        """UNLINK every key of the namespace matching ``prefix + pattern``; returns how many were removed."""
+        removed = 0
+        batch: list[bytes] = []
+        async for key in self.redis.scan_iter(match=_glob_escape(self.settings.prefix) + pattern, count=SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= SCAN_COUNT:
+                removed += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            removed += await self.redis.unlink(*batch)
+        return removed
+
+    async def reset(self) -> None:
+        """Remove the whole namespace: its Redis keys and its Postgres schema, then recreate the empty schema."""
+        await self.delete_keys()
+        async with self.pg.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {self.settings.schema} CASCADE")
+            await create_schema(conn, self.settings.schema)
+
+    async def drop(self) -> None:
+        """Remove the namespace and leave nothing behind (no empty schema either)."""
+        await self.delete_keys()
+        async with self.pg.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {self.settings.schema} CASCADE")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled Postgres connection inside a transaction."""
+        async with self.pg.acquire() as conn, conn.transaction():
+            yield conn
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob metacharacters so a prefix matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def connect_redis(url: str, counters: StoreCounters | None = None) -> aioredis.Redis:
+    """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``."""
+    # A blocking pool: past its size a caller waits for a connection instead of failing with "Too many connections",
+    # which under load would turn into errors the benchmark would wrongly blame on the strategy.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+    )
+    client = aioredis.Redis.from_pool(pool)
+    if counters is not None:
+        count_redis(client, counters)  # before the first connection opens, so every connection counts
+    try:
+        await client.ping()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        await client.aclose()
+        raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, _reason(exc)) from None
+    return client
+
+
+async def connect_pg(
+    url: str, schema: str, size: int = 10, init: Any = None, connection_class: type[Any] = asyncpg.Connection
+) -> asyncpg.Pool:
+    """An asyncpg pool whose connections have ``search_path`` set to the harness's schema."""
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=size,
+            timeout=CONNECT_TIMEOUT_S,
+            init=init,
+            connection_class=connection_class,
+            server_settings={"search_path": schema, "application_name": "fanout-bench"},
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, _reason(exc)) from None
+    assert pool is not None
+    return pool
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

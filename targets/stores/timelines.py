@@ -1,0 +1,168 @@
+"""Home timelines in Redis (capped sorted sets scored by post id) and the post cache used to hydrate them.
+
+Keys: ``{prefix}{owner}:home:{<user>}`` for a strategy's home timeline (hash-tagged by user so a Redis Cluster can
+be used later) and ``{prefix}post:{<id>}`` for a cached post. Each write to many timelines is one Lua call per
+batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never one round trip per follower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from targets.stores.postgres import Post
+
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
+# re-delivered batch counts (and changes) nothing. A timeline the post was already in did not grow: no trim needed.
+_ADD_TO_MANY = """
+local id = ARGV[1]
+local keep = -(tonumber(ARGV[2]) + 1)
+local added = 0
+for i = 1, #KEYS do
+  if redis.call('ZADD', KEYS[i], id, id) == 1 then
+    added = added + 1
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, keep)
+  end
+end
+return added
+"""
+
+# Merge posts into one timeline (on follow) and trim; returns entries added.
+_MERGE = """
+local added = 0
+for i = 2, #ARGV do
+  added = added + redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+return added
+"""
+
+# Remove posts from one timeline (on unfollow); returns {size before, removed}.
+_UNMERGE = """
+local size = redis.call('ZCARD', KEYS[1])
+local removed = 0
+if #ARGV > 0 then removed = redis.call('ZREM', KEYS[1], unpack(ARGV)) end
+return {size, removed}
+"""
+
+
+def home_key_prefix(prefix: str, owner: str) -> str:
+    """Everything of a home timeline key before the user id (the key ends with the id and ``}``).
+
+    The one definition of the key layout: the fan-out worker's Lua builds keys from it too.
+    """
+    return f"{prefix}{owner}:home:{{"
+
+
+class Timelines:
+    """One owner's home timelines (``owner`` is the strategy name, so strategies never share derived state)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.owner = owner
+        self.cap = cap
+        self._add_to_many = redis.register_script(_ADD_TO_MANY)
+        self._merge = redis.register_script(_MERGE)
+        self._unmerge = redis.register_script(_UNMERGE)
+
+    def key(self, user_id: int) -> str:
+        """The user's home timeline key."""
+        return f"{home_key_prefix(self.prefix, self.owner)}{user_id}}}"
+
+    @property
+    def pattern(self) -> str:
+        """Glob (relative to the prefix) of every home timeline of this owner."""
+        return f"{self.owner}:home:*"
+
+    async def add_to_many(self, user_ids: Sequence[int], post_id: int) -> int:
+        """Add one post to many timelines in one call; returns the entries written."""
+        if not user_ids:
+            return 0
+        keys = [self.key(u) for u in user_ids]
+        return int(await self._add_to_many(keys=keys, args=[post_id, self.cap]))
+
+    async def merge(self, user_id: int, post_ids: Sequence[int]) -> int:
+        """Add posts to one timeline, keeping the cap; returns entries written."""
+        if not post_ids:
+            return 0
+        return int(await self._merge(keys=[self.key(user_id)], args=[self.cap, *post_ids]))
+
+    async def unmerge(self, user_id: int, post_ids: Sequence[int]) -> tuple[int, int]:
+        """Remove posts from one timeline; returns (size before, entries removed)."""
+        size, removed = await self._unmerge(keys=[self.key(user_id)], args=list(post_ids))
+        return int(size), int(removed)
+
+    async def replace(self, user_id: int, post_ids: Sequence[int]) -> None:
+        """Atomically make the timeline hold exactly these posts (a rebuild from the source of truth)."""
+        key = self.key(user_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.unlink(key)
+            if post_ids:
+                pipe.zadd(key, {str(p): p for p in post_ids})
+            await pipe.execute()
+
+    async def page(self, user_id: int, limit: int, before: int | None) -> list[int]:
+        """Post ids below ``before`` (exclusive), newest first, at most ``limit``."""
+        if limit <= 0:
+            return []
+        top = "+inf" if before is None else f"({before}"
+        ids = await self.redis.zrevrangebyscore(self.key(user_id), top, "-inf", start=0, num=limit)
+        return [int(i) for i in ids]
+
+    async def count_at_or_above(self, user_id: int, post_id: int) -> int:
+        """How many entries of the timeline are at or above ``post_id``."""
+        return int(await self.redis.zcount(self.key(user_id), post_id, "+inf"))
+
+    async def size(self, user_id: int) -> int:
+        """Entries in the user's timeline."""
+        return int(await self.redis.zcard(self.key(user_id)))
+
+
+class PostCache:
+    """Post bodies in Redis, so a push read is Redis only; misses fall back to the source of truth."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def key(self, post_id: int) -> str:
+        """The cached post's key."""
+        return f"{self.prefix}post:{{{post_id}}}"
+
+    @staticmethod
+    def encode(post: Post) -> bytes:
+        """``author|created_us|body`` as bytes: compact, and the body may contain anything."""
+        created_us = (post.created_at - _UNIX) // _MICROSECOND
+        return b"%d|%d|" % (post.author_id, created_us) + post.body.encode()
+
+    @staticmethod
+    def decode(post_id: int, raw: bytes) -> Post:
+        """The inverse of :meth:`encode`."""
+        author, created_us, body = raw.split(b"|", 2)
+        created = _UNIX + int(created_us) * _MICROSECOND
+        return Post(post_id, int(author), created, body.decode())
+
+    async def put(self, posts: Sequence[Post]) -> None:
+        """Cache posts (one round trip)."""
+        if posts:
+            await self.redis.mset({self.key(p.id): self.encode(p) for p in posts})
+
+    async def get(self, post_ids: Sequence[int]) -> tuple[dict[int, Post], list[int]]:
+        """Cached posts by id, and the ids that were not cached."""
+        if not post_ids:
+            return {}, []
+        raws = await self.redis.mget([self.key(p) for p in post_ids])
+        found: dict[int, Post] = {}
+        missing: list[int] = []
+        for pid, raw in zip(post_ids, raws, strict=True):
+            if raw is None:
+                missing.append(pid)
+            else:
+                found[pid] = self.decode(pid, raw)
+        return found, missing

@@ -1,0 +1,1 @@
+"""Timeline strategies behind one async interface (base), found by name in the registry: push, pull, hybrid."""

@@ -1,0 +1,111 @@
+"""Push (fan-out on write): every post is written into each follower's capped Redis home timeline.
+
+Reads are one sorted-set range plus one MGET of cached posts. The write path reads followers in keyset batches
+and writes each batch with one Lua call (ZADD + trim per follower), never one round trip per follower: by default
+asynchronously (publish queues one job for :mod:`targets.fanout.worker`), or inside publish with ``fanout_mode="sync"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from targets.fanout.queue import FanoutQueue
+from targets.stores.connections import Stores
+from targets.stores.postgres import Authors, FollowChange, Post
+from targets.stores.timelines import Timelines
+from targets.strategies.base import Strategy
+
+
+class PushStrategy(Strategy):
+    """Fan-out on write into capped sorted sets, one set per follower."""
+
+    name: ClassVar[str] = "push"
+    home_authors: ClassVar[Authors | None] = Authors.ALL
+
+    def __init__(self, stores: Stores) -> None:
+        super().__init__(stores)
+        self.batch_size = stores.settings.fanout_batch
+        self.threshold = stores.settings.celebrity_threshold
+        self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap)
+        self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
+
+    # -- write path -------------------------------------------------------------------------------------------
+    def pushes(self, author_followers: int) -> bool:
+        """Whether posts of an author with this many followers go into timelines (always, for push)."""
+        return True
+
+    async def distribute(self, post: Post, author_followers: int) -> int:
+        """Cache the post, then fan it out to every follower's timeline."""
+        await self.posts.put([post])
+        if not self.pushes(author_followers):
+            return 0
+        return await self.fan_out(post)
+
+    async def fan_out(self, post: Post) -> int:
+        """Deliver the post to every follower's timeline; returns entries written before the acknowledgement.
+
+        In ``async`` mode (the default) this queues one fan-out job and returns 0: workers write the timelines
+        (:mod:`targets.fanout.worker`) and count what they write in the post's delivery report. In ``sync`` mode it writes
+        every batch itself, so the publish latency includes the whole fan-out.
+        """
+        if self.settings.fanout_mode == "async":
+            await self.fanout_queue.enqueue(self.name, post.id, post.author_id)
+            return 0
+        written = 0
+        async for batch in self.social.follower_batches(post.author_id, self.batch_size):
+            written += await self.timelines.add_to_many(batch, post.id)
+        return written
+
+    # -- follow graph changes (Mastodon's merge / unmerge) ----------------------------------------------------
+    async def on_follow(self, follower_id: int, followee_id: int, change: FollowChange) -> None:
+        """Merge the followee's recent posts into the follower's timeline."""
+        if self.pushes(change.followers_after):
+            await self.merge_author(follower_id, followee_id)
+
+    async def on_unfollow(self, follower_id: int, followee_id: int, change: FollowChange) -> None:
+        """Remove the followee's posts from the follower's timeline."""
+        if self.pushes(change.followers_before):
+            await self.unmerge_author([follower_id], followee_id)
+
+    async def merge_author(self, user_id: int, author_id: int) -> int:
+        """Put the author's newest ``cap`` posts into one timeline (older ones could never be in it)."""
+        return await self.timelines.merge(user_id, await self.social.recent_post_ids(author_id, self.cap))
+
+    async def unmerge_author(self, user_ids: Iterable[int], author_id: int) -> None:
+        """Remove the author's posts from these timelines, refilling any that the cap had trimmed.
+
+        A timeline at its cap may have lost older posts of other followees to trimming; once entries are
+        removed it is rebuilt from the source of truth, so it again holds exactly its newest ``cap`` posts.
+        """
+        post_ids = await self.social.recent_post_ids(author_id, self.cap)
+        if not post_ids:
+            return
+        refill = []
+        for user_id in user_ids:
+            size, removed = await self.timelines.unmerge(user_id, post_ids)
+            if removed and size >= self.cap:
+                refill.append(user_id)
+        await self.rebuild(refill)
+
+    # -- read path --------------------------------------------------------------------------------------------
+    async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
+        """One range read of the home timeline, hydrated from the post cache."""
+        return await self.hydrate(await self.timelines.page(user_id, limit, before))
+
+    # -- derived state ----------------------------------------------------------------------------------------
+    async def rebuild(self, user_ids: Iterable[int]) -> int:
+        """Recompute these users' timelines from Postgres (one query and one transaction each)."""
+        assert self.home_authors is not None
+        written = 0
+        for user_id in user_ids:
+            posts, _ = await self.social.timeline(
+                user_id, self.cap, None, self.cap, authors=self.home_authors, threshold=self.threshold
+            )
+            await self.timelines.replace(user_id, [p.id for p in posts])
+            written += len(posts)
+        return written
+
+    async def reset_derived(self) -> int:
+        """Delete this strategy's home timelines."""
+        return await self.stores.delete_keys(self.timelines.pattern)
