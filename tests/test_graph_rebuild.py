@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench.scenarios.ensemble import Ensemble
+from bench.scenarios.oracle import Ensemble
 from graphs.edgelist import write_edges
 from graphs.generate import GraphSpec, generate, header
 from graphs.load import load_graph
@@ -20,6 +20,7 @@ from targets.ids import EPOCH_MS
 from targets.stores.connections import Stores
 from targets.stores.materialise import rebuild_timelines
 from targets.strategies.push import PushStrategy
+from targets.strategies.registry import timeline_owners
 from tests.conftest import namespace_settings
 
 USERS = 200
@@ -119,6 +120,6 @@ async def test_incremental_operations_on_bulk_state_keep_strategies_equal(loaded
 
     # Resetting derived state between strategies goes through the same bulk path and changes nothing.
     before = await all_timelines(ensemble, users)
-    written = await rebuild_timelines(loaded, ["push", "pull", "hybrid"])
+    written = await rebuild_timelines(loaded, timeline_owners(["push", "pull", "hybrid"]))
     assert written == sum(len(t) for timelines in before.values() for t in timelines.values())
     assert await all_timelines(ensemble, users) == before

@@ -2,7 +2,7 @@
 
 hypothesis draws a small follow graph, a timeline cap, a celebrity threshold, a page size and a sequence of
 publish / follow / unfollow operations. Each operation is applied to Postgres once and to every strategy's derived
-state (bench.scenarios.ensemble). After every operation one user's first page must agree across strategies; at the end
+state (bench.scenarios.oracle). After every operation one user's first page must agree across strategies; at the end
 every user's whole timeline, paged with ``before``, must agree and must equal an independent in-memory model: the
 newest ``cap`` posts of the accounts the user follows.
 """
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.scenarios.ensemble import Ensemble
+from bench.scenarios.oracle import Ensemble
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors
 from targets.strategies.push import PushStrategy

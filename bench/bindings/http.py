@@ -1,4 +1,4 @@
-"""Workload operations sent to the HTTP timeline service (``fanout serve``), as a target for the open-loop driver.
+"""Workload operations sent over HTTP to a service that speaks the ``fanout serve`` API, for the open-loop driver.
 
 One aiohttp session with a bounded keep-alive connection pool; an answer other than the expected status raises
 :class:`HttpStatusError`, which the driver counts as an error of that kind.
@@ -10,6 +10,7 @@ from types import TracebackType
 
 import aiohttp
 
+from bench.bindings.operations import http_call
 from bench.workload import Op
 
 
@@ -41,17 +42,8 @@ class HttpTarget:
     async def __call__(self, op: Op) -> None:
         """Perform one operation and read the whole answer."""
         assert self.session is not None, "use HttpTarget as an async context manager"
-        if op.kind == "read":
-            request = self.session.get(f"/users/{op.user}/timeline", params={"limit": self.page_size})
-            expected = 200
-        elif op.kind == "post":
-            request = self.session.post(f"/users/{op.user}/posts", json={"body": f"post {op.seq} by {op.user}"})
-            expected = 201
-        elif op.kind == "follow":
-            request, expected = self.session.put(f"/users/{op.user}/following/{op.other}"), 200
-        else:
-            request, expected = self.session.delete(f"/users/{op.user}/following/{op.other}"), 200
-        async with request as response:
+        call = http_call(op, self.page_size)
+        async with self.session.request(call.method, call.path, json=call.json) as response:
             await response.read()
-            if response.status != expected:
+            if response.status != call.expected:
                 raise HttpStatusError(f"{op.kind} answered {response.status}")

@@ -21,23 +21,25 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.cli.declared import click_options, from_options
 from bench.cli.main import settings_from
 from bench.cli.worker import start_processes, stop_processes
-from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
+from bench.driver import Driver, calibrate
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
-from bench.scenarios.prepare import GraphInfo, graph_info, load_file, load_generated, settle, warm_post_cache
-from bench.scenarios.run import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
-from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
+from bench.scenarios.base import BenchConfig
+from bench.scenarios.registry import SCENARIOS
+from bench.scenarios.run import StrategyOutcome, block, run_strategy
 from graphs.generate import GraphSpec
+from graphs.info import GraphInfo, graph_info
+from graphs.load import load_file, load_generated
 from targets.config import FANOUT_MODES, Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.fanout.worker import DEFAULT_INFLIGHT
-from targets.ids import id_default_sql
 from targets.stores.connections import Stores
-from targets.stores.materialise import materialised, rebuild_timelines
-from targets.stores.postgres import Social
-from targets.strategies.registry import STRATEGIES
+from targets.stores.materialise import rebuild_timelines
+from targets.stores.post_cache import PostCache
+from targets.strategies.registry import STRATEGIES, keeps_timelines, timeline_owners
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
 #: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
@@ -89,11 +91,12 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 @click.option(
     "--scenario",
-    type=click.Choice(SCENARIOS),
+    type=click.Choice(list(SCENARIOS)),
     default="steady",
     show_default=True,
     help="Steady load, or a celebrity spike during it.",
 )
+@click_options(BenchConfig, *(s.Options for s in SCENARIOS.values()), skip=("scenario",))
 @click.option(
     "--graph",
     "graph_file",
@@ -126,31 +129,6 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     show_default=True,
     help="Post history seeded when loading a graph.",
 )
-@click.option("--rate", type=POSITIVE, default=200.0, show_default=True, help="Target operations per second.")
-@click.option("--duration", type=POSITIVE, default=30.0, show_default=True, help="Seconds of load per strategy.")
-@click.option(
-    "--read-ratio",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_READ_RATIO,
-    show_default=True,
-    help="Fraction of timeline reads (the rest are posts and churn).",
-)
-@click.option(
-    "--churn",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction of follow/unfollow operations.",
-)
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the workload (and of a generated graph).")
-@click.option("--arrival", type=click.Choice(ARRIVALS), default="constant", show_default=True, help="Arrival process.")
-@click.option(
-    "--max-in-flight",
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_IN_FLIGHT,
-    show_default=True,
-    help="Bound on concurrent operations.",
-)
 @click.option(
     "--threshold",
     type=click.IntRange(min=1),
@@ -177,71 +155,6 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     default=DEFAULT_INFLIGHT,
     show_default=True,
     help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
-)
-@click.option(
-    "--page-size", type=click.IntRange(1, 1000), default=50, show_default=True, help="Posts per timeline read."
-)
-@click.option(
-    "--reader-skew",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_READER_SKEW,
-    show_default=True,
-    help="Zipf exponent of reader activity.",
-)
-@click.option(
-    "--readers",
-    type=click.Choice(READER_ORDERS),
-    default="followees",
-    show_default=True,
-    help="Who reads most: those who follow the most accounts, or a seeded random order.",
-)
-@click.option(
-    "--author-alpha",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_AUTHOR_ALPHA,
-    show_default=True,
-    help="Posting weight = (1 + followers) ** alpha.",
-)
-@click.option(
-    "--spike-at",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="Spike: seconds into the load when the burst starts.",
-)
-@click.option(
-    "--spike-window", type=POSITIVE, default=5.0, show_default=True, help="Spike: seconds counted as 'during'."
-)
-@click.option(
-    "--spike-accounts",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Spike: the K most-followed accounts post.",
-)
-@click.option(
-    "--spike-user", "spike_users", type=int, multiple=True, help="Spike: a named account posts instead (repeatable)."
-)
-@click.option(
-    "--spike-posts",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Spike: posts per account in the burst.",
-)
-@click.option(
-    "--warmup",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Seconds of unmeasured read-only load before each strategy (pools and caches settle).",
-)
-@click.option(
-    "--oracle-users",
-    type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="Users whose pages are checked against Postgres after each strategy.",
 )
 @click.option(
     "--out",
@@ -275,28 +188,10 @@ def bench(ctx: click.Context, **options: Any) -> None:
         timeline_cap=options["timeline_cap"],
         fanout_batch=options["fanout_batch"],
     )
+    scenario = SCENARIOS[options["scenario"]]
     try:
-        config = BenchConfig(
-            scenario=options["scenario"],
-            rate=options["rate"],
-            duration=options["duration"],
-            read_ratio=options["read_ratio"],
-            churn_ratio=options["churn"],
-            seed=options["seed"],
-            arrival=options["arrival"],
-            max_in_flight=options["max_in_flight"],
-            page_size=options["page_size"],
-            reader_skew=options["reader_skew"],
-            readers=options["readers"],
-            author_alpha=options["author_alpha"],
-            spike_at=options["spike_at"],
-            spike_window=options["spike_window"],
-            spike_accounts=options["spike_accounts"],
-            spike_users=tuple(options["spike_users"]),
-            spike_posts=options["spike_posts"],
-            oracle_users=options["oracle_users"],
-            warmup=options["warmup"],
-        )
+        config = from_options(BenchConfig, options, options=from_options(scenario.Options, options))
+        scenario.check(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     plan = Plan(
@@ -360,10 +255,10 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         graph = await graph_info(stores)
         if len(graph.user_ids) < 2:
             raise FanoutError("no graph is loaded: pass --graph FILE or --users N (or run `fanout graph load` first)")
-        if config.scenario == "spike" and config.spike_users:
-            missing = sorted(set(config.spike_users) - set(graph.user_ids))
-            if missing:
-                raise FanoutError(f"--spike-user {missing[0]} is not in the loaded graph: name an existing user id")
+        try:
+            SCENARIOS[config.scenario](config, graph)  # options that do not fit the loaded graph fail here
+        except ValueError as exc:
+            raise FanoutError(str(exc)) from None
         parameters = {
             **config.parameters(),
             "strategies": list(plan.strategies),
@@ -381,7 +276,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         }
         meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
         doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
-        social = Social(stores.pg, id_default_sql(settings.schema))
+        social = stores.social
         interrupted = False
         # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
         # not start on a freshly loaded table in the middle of a run.
@@ -395,14 +290,14 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         )
         try:
             with console.status("vacuuming the tables and warming the post cache"):
-                await settle(stores)
-                await warm_post_cache(stores)
+                await stores.social.vacuum_analyze()
+                await PostCache(stores.redis, settings.prefix).warm(stores.social)
             with progress:
                 # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
-                valid = set(materialised(plan.strategies)) if fresh else set()
+                valid = set(timeline_owners(plan.strategies)) if fresh else set()
                 for name in plan.strategies:
                     outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
                     valid.discard(name)
@@ -432,8 +327,8 @@ async def _run_one(
     config = plan.config
     task = progress.add_task(name, total=config.duration, status="resetting derived state")
     began = time.perf_counter()
-    if rebuild and materialised([name]):
-        entries = await rebuild_timelines(stores, [name])
+    if rebuild and keeps_timelines(name):
+        entries = await rebuild_timelines(stores, timeline_owners([name]))
         progress.console.print(
             f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
         )
@@ -469,7 +364,7 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
 
 def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
-    if plan.settings.fanout_mode != "async" or not materialised(plan.strategies):
+    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies):
         return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
     return start_processes(plan.settings, plan.worker_inflight, plan.workers)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.main import settings_from
-from bench.scenarios.ensemble import Ensemble
+from bench.scenarios.oracle import Ensemble
 from targets.eventloop import run
 from targets.fanout.worker import drain, running_worker
 from targets.stores.connections import Stores

@@ -27,21 +27,25 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.bindings.http import HttpTarget
+from bench.bindings.inprocess import InProcessTarget
 from bench.cli.locust import locust_command, summarize
 from bench.cli.main import settings_from
 from bench.driver import Driver, DriveResult, Schedule
-from bench.scenarios.prepare import GraphInfo, graph_info, load_generated, warm_post_cache
 from bench.service_process import ServiceProcess
 from bench.workload import Mix, Op, Workload
 from graphs.generate import GraphSpec
+from graphs.info import GraphInfo, graph_info
+from graphs.load import load_generated
 from targets.config import Settings
 from targets.eventloop import run
+from targets.service import routes
 from targets.stores.connections import Stores
+from targets.stores.post_cache import PostCache
 from targets.strategies.push import PushStrategy
 
 #: Offered rate, far above what one Python process serves: the in-flight bound then sets the pace.
 OFFERED_RATE = 100_000.0
-TIMELINE = "GET /users/[id]/timeline"
+TIMELINE = routes.request_name("GET", routes.TIMELINE)
 
 
 def _workload(info: GraphInfo, seed: int) -> Workload:
@@ -79,18 +83,14 @@ async def _prepare(settings: Settings, users: int | None, posts_per_user: int, s
         info = await graph_info(stores)
         if len(info.user_ids) < 2:
             raise click.UsageError("no graph is loaded: pass --users N to generate and load one")
-        await warm_post_cache(stores)
+        await PostCache(stores.redis, settings.prefix).warm(stores.social)
         return info
 
 
 async def _in_process(settings: Settings, info: GraphInfo, duration: float, concurrency: int, page: int, seed: int):  # type: ignore[no-untyped-def]
     async with await Stores.connect(settings.with_(pool_size=max(10, concurrency))) as stores:
-        push = PushStrategy(stores)
-
-        async def read(op: Op) -> None:
-            await push.home_timeline(op.user, page)
-
-        driver = Driver(read, _workload(info, seed).next_op, _schedule(duration), max_in_flight=concurrency)
+        target = InProcessTarget(PushStrategy(stores), page)
+        driver = Driver(target, _workload(info, seed).next_op, _schedule(duration), max_in_flight=concurrency)
         return await _saturate(driver, duration)
 
 

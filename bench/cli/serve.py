@@ -99,4 +99,4 @@ def _check_port(host: str, port: int) -> None:
 
 async def _count_users(settings: Settings) -> int:
     async with await Stores.connect(settings) as stores:
-        return int(await stores.pg.fetchval("SELECT count(*) FROM users"))
+        return await stores.social.user_count()

@@ -33,6 +33,7 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from locust.user.wait_time import constant_throughput
 
+from bench.bindings.operations import http_call
 from bench.locust.service_client import ServiceClient, ServiceError
 from bench.locust.stats import HdrStats, use_submillisecond_buckets
 from bench.locust.webui import extend_web_ui
@@ -162,12 +163,8 @@ class Spike:
         try:
             for account, _followers in top:
                 for i in range(size):
-                    pool.spawn(
-                        session.post,
-                        f"/users/{account}/posts",
-                        json={"body": f"celebrity spike post {i} by {account}"},
-                        name="spike: POST /users/[id]/posts",
-                    )
+                    call = http_call(Op("post", account, None, -1 - i), 0)  # negative seqs mark the spike's posts
+                    pool.spawn(session.request, call.method, call.path, json=call.json, name=f"spike: {call.name}")
             pool.join()
         finally:
             self._running = False
@@ -273,15 +270,6 @@ class TimelineUser(FastHttpUser):
         self.perform(WORKLOAD.next_op())
 
     def perform(self, op: Op) -> None:
-        """Send one operation to the service."""
-        if op.kind == "read":
-            page = _options(self.environment).page_size
-            self.client.get(f"/users/{op.user}/timeline?limit={page}", name="GET /users/[id]/timeline")
-        elif op.kind == "post":
-            self.client.post(
-                f"/users/{op.user}/posts", json={"body": f"post {op.seq} by {op.user}"}, name="POST /users/[id]/posts"
-            )
-        elif op.kind == "follow":
-            self.client.put(f"/users/{op.user}/following/{op.other}", name="PUT /users/[id]/following/[id]")
-        else:
-            self.client.delete(f"/users/{op.user}/following/{op.other}", name="DELETE /users/[id]/following/[id]")
+        """Send one operation to the service (the same request the open-loop driver's HTTP binding sends)."""
+        call = http_call(op, _options(self.environment).page_size)
+        self.client.request(call.method, call.path, json=call.json, name=call.name)

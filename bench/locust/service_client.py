@@ -11,6 +11,8 @@ from typing import Any
 
 import requests
 
+from targets.service import routes
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -50,11 +52,11 @@ class ServiceClient:
 
     def health(self) -> dict[str, Any]:
         """``/healthz``: status and the strategy the service runs."""
-        return self._call("GET", "/healthz")
+        return self._call("GET", routes.HEALTHZ)
 
     def sample(self, n: int = 10_000, top: int = 10, seed: int = 0) -> UserSample:
         """Up to ``n`` users with follower and followee counts, and the ``top`` most followed."""
-        data = self._call("GET", "/users/sample", n=n, top=top, seed=seed)
+        data = self._call("GET", routes.SAMPLE, n=n, top=top, seed=seed)
         return UserSample(
             total=data["total"],
             users=data["users"],
@@ -65,8 +67,8 @@ class ServiceClient:
 
     def metrics(self) -> dict[str, Any]:
         """``/metrics``: counters, write amplification, latency, delivery lag and Redis memory."""
-        return self._call("GET", "/metrics")
+        return self._call("GET", routes.METRICS)
 
     def reset_metrics(self) -> None:
         """Start the service's counters from zero."""
-        self._call("DELETE", "/metrics")
+        self._call("DELETE", routes.METRICS)

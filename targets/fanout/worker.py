@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from targets.fanout.batches import follower_chunks
 from targets.fanout.queue import Batch, Entry, FanoutQueue, consumer_name
 from targets.stores.connections import Stores
-from targets.strategies.push import PushStrategy
-from targets.strategies.registry import STRATEGIES
+from targets.strategies.registry import timeline_owners
 
 log = logging.getLogger(__name__)
 
 #: Owners whose timelines a job may fill: the strategies that push.
-OWNERS = frozenset(name for name, cls in STRATEGIES.items() if issubclass(cls, PushStrategy))
+OWNERS = frozenset(timeline_owners())
 DEFAULT_INFLIGHT = 8
 MAX_BLOCK_MS = 1_000
 #: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
@@ -165,7 +164,7 @@ class Worker:
         """Turn a post job into batch jobs, delivering the last batch itself (which finishes the job)."""
         owner, post = job.fields["owner"], job.fields["post"]
         after = await self.queue.progress(owner, post)  # a split resumed after a crash goes on from here
-        chunks = follower_chunks(self.stores.pg, int(job.fields["author"]), after, self.settings.fanout_batch)
+        chunks = follower_chunks(self.stores.social, int(job.fields["author"]), after, self.settings.fanout_batch)
         async with aclosing(chunks):  # a split given up stops reading ahead at once
             async for batches, last_chunk in chunks:
                 final = (batches.pop() if batches else Batch(after, 0, "")) if last_chunk else None

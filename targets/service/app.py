@@ -41,14 +41,14 @@ from starlette.routing import Route
 from targets.config import Settings
 from targets.errors import FanoutError, InvalidOperation, StoreUnavailable, UnknownUser
 from targets.fanout.worker import running_worker
+from targets.service import routes
 from targets.service.delivery import DeliveryTracker
 from targets.service.metrics import ServiceMetrics
 from targets.service.openapi import OPENAPI
 from targets.stores.connections import Stores
 from targets.stores.postgres import Post
 from targets.strategies.base import DEFAULT_PAGE, Strategy
-from targets.strategies.push import PushStrategy
-from targets.strategies.registry import STRATEGIES, make_strategy
+from targets.strategies.registry import STRATEGIES, keeps_timelines, make_strategy
 
 log = logging.getLogger("fanout.service")
 
@@ -251,28 +251,17 @@ async def sample_users(request: Request) -> Response:
         raise Problem(400, f"n={n} is outside 1..{MAX_SAMPLE}: ask for fewer users")
     if not 0 <= top <= MAX_TOP:  # type: ignore[operator]
         raise Problem(400, f"top={top} is outside 0..{MAX_TOP}")
-    pg = _svc(request).stores.pg
-    total = int(await pg.fetchval("SELECT count(*) FROM users"))
-    if total <= n:  # type: ignore[operator]
-        rows = await pg.fetch("SELECT id, follower_count, followee_count FROM users ORDER BY id")
-    else:
-        # A repeatable Bernoulli sample: the same seed gives the same users on the same graph.
-        percent = min(100.0, 100.0 * (1.2 * n + 100) / total)  # type: ignore[operator]
-        rows = await pg.fetch(
-            "SELECT id, follower_count, followee_count FROM users TABLESAMPLE BERNOULLI ($1) REPEATABLE ($2)"
-            " ORDER BY id LIMIT $3",
-            percent,
-            seed,
-            n,
-        )
-    top_rows = await pg.fetch("SELECT id, follower_count FROM users ORDER BY follower_count DESC, id LIMIT $1", top)
+    social = _svc(request).stores.social
+    total = await social.user_count()
+    sample = await social.sample_users(n, seed)  # type: ignore[arg-type]
+    top_users = await social.most_followed(top)  # type: ignore[arg-type]
     return JSONResponse(
         {
             "total": total,
-            "users": [r["id"] for r in rows],
-            "followers": [r["follower_count"] for r in rows],
-            "followees": [r["followee_count"] for r in rows],
-            "top": [{"id": r["id"], "followers": r["follower_count"]} for r in top_rows],
+            "users": sample.ids,
+            "followers": sample.followers,
+            "followees": sample.followees,
+            "top": [{"id": user, "followers": followers} for user, followers in top_users],
         }
     )
 
@@ -281,7 +270,7 @@ async def healthz(request: Request) -> Response:
     """GET /healthz: both stores answer."""
     svc = _svc(request)
     await svc.stores.redis.ping()
-    await svc.stores.pg.fetchval("SELECT 1")
+    await svc.stores.social.ping()
     return JSONResponse({"status": "ok", "strategy": svc.strategy.name})
 
 
@@ -292,7 +281,7 @@ async def metrics(request: Request) -> Response:
         await svc.delivery.collect()
     snapshot = await svc.metrics.snapshot()
     fanout = {
-        "mode": svc.strategy.settings.fanout_mode if isinstance(svc.strategy, PushStrategy) else "none",
+        "mode": svc.strategy.settings.fanout_mode if keeps_timelines(svc.strategy.name) else "none",
         "in_process_worker": svc.worker,
         "pending_in_this_process": len(svc.delivery.pending) if svc.delivery else 0,
     }
@@ -380,7 +369,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             strategy = make_strategy(config.strategy, stores)
             service_metrics = ServiceMetrics(stores.redis, config.settings.prefix, strategy.name)
             service = Service(stores, strategy, service_metrics)
-            if isinstance(strategy, PushStrategy) and config.settings.fanout_mode == "async":
+            if keeps_timelines(strategy.name) and config.settings.fanout_mode == "async":
                 service.delivery = DeliveryTracker(stores, strategy.name, service_metrics)
                 if config.worker:
                     await stack.enter_async_context(running_worker(stores))
@@ -396,16 +385,16 @@ def create_app(config: ServiceConfig) -> Starlette:
                 with contextlib.suppress(RedisError, OSError):
                     await service.collect()
 
-    routes = [
-        Route("/users/sample", sample_users, methods=["GET"]),
-        Route("/users/{user_id}/timeline", timeline, methods=["GET"]),
-        Route("/users/{user_id}/posts", publish, methods=["POST"]),
-        Route("/users/{user_id}/following/{other_id}", follow, methods=["PUT"]),
-        Route("/users/{user_id}/following/{other_id}", unfollow, methods=["DELETE"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/metrics", reset_metrics, methods=["DELETE"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+    table = [
+        Route(routes.SAMPLE, sample_users, methods=["GET"]),
+        Route(routes.TIMELINE, timeline, methods=["GET"]),
+        Route(routes.POSTS, publish, methods=["POST"]),
+        Route(routes.FOLLOWING, follow, methods=["PUT"]),
+        Route(routes.FOLLOWING, unfollow, methods=["DELETE"]),
+        Route(routes.HEALTHZ, healthz, methods=["GET"]),
+        Route(routes.METRICS, metrics, methods=["GET"]),
+        Route(routes.METRICS, reset_metrics, methods=["DELETE"]),
+        Route(routes.OPENAPI, openapi, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {
         Problem: _on_problem,
@@ -417,7 +406,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         OSError: _on_store_error,
         Exception: _on_unexpected,
     }
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    return Starlette(routes=table, lifespan=lifespan, exception_handlers=handlers)
 
 
 def create_app_from_env() -> Starlette:

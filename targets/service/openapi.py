@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from targets.service import routes
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -35,7 +37,7 @@ OPENAPI: dict[str, Any] = {
         "description": "Home timelines (push, pull or hybrid) over Redis and PostgreSQL, for load tests.",
     },
     "paths": {
-        "/users/{user_id}/timeline": {
+        routes.TIMELINE: {
             "get": {
                 "summary": "A home-timeline page, newest first",
                 "parameters": [
@@ -51,7 +53,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("Timeline"), "the page"), **_errors(400, 404, 422, 503)},
             }
         },
-        "/users/{user_id}/posts": {
+        routes.POSTS: {
             "post": {
                 "summary": "Publish a post",
                 "parameters": [_USER],
@@ -70,7 +72,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"201": _json(_ref("Published"), "stored and delivered"), **_errors(400, 404, 413, 503)},
             }
         },
-        "/users/{user_id}/following/{other_id}": {
+        routes.FOLLOWING: {
             "put": {
                 "summary": "Follow (idempotent)",
                 "parameters": [_USER, _OTHER],
@@ -82,7 +84,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("FollowChange"), "done"), **_errors(400, 404, 422, 503)},
             },
         },
-        "/users/sample": {
+        routes.SAMPLE: {
             "get": {
                 "summary": "User ids with follower and followee counts from the loaded graph (for load generators)",
                 "parameters": [
@@ -93,15 +95,17 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("Sample"), "the sample"), **_errors(400, 503)},
             }
         },
-        "/healthz": {"get": {"summary": "Both stores answer", "responses": {"200": _json({"type": "object"}, "ok")}}},
-        "/metrics": {
+        routes.HEALTHZ: {
+            "get": {"summary": "Both stores answer", "responses": {"200": _json({"type": "object"}, "ok")}}
+        },
+        routes.METRICS: {
             "get": {
                 "summary": "Counters, write amplification, latency percentiles and Redis memory (all processes)",
                 "responses": {"200": _json(_ref("Metrics"), "the metrics")},
             },
             "delete": {"summary": "Reset the metrics", "responses": {"200": _json({"type": "object"}, "reset")}},
         },
-        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+        routes.OPENAPI: {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
     },
     "components": {
         "schemas": {

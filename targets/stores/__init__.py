@@ -1,3 +1,4 @@
 """The stores: connections and the namespace, the Postgres source of truth, Redis timelines and post cache, counters.
 
-The one place that knows SQL of the source-of-truth tables and the Redis key layout; a Redis Cluster backend goes here."""
+The one place that knows the SQL of the source-of-truth tables and the Redis key layout; a Redis Cluster backend
+goes here."""

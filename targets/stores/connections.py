@@ -19,7 +19,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, mask_url
 from targets.errors import StoreUnavailable
+from targets.ids import id_default_sql
 from targets.stores.counters import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
+from targets.stores.postgres import Social
 from targets.stores.schema import create_schema
 
 CONNECT_TIMEOUT_S = 5.0
@@ -41,6 +43,8 @@ class Stores:
         self.pg = pg
         #: What this process sent to the stores (see :mod:`targets.stores.counters`).
         self.counters = counters or StoreCounters()
+        #: The source of truth (all SQL on the users, follows and posts tables goes through it).
+        self.social = Social(pg, id_default_sql(settings.schema))
 
     @classmethod
     async def connect(cls, settings: Settings | None = None, *, create: bool = True) -> Stores:

@@ -1,29 +1,25 @@
 """Bulk materialisation of the strategies' derived state (Redis home timelines) from the source of truth.
 
 One set-based query per strategy computes every user's newest ``timeline_cap`` posts of the accounts they follow
-(hybrid: only followees below ``celebrity_threshold`` followers, as :mod:`targets.strategies.hybrid` pushes them), streamed
-through a server-side cursor into pipelined ZADDs. This is the one bulk path: the graph loader calls it after
-seeding posts, and the benchmark calls it to reset derived state between strategies. Its result is what each
-strategy's own incremental path (publish, follow, unfollow) leaves behind; tests/test_graph_rebuild.py checks it.
+(hybrid: only followees below ``celebrity_threshold`` followers, as :mod:`targets.strategies.hybrid` pushes them),
+streamed through a server-side cursor into pipelined ZADDs. This is the one bulk path: the graph loader calls it after
+seeding posts, and the benchmark calls it to reset derived state between strategies. Its result is what each strategy's
+own incremental path (publish, follow, unfollow) leaves behind; tests/test_graph_rebuild.py checks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from targets.stores.connections import Stores
+from targets.stores.post_cache import POST_CACHE_PATTERN
 from targets.stores.postgres import Authors
-from targets.stores.timelines import Timelines
-from targets.strategies.registry import STRATEGIES
+from targets.stores.timelines import ALL_HOME_PATTERN, Timelines, home_pattern
 
 #: Users whose timelines go to Redis in one pipeline.
 PIPELINE_USERS = 1_000
 #: ... or this many timeline entries, whichever comes first.
 PIPELINE_ENTRIES = 100_000
-#: Every owner's home timelines, relative to the prefix (Timelines keys are ``{prefix}{owner}:home:{<user>}``).
-ALL_HOME_PATTERN = "*:home:*"
-#: Cached posts, relative to the prefix (PostCache keys are ``{prefix}post:{<id>}``).
-POST_CACHE_PATTERN = "post:*"
 #: Rows the server-side cursor fetches per round trip.
 PREFETCH = 5_000
 
@@ -55,21 +51,12 @@ def timelines_sql(authors: Authors) -> str:
     GROUP BY follower_id ORDER BY follower_id"""
 
 
-def materialised(strategy_names: Iterable[str]) -> list[str]:
-    """The strategies among these that keep home timelines in Redis (push and hybrid, not pull)."""
-    return [name for name in strategy_names if STRATEGIES[name].home_authors is not None]
-
-
-async def clear_derived(stores: Stores, strategy_names: Iterable[str] | None = None, *, post_cache: bool = True) -> int:
-    """Delete home timelines (these strategies', or every owner's when None) and the post cache; returns keys removed.
+async def clear_derived(stores: Stores, owners: Iterable[str] | None = None, *, post_cache: bool = True) -> int:
+    """Delete home timelines (these owners', or every owner's when None) and the post cache; returns keys removed.
 
     Each pattern costs one SCAN of the whole Redis database, so "every owner" is one pattern, not one per strategy.
     """
-    s = stores.settings
-    if strategy_names is None:
-        patterns = [ALL_HOME_PATTERN]
-    else:
-        patterns = [Timelines(stores.redis, s.prefix, n, s.timeline_cap).pattern for n in materialised(strategy_names)]
+    patterns = [ALL_HOME_PATTERN] if owners is None else [home_pattern(owner) for owner in owners]
     if post_cache:
         patterns.append(POST_CACHE_PATTERN)
     removed = 0
@@ -80,22 +67,21 @@ async def clear_derived(stores: Stores, strategy_names: Iterable[str] | None = N
 
 async def rebuild_timelines(
     stores: Stores,
-    strategy_names: Iterable[str],
+    owners: Mapping[str, Authors],
     on_users: Callable[[str, int], None] | None = None,
     *,
     clear: bool = True,
 ) -> int:
-    """Replace these strategies' home timelines with ones computed in bulk from Postgres; returns entries written.
+    """Replace these owners' home timelines with ones computed in bulk from Postgres; returns entries written.
 
-    Strategies without home timelines (pull) are skipped. ``on_users(strategy, n)`` is told as each pipeline of
+    ``owners`` maps each timeline owner (a strategy, see ``targets.strategies.registry.timeline_owners``) to which
+    followees' posts its timelines hold. ``on_users(owner, n)`` is told as each pipeline of
     ``n`` users is written (for progress bars). The count is Redis's own ZADD replies, not a computed figure.
     ``clear=False`` skips deleting the old timelines first (each delete is a SCAN of the whole Redis database),
     for a caller that has just cleared them.
     """
     written = 0
-    for name in materialised(strategy_names):
-        authors = STRATEGIES[name].home_authors
-        assert authors is not None
+    for name, authors in owners.items():
         if clear:
             await clear_derived(stores, [name], post_cache=False)
         timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)

@@ -25,6 +25,25 @@ class Post:
     created_at: datetime
     body: str
 
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Post:
+        """A post from a row with ``id, author_id, created_at, body`` columns."""
+        return cls(row["id"], row["author_id"], row["created_at"], row["body"])
+
+
+@dataclass(frozen=True, slots=True)
+class UserCounts:
+    """Users (ascending ids) with their follower and followee counts, as parallel lists."""
+
+    ids: list[int]
+    followers: list[int]
+    followees: list[int]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[asyncpg.Record]) -> UserCounts:
+        """From rows with ``id, follower_count, followee_count`` columns."""
+        return cls([r["id"] for r in rows], [r["follower_count"] for r in rows], [r["followee_count"] for r in rows])
+
 
 @dataclass(frozen=True, slots=True)
 class FollowChange:
@@ -49,6 +68,21 @@ INSERT INTO posts (id, author_id, created_at, body)
 SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2
 FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
 RETURNING id, created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers
+"""
+
+
+# One keyset step down the (followee_id, follower_id) index gives an array of up to $3 follower ids; it is cut into
+# slices of $4, each sent as text (array slicing is cheaper than numbering rows with a window and grouping them).
+_CHUNK_SQL = """
+SELECT s.slice[cardinality(s.slice)] AS last, cardinality(s.slice) AS n, array_to_string(s.slice, ',') AS ids
+FROM (
+    SELECT array_agg(follower_id ORDER BY follower_id) AS ids FROM (
+        SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2 ORDER BY follower_id LIMIT $3
+    ) f
+) a
+CROSS JOIN LATERAL generate_series(1, cardinality(a.ids), $4) i
+CROSS JOIN LATERAL (SELECT a.ids[i:i + $4 - 1] AS slice) s
+ORDER BY i
 """
 
 
@@ -105,6 +139,52 @@ class Social:
             raise UnknownUser(user_id)
         return int(count)
 
+    async def user_count(self) -> int:
+        """How many users there are."""
+        return int(await self.pg.fetchval("SELECT count(*) FROM users"))
+
+    async def users(self) -> UserCounts:
+        """Every user with follower and followee counts."""
+        return UserCounts.from_rows(
+            await self.pg.fetch("SELECT id, follower_count, followee_count FROM users ORDER BY id")
+        )
+
+    async def sample_users(self, n: int, seed: int) -> UserCounts:
+        """About ``n`` users (all when there are no more), a repeatable Bernoulli sample: same seed, same users."""
+        total = await self.user_count()
+        if total <= n:
+            return await self.users()
+        percent = min(100.0, 100.0 * (1.2 * n + 100) / total)
+        rows = await self.pg.fetch(
+            "SELECT id, follower_count, followee_count FROM users TABLESAMPLE BERNOULLI ($1) REPEATABLE ($2)"
+            " ORDER BY id LIMIT $3",
+            percent,
+            seed,
+            n,
+        )
+        return UserCounts.from_rows(rows)
+
+    async def most_followed(self, k: int) -> list[tuple[int, int]]:
+        """The ``k`` most followed users as (id, followers), most followed first."""
+        rows = await self.pg.fetch("SELECT id, follower_count FROM users ORDER BY follower_count DESC, id LIMIT $1", k)
+        return [(r["id"], r["follower_count"]) for r in rows]
+
+    async def totals(self) -> tuple[int, int]:
+        """How many follow edges and posts there are."""
+        follows = await self.pg.fetchval("SELECT count(*) FROM follows")
+        posts = await self.pg.fetchval("SELECT count(*) FROM posts")
+        return int(follows), int(posts)
+
+    async def ping(self) -> None:
+        """One trivial query (raises when Postgres does not answer)."""
+        await self.pg.fetchval("SELECT 1")
+
+    async def vacuum_analyze(self) -> None:
+        """VACUUM ANALYZE the tables: fresh statistics and visibility maps, so plans are settled and autovacuum has
+        nothing to start on in the middle of a measured run."""
+        async with self.pg.acquire() as conn:
+            await conn.execute("VACUUM (ANALYZE) users, follows, posts")
+
     async def add_users(self, user_ids: Sequence[int]) -> None:
         """Create users that do not exist yet (tests and small setups; bulk loads use COPY)."""
         await self.pg.execute(
@@ -127,7 +207,28 @@ class Social:
         rows = await self.pg.fetch(
             "SELECT id, author_id, created_at, body FROM posts WHERE id = ANY($1::bigint[])", list(post_ids)
         )
-        return {r["id"]: Post(r["id"], r["author_id"], r["created_at"], r["body"]) for r in rows}
+        return {r["id"]: Post.from_row(r) for r in rows}
+
+    async def all_posts(self, chunk: int) -> AsyncIterator[list[Post]]:
+        """Every post, streamed through a server-side cursor in lists of up to ``chunk``."""
+        batch: list[Post] = []
+        async with self.pg.acquire() as conn, conn.transaction():
+            async for row in conn.cursor("SELECT id, author_id, created_at, body FROM posts", prefetch=chunk):
+                batch.append(Post.from_row(row))
+                if len(batch) >= chunk:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    async def newest_post_id(self) -> int:
+        """The highest post id (0 with no posts): every post published later has a higher one."""
+        return int(await self.pg.fetchval("SELECT coalesce(max(id), 0) FROM posts"))
+
+    async def delete_posts_above(self, post_id: int) -> list[int]:
+        """Delete every post with an id above ``post_id``; returns the deleted ids."""
+        rows = await self.pg.fetch("DELETE FROM posts WHERE id > $1 RETURNING id", post_id)
+        return [r["id"] for r in rows]
 
     async def recent_post_ids(self, author_id: int, limit: int) -> list[int]:
         """The author's newest ``limit`` post ids, newest first."""
@@ -205,6 +306,34 @@ class Social:
                     return
                 after = batch[-1]
 
+    async def distinct_followers(self, account_ids: Sequence[int]) -> int:
+        """How many users follow at least one of these accounts."""
+        return int(
+            await self.pg.fetchval(
+                "SELECT count(DISTINCT follower_id) FROM follows WHERE followee_id = ANY($1::bigint[])",
+                list(account_ids),
+            )
+        )
+
+    async def follower_sample(self, account_ids: Sequence[int], n: int, seed: int) -> list[int]:
+        """A seeded sample of up to ``n`` users who follow at least one of these accounts (same seed, same users)."""
+        rows = await self.pg.fetch(
+            "SELECT follower_id FROM (SELECT DISTINCT follower_id FROM follows WHERE followee_id = ANY($1::bigint[])) f"
+            " ORDER BY md5(follower_id::text || $2) LIMIT $3",
+            list(account_ids),
+            str(seed),
+            n,
+        )
+        return [r["follower_id"] for r in rows]
+
+    async def follower_id_chunk(self, author_id: int, after: int, limit: int, batch_size: int) -> list[asyncpg.Record]:
+        """Up to ``limit`` followers with ids above ``after``, cut into batches of ``batch_size`` encoded by Postgres.
+
+        Each row is one batch: ``last`` (its highest id), ``n`` (its size) and ``ids`` (comma-separated text, handed
+        untouched to the fan-out's Lua call, so a follower id never becomes a Python object).
+        """
+        return await self.pg.fetch(_CHUNK_SQL, author_id, after, limit, batch_size)
+
     # -- timelines --------------------------------------------------------------------------------------------
     async def timeline(
         self,
@@ -232,5 +361,5 @@ class Social:
             threshold,
         )
         newer = int(rows[0]["newer"]) if rows else 0
-        posts = [Post(r["id"], r["author_id"], r["created_at"], r["body"]) for r in rows if r["id"] is not None]
+        posts = [Post.from_row(r) for r in rows if r["id"] is not None]
         return posts, newer

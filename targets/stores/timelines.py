@@ -1,21 +1,15 @@
-"""Home timelines in Redis (capped sorted sets scored by post id) and the post cache used to hydrate them.
+"""Home timelines in Redis: capped sorted sets scored by post id, one per (owner, user).
 
 Keys: ``{prefix}{owner}:home:{<user>}`` for a strategy's home timeline (hash-tagged by user so a Redis Cluster can
-be used later) and ``{prefix}post:{<id>}`` for a cached post. Each write to many timelines is one Lua call per
+be used later); the post cache is :mod:`targets.stores.post_cache`. Each write to many timelines is one Lua call per
 batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never one round trip per follower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
-
-from targets.stores.postgres import Post
-
-_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
 # re-delivered batch counts (and changes) nothing. A timeline the post was already in did not grow: no trim needed.
@@ -51,6 +45,15 @@ return {size, removed}
 """
 
 
+#: Told ``(post_id, entries_added)`` after each batch a strategy writes itself (sync fan-out), so a harness times
+#: deliveries by listening, as Locust's event hooks let it listen to requests, never by replacing the writer.
+WrittenHook = Callable[[int, int], None]
+
+
+#: Every owner's home timelines, relative to the prefix.
+ALL_HOME_PATTERN = "*:home:*"
+
+
 def home_key_prefix(prefix: str, owner: str) -> str:
     """Everything of a home timeline key before the user id (the key ends with the id and ``}``).
 
@@ -59,11 +62,20 @@ def home_key_prefix(prefix: str, owner: str) -> str:
     return f"{prefix}{owner}:home:{{"
 
 
+def home_pattern(owner: str) -> str:
+    """Glob (relative to the prefix) of every home timeline of one owner."""
+    return f"{owner}:home:*"
+
+
 class Timelines:
     """One owner's home timelines (``owner`` is the strategy name, so strategies never share derived state)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str, owner: str, cap: int, *, on_written: WrittenHook | None = None
+    ) -> None:
         self.redis = redis
+        #: Told ``(post_id, entries_added)`` after each :meth:`add_to_many` (a listener, never part of the write).
+        self.on_written = on_written
         self.prefix = prefix
         self.owner = owner
         self.cap = cap
@@ -78,14 +90,17 @@ class Timelines:
     @property
     def pattern(self) -> str:
         """Glob (relative to the prefix) of every home timeline of this owner."""
-        return f"{self.owner}:home:*"
+        return home_pattern(self.owner)
 
     async def add_to_many(self, user_ids: Sequence[int], post_id: int) -> int:
         """Add one post to many timelines in one call; returns the entries written."""
         if not user_ids:
             return 0
         keys = [self.key(u) for u in user_ids]
-        return int(await self._add_to_many(keys=keys, args=[post_id, self.cap]))
+        added = int(await self._add_to_many(keys=keys, args=[post_id, self.cap]))
+        if self.on_written is not None:
+            self.on_written(post_id, added)
+        return added
 
     async def merge(self, user_id: int, post_ids: Sequence[int]) -> int:
         """Add posts to one timeline, keeping the cap; returns entries written."""
@@ -122,47 +137,3 @@ class Timelines:
     async def size(self, user_id: int) -> int:
         """Entries in the user's timeline."""
         return int(await self.redis.zcard(self.key(user_id)))
-
-
-class PostCache:
-    """Post bodies in Redis, so a push read is Redis only; misses fall back to the source of truth."""
-
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
-        self.redis = redis
-        self.prefix = prefix
-
-    def key(self, post_id: int) -> str:
-        """The cached post's key."""
-        return f"{self.prefix}post:{{{post_id}}}"
-
-    @staticmethod
-    def encode(post: Post) -> bytes:
-        """``author|created_us|body`` as bytes: compact, and the body may contain anything."""
-        created_us = (post.created_at - _UNIX) // _MICROSECOND
-        return b"%d|%d|" % (post.author_id, created_us) + post.body.encode()
-
-    @staticmethod
-    def decode(post_id: int, raw: bytes) -> Post:
-        """The inverse of :meth:`encode`."""
-        author, created_us, body = raw.split(b"|", 2)
-        created = _UNIX + int(created_us) * _MICROSECOND
-        return Post(post_id, int(author), created, body.decode())
-
-    async def put(self, posts: Sequence[Post]) -> None:
-        """Cache posts (one round trip)."""
-        if posts:
-            await self.redis.mset({self.key(p.id): self.encode(p) for p in posts})
-
-    async def get(self, post_ids: Sequence[int]) -> tuple[dict[int, Post], list[int]]:
-        """Cached posts by id, and the ids that were not cached."""
-        if not post_ids:
-            return {}, []
-        raws = await self.redis.mget([self.key(p) for p in post_ids])
-        found: dict[int, Post] = {}
-        missing: list[int] = []
-        for pid, raw in zip(post_ids, raws, strict=True):
-            if raw is None:
-                missing.append(pid)
-            else:
-                found[pid] = self.decode(pid, raw)
-        return found, missing

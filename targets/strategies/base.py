@@ -1,7 +1,7 @@
 """The one async strategy interface that push, pull and hybrid implement.
 
-A strategy is a view over the shared source of truth (:mod:`targets.stores.postgres`, Postgres) plus whatever derived state
-it keeps (Redis timelines). The public operations are the same for all three:
+A strategy is a view over the shared source of truth (:mod:`targets.stores.postgres`, Postgres) plus whatever derived
+state it keeps (Redis timelines). The public operations are the same for all three:
 
 * :meth:`Strategy.publish` stores the post, then calls :meth:`Strategy.distribute` (the strategy's write path);
 * :meth:`Strategy.follow` / :meth:`Strategy.unfollow` change the edge, then call the ``on_*`` hook;
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from targets.errors import InvalidOperation
-from targets.ids import MAX_POST_ID, id_default_sql
+from targets.ids import MAX_POST_ID
 from targets.stores.connections import Stores
-from targets.stores.postgres import Authors, FollowChange, Post, Social
-from targets.stores.timelines import PostCache
+from targets.stores.post_cache import PostCache
+from targets.stores.postgres import Authors, FollowChange, Post
+from targets.stores.timelines import WrittenHook
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
@@ -53,11 +54,12 @@ class Strategy(ABC):
     #: Which followees' posts the strategy keeps in Redis timelines (none for pull).
     home_authors: ClassVar[Authors | None] = None
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
         self.stores = stores
+        self.on_written = on_written
         self.settings = stores.settings
         self.cap = stores.settings.timeline_cap
-        self.social = Social(stores.pg, id_default_sql(stores.settings.schema))
+        self.social = stores.social
         self.posts = PostCache(stores.redis, stores.settings.prefix)
 
     # -- public operations ------------------------------------------------------------------------------------
@@ -131,6 +133,6 @@ class Strategy(ABC):
         return [found[p] for p in post_ids if p in found]
 
 
-def reference_page(posts: list[Post], newer: int, limit: int, cap: int) -> list[Post]:
+def capped_page(posts: list[Post], newer: int, limit: int, cap: int) -> list[Post]:
     """Cut a page computed from Postgres to what a capped timeline holds (``newer`` posts lie above the page)."""
     return posts[: max(0, min(limit, cap - newer))]

@@ -11,7 +11,7 @@ import asyncio
 from typing import ClassVar
 
 from targets.stores.postgres import Authors, FollowChange, Post
-from targets.strategies.base import reference_page
+from targets.strategies.base import capped_page
 from targets.strategies.push import PushStrategy
 
 
@@ -64,7 +64,7 @@ class HybridStrategy(PushStrategy):
         merged.update({p.id: p for p in celeb_posts})
         page_ids = sorted(merged, reverse=True)
         newer = min(home_newer, self.cap) + celeb_newer
-        chosen = reference_page(page_ids, newer, limit, self.cap)  # type: ignore[arg-type]
+        chosen = capped_page(page_ids, newer, limit, self.cap)  # type: ignore[arg-type]
         cached = {p.id: p for p in await self.hydrate([i for i in chosen if merged[i] is None])}
         return [merged[i] or cached[i] for i in chosen if merged[i] is not None or i in cached]
 

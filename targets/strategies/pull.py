@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from targets.stores.postgres import Post
-from targets.strategies.base import Strategy, reference_page
+from targets.strategies.base import Strategy, capped_page
 
 
 class PullStrategy(Strategy):
@@ -20,4 +20,4 @@ class PullStrategy(Strategy):
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
         """The page straight from the source of truth."""
         posts, newer = await self.social.timeline(user_id, limit, before, self.cap)
-        return reference_page(posts, newer, limit, self.cap)
+        return capped_page(posts, newer, limit, self.cap)

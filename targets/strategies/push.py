@@ -14,7 +14,7 @@ from targets.fanout.queue import FanoutQueue
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors, FollowChange, Post
 from targets.stores.timelines import Timelines
-from targets.strategies.base import Strategy
+from targets.strategies.base import Strategy, WrittenHook
 
 
 class PushStrategy(Strategy):
@@ -23,11 +23,11 @@ class PushStrategy(Strategy):
     name: ClassVar[str] = "push"
     home_authors: ClassVar[Authors | None] = Authors.ALL
 
-    def __init__(self, stores: Stores) -> None:
-        super().__init__(stores)
+    def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
+        super().__init__(stores, on_written=on_written)
         self.batch_size = stores.settings.fanout_batch
         self.threshold = stores.settings.celebrity_threshold
-        self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap)
+        self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap, on_written=on_written)
         self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
 
     # -- write path -------------------------------------------------------------------------------------------
@@ -46,8 +46,8 @@ class PushStrategy(Strategy):
         """Deliver the post to every follower's timeline; returns entries written before the acknowledgement.
 
         In ``async`` mode (the default) this queues one fan-out job and returns 0: workers write the timelines
-        (:mod:`targets.fanout.worker`) and count what they write in the post's delivery report. In ``sync`` mode it writes
-        every batch itself, so the publish latency includes the whole fan-out.
+        (:mod:`targets.fanout.worker`) and count what they write in the post's delivery report. In ``sync`` mode it
+        writes every batch itself, so the publish latency includes the whole fan-out.
         """
         if self.settings.fanout_mode == "async":
             await self.fanout_queue.enqueue(self.name, post.id, post.author_id)

@@ -1,8 +1,8 @@
 """Deterministic cost figures per operation, and the gate that holds them to the committed baseline.
 
 A figure is an exact count of what one operation sent to the stores (the client-side counters of
-:mod:`targets.stores.counters`) or wrote (timeline entries, from the operation's own result). Nothing else on the machine
-can move them, so unlike timings they are compared exactly: any figure above ``costs.json`` fails the gate.
+:mod:`targets.stores.counters`) or wrote (timeline entries, from the operation's own result). Nothing else on the
+machine can move them, so unlike timings they are compared exactly: any figure above ``costs.json`` fails the gate.
 """
 
 from __future__ import annotations

@@ -1,17 +1,21 @@
-"""Several strategies over one source of truth.
+"""The correctness oracle: every strategy's pages must equal the pages computed from Postgres.
 
-Each operation is applied to Postgres once, then to every strategy's derived state through its hooks, so that all
-strategies see the same posts (same ids) and the same follow graph. This is how the correctness oracle compares
-push, pull and hybrid page for page.
+:func:`check_oracle` compares one strategy with pull after a benchmark run. :class:`Ensemble` keeps several strategies
+over one source of truth for the property-based oracle tests: each operation is applied to Postgres once, then to every
+strategy's derived state through its hooks, so that all strategies see the same posts (same ids) and the same follow
+graph. This is how the correctness oracle compares push, pull and hybrid page for page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from targets.stores.connections import Stores
 from targets.stores.postgres import Post
 from targets.strategies.base import Receipt, Strategy
+from targets.strategies.pull import PullStrategy
 from targets.strategies.registry import make_strategy
 
 
@@ -46,3 +50,26 @@ class Ensemble:
     async def pages(self, user_id: int, limit: int, before: int | None = None) -> dict[str, list[Post]]:
         """The same page from every strategy."""
         return {name: await s.home_timeline(user_id, limit, before) for name, s in self.strategies.items()}
+
+
+async def check_oracle(
+    strategy: Strategy, user_ids: Sequence[int], users: int, page_size: int, seed: int
+) -> dict[str, Any]:
+    """Compare the strategy's first two pages with Postgres's (pull's) for a seeded sample of ``users`` users."""
+    reference = PullStrategy(strategy.stores)
+    sample = random.Random(f"oracle:{seed}").sample(list(user_ids), min(users, len(user_ids)))
+    mismatched = []
+    for user in sample:
+        got = [p.id for p in await strategy.home_timeline(user, page_size)]
+        want = [p.id for p in await reference.home_timeline(user, page_size)]
+        if got == want and got:
+            got += [p.id for p in await strategy.home_timeline(user, page_size, got[-1])]
+            want += [p.id for p in await reference.home_timeline(user, page_size, want[-1])]
+        if got != want:
+            mismatched.append(user)
+    return {
+        "verdict": "pass" if not mismatched else "fail",
+        "users_checked": len(sample),
+        "mismatched_users": mismatched[:50],
+        "detail": "first two pages of each sampled user compared with the pages computed from Postgres",
+    }
