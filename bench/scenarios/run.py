@@ -21,21 +21,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.driver import Arrival, Driver, DriveResult, Schedule
-from bench.metrics import (
-    keys_memory,
-    memory,
-    merged,
-    new_histogram,
-    record_seconds,
-    redis_used_memory,
-    server_counters,
-    write_amplification,
-)
+from bench.metrics import keys_memory, memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
 from bench.scenarios.prepare import GraphInfo, RunChanges
 from bench.workload import Mix, Op, Workload
 from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
+from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
 from targets.stores.timelines import Timelines
 from targets.strategies.base import Strategy
