@@ -72,6 +72,7 @@ def strategy_figures(rng: random.Random, name: str, scenario: str, duration_s: i
             "pg_rows_written": 50,
             "pg_rows_read_per_op": 9.0,
             "pg_rows_written_per_op": 0.05,
+            "client": {"redis_round_trips": 2500, "redis_commands": 2800, "pg_queries": 400, "pg_rows": 9000},
         },
         "errors": {},
         "memory": {"redis_used_memory_bytes": 4_000_000, "pg_table_bytes": {"users": 65536, "follows": 262144}},
@@ -95,6 +96,7 @@ def strategy_figures(rng: random.Random, name: str, scenario: str, duration_s: i
             "write_amplification": spike_entries / 3,
             "timeline_entries_written": spike_entries,
             "redis_memory_growth_bytes": spike_entries * 60,
+            "timelines_memory_growth_bytes": spike_entries * 50 if spike_entries else None,
         }
     return figures
 

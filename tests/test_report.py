@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli.main import main
-from bench.report.html import number
+from bench.report.tables import number
 from bench.results import write_result
 from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result
@@ -88,6 +88,7 @@ def test_html_report_embeds_its_plots_and_writes_them_beside_it(runs: Any, tmp_p
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
         assert base64.b64decode(data) == png  # the page is self-contained: the same image, inlined
     assert "read p99 (ms)" in text and "A (baseline)" in text
+    assert "<h2>Run A</h2>" in text and "fanout-bench report: A = a.json, B = b.json" in text
     assert not re.search(r'(src|href)="(https?:|//)', text)  # nothing fetched from elsewhere
 
 
