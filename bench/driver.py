@@ -21,8 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
-from bench.metrics import merged, new_histogram, record_seconds
-from bench.results import latency_block
+from targets.histograms import merged, new_histogram, percentile_ms, record_seconds, summary
 
 Op = TypeVar("Op")
 Arrival = Literal["constant", "poisson"]
@@ -135,7 +134,7 @@ class DriveResult:
     def summary(self, kind: str, *, corrected: bool = True) -> dict[str, Any]:
         """Latency figures (ms; None when nothing was measured) of one kind, corrected (default) or uncorrected."""
         stats = self.kinds.get(kind) or KindStats()
-        return latency_block(stats.latency if corrected else stats.service, encode=False)
+        return summary(stats.latency if corrected else stats.service)
 
     def series(self, kinds: Sequence[str] | None = None) -> list[dict[str, float | int]]:
         """Per-window throughput (completions/s), corrected p99 (ms) and errors, over the chosen kinds."""
@@ -148,7 +147,7 @@ class DriveResult:
                 {
                     "t_s": round(w * self.window_s, 3),
                     "throughput": round(sum(s.completions[w] for s in chosen) / self.window_s, 3),
-                    "p99_ms": round(hist.get_value_at_percentile(99.0) / 1000, 3) if hist.get_total_count() else 0.0,
+                    "p99_ms": percentile_ms(hist, 99.0),  # 0.0 for an empty window
                     "errors": sum(s.window_errors[w] for s in chosen),
                 }
             )
@@ -300,12 +299,11 @@ class Driver(Generic[Op]):
         """Headline numbers of the run so far."""
         elapsed = time.perf_counter() - self._start if self._running else self._last_done - self._start
         recent = self._previous if self._previous.get_total_count() else self._recent
-        p99 = recent.get_value_at_percentile(99.0) / 1000 if recent.get_total_count() else 0.0
         return LiveStatus(
             elapsed_s=max(0.0, elapsed),
             offered_rate=self._issued / elapsed if elapsed > 0 else 0.0,
             achieved_rate=(self._completed - self._errors) / elapsed if elapsed > 0 else 0.0,
-            p99_ms=p99,
+            p99_ms=percentile_ms(recent, 99.0),
             errors=self._errors,
             in_flight=self._in_flight,
         )

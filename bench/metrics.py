@@ -1,42 +1,18 @@
-"""What a benchmark measures besides the driver's timings: histograms, write amplification, server counters, memory.
+"""What a benchmark measures besides the driver's timings: write amplification, server counters, memory.
 
-Every latency is recorded in microseconds into an HdrHistogram covering 1 µs to 1 h with 3 significant digits
-(:mod:`bench.results` summarises them in milliseconds). Store costs come from the servers' own counters (Redis INFO
-commandstats, PostgreSQL pg_stat_* of the harness schema) with the harness's exact client-side counts beside them.
+Latencies are recorded in the one histogram convention of :mod:`targets.histograms`. Store costs come from the
+servers' own counters (Redis INFO commandstats, PostgreSQL pg_stat_* of the harness schema) with the harness's exact
+client-side counts beside them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from targets.stores.connections import Stores
 from targets.stores.counters import StoreCounters
-
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # one hour
-SIGNIFICANT_DIGITS = 3
-
-
-def new_histogram(word_size: int = 8) -> HdrHistogram:
-    """An empty latency histogram (µs, 1 µs..1 h, 3 significant digits); ``word_size`` 4 halves its memory."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS, word_size=word_size)
-
-
-def record_seconds(hist: HdrHistogram, seconds: float, count: int = 1) -> None:
-    """Record a latency given in seconds, ``count`` times (clamped into the histogram's range, never dropped)."""
-    hist.record_value(min(HIGHEST_US, max(LOWEST_US, round(seconds * 1_000_000))), count)
-
-
-def merged(hists: Iterable[HdrHistogram]) -> HdrHistogram:
-    """One histogram holding every value of ``hists``."""
-    total = new_histogram()
-    for h in hists:
-        total.add(h)
-    return total
 
 
 # -- write amplification --------------------------------------------------------------------------------------------

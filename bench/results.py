@@ -1,8 +1,8 @@
 """Result files: the JSON document one ``fanout bench`` run leaves in ``results/``, validated by its JSON Schema.
 
 The format is documented in ``results/README.md`` and fixed by ``results/schema.json``. This module builds the run
-metadata, turns HdrHistograms (recorded in microseconds) into latency blocks in milliseconds and back, and writes and
-loads result files, validating both ways so a file that exists is a file the report can read.
+metadata, turns HdrHistograms (recorded in microseconds, :mod:`targets.histograms`) into latency blocks in milliseconds
+and back, and writes and loads result files, validating both ways so a file that exists is a file the report can read.
 """
 
 from __future__ import annotations
@@ -23,20 +23,19 @@ import jsonschema
 from hdrh.histogram import HdrHistogram
 from jsonschema.exceptions import best_match
 
+from targets import histograms
 from targets.config import mask_url
 from targets.errors import FanoutError
+from targets.histograms import encode as encode_histogram  # the result format's name for it
 from targets.stores.connections import Stores
 
 FORMAT = "fanout-bench-result"
 FORMAT_VERSION = 1
-#: Unit of every value recorded in the histograms (HdrHistograms hold integers; microseconds give sub-ms resolution).
-HISTOGRAM_UNIT = "us"
-US_PER_MS = 1000.0
+#: Unit of every value recorded in the histograms.
+HISTOGRAM_UNIT = histograms.UNIT
 #: Where result files go by default (relative to the working directory, like the path `fanout bench` prints).
 RESULTS_DIR = Path("results")
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "results" / "schema.json"
-#: Percentiles of a latency block: key -> percentile.
-PERCENTILES: dict[str, float] = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p999_ms": 99.9}
 
 Document = dict[str, Any]
 
@@ -73,36 +72,21 @@ def validate(doc: object, name: str = "result") -> None:
 
 
 # -- histograms -----------------------------------------------------------------------------------------------------
-def encode_histogram(histogram: HdrHistogram) -> str:
-    """The histogram as text for a result file (HdrHistogram's compressed, base64 V2 encoding)."""
-    return histogram.encode().decode("ascii")
-
-
 def decode_histogram(encoded: str) -> HdrHistogram:
     """The histogram back from :func:`encode_histogram` text; raises :class:`InvalidResult` if it is not one."""
     try:
-        return HdrHistogram.decode(encoded)
-    except Exception as exc:  # the decoder raises binascii, zlib and struct errors alike
-        raise InvalidResult(f"not an encoded HdrHistogram ({type(exc).__name__}: {exc})") from None
+        return histograms.decode(encoded)
+    except ValueError as exc:
+        raise InvalidResult(str(exc)) from None
 
 
 def latency_block(histogram: HdrHistogram, *, uncorrected: HdrHistogram | None = None, encode: bool = True) -> Document:
-    """The latency block of a result (milliseconds) summarising a histogram recorded in microseconds.
+    """The latency block of a result: the histogram's summary in milliseconds (:func:`targets.histograms.summary`).
 
     With ``uncorrected`` (the service-time histogram recorded beside the corrected one) it is nested as
     ``uncorrected``. ``encode`` keeps the histograms themselves in the block so the run can be re-analysed.
     """
-    count = histogram.get_total_count()
-    block: Document = {"count": count}
-    if count:
-        block["min_ms"] = histogram.get_min_value() / US_PER_MS
-        block["mean_ms"] = round(histogram.get_mean_value() / US_PER_MS, 6)
-        values = histogram.get_percentile_to_value_dict(list(PERCENTILES.values()))  # one pass for all of them
-        for key, percentile in PERCENTILES.items():
-            block[key] = values[percentile] / US_PER_MS
-        block["max_ms"] = histogram.get_max_value() / US_PER_MS
-    else:
-        block.update({"mean_ms": None, **dict.fromkeys(PERCENTILES), "max_ms": None})
+    block: Document = histograms.summary(histogram)
     if encode:
         block["histogram"] = encode_histogram(histogram)
     if uncorrected is not None:

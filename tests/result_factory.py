@@ -14,6 +14,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.results import latency_block, new_result
+from targets.histograms import new_histogram, record_us
 
 STRATEGIES = ("push", "pull", "hybrid")
 #: Mean read latency (µs) and timeline entries per post of each strategy in the generated documents.
@@ -22,10 +23,10 @@ SHAPE = {"push": (400, 30.0), "pull": (2500, 0.0), "hybrid": (600, 4.0)}
 
 def recorded(rng: random.Random, n: int, mean_us: float, *, tail_us: float = 0.0) -> HdrHistogram:
     """A histogram of ``n`` exponential values around ``mean_us`` (1% of them ``tail_us`` slower)."""
-    hist = HdrHistogram(1, 3_600_000_000, 3)
+    hist = new_histogram()
     for _ in range(n):
         value = rng.expovariate(1 / mean_us) + (tail_us if rng.random() < 0.01 else 0.0)
-        hist.record_value(max(1, round(value)))
+        record_us(hist, round(value))
     return hist
 
 
@@ -34,7 +35,7 @@ def strategy_figures(rng: random.Random, name: str, scenario: str, duration_s: i
     read_us, amplification = SHAPE.get(name, (1000, 1.0))
     reads, posts = 950, 50
     entries = round(posts * amplification)
-    lag = recorded(rng, entries, 2000) if entries else HdrHistogram(1, 3_600_000_000, 3)
+    lag = recorded(rng, entries, 2000) if entries else new_histogram()
     figures: dict[str, Any] = {
         "complete": True,
         "read": latency_block(recorded(rng, reads, read_us, tail_us=20_000), uncorrected=recorded(rng, reads, read_us)),
@@ -71,6 +72,7 @@ def strategy_figures(rng: random.Random, name: str, scenario: str, duration_s: i
             "pg_rows_written": 50,
             "pg_rows_read_per_op": 9.0,
             "pg_rows_written_per_op": 0.05,
+            "client": {"redis_round_trips": 2500, "redis_commands": 2800, "pg_queries": 400, "pg_rows": 9000},
         },
         "errors": {},
         "memory": {"redis_used_memory_bytes": 4_000_000, "pg_table_bytes": {"users": 65536, "follows": 262144}},
@@ -89,13 +91,12 @@ def strategy_figures(rng: random.Random, name: str, scenario: str, duration_s: i
                 "after": latency_block(recorded(rng, 300, read_us), encode=False),
             },
             "publish": latency_block(recorded(rng, 3, 900)),
-            "delivery_lag": latency_block(
-                recorded(rng, spike_entries, 40_000) if spike_entries else HdrHistogram(1, 3_600_000_000, 3)
-            ),
+            "delivery_lag": latency_block(recorded(rng, spike_entries, 40_000) if spike_entries else new_histogram()),
             "time_to_full_delivery_ms": 120.0 if spike_entries else None,
             "write_amplification": spike_entries / 3,
             "timeline_entries_written": spike_entries,
             "redis_memory_growth_bytes": spike_entries * 60,
+            "timelines_memory_growth_bytes": spike_entries * 50 if spike_entries else None,
         }
     return figures
 

@@ -1,37 +1,9 @@
-"""Metrics: histograms and write amplification, and the servers' own counters moving by what a test did."""
+"""Metrics: write amplification, and the servers' own counters moving by what a test did."""
 
 from __future__ import annotations
 
-from bench.metrics import (
-    HIGHEST_US,
-    memory,
-    merged,
-    new_histogram,
-    record_seconds,
-    server_counters,
-    write_amplification,
-)
+from bench.metrics import memory, server_counters, write_amplification
 from targets.stores.connections import Stores
-
-
-def test_record_seconds_clamps_and_counts() -> None:
-    hist = new_histogram()
-    record_seconds(hist, 0.0)  # below 1 µs: recorded as 1 µs, not dropped
-    record_seconds(hist, 0.0025, 3)
-    record_seconds(hist, 10 * 3600.0)  # above an hour: recorded at the top
-    assert hist.get_total_count() == 5
-    assert hist.get_min_value() == 1
-    assert abs(hist.get_value_at_percentile(50) - 2500) <= 3
-    assert hist.get_max_value() >= HIGHEST_US * 0.999
-
-
-def test_merged_holds_every_value() -> None:
-    a, b = new_histogram(4), new_histogram()
-    record_seconds(a, 0.001, 10)
-    record_seconds(b, 0.1, 5)
-    total = merged([a, b])
-    assert total.get_total_count() == 15
-    assert abs(total.get_max_value() - 100_000) <= 100
 
 
 def test_write_amplification() -> None:

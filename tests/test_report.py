@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from bench.cli.bench import comparison_table
 from bench.cli.main import main
-from bench.report.html import number
+from bench.report.tables import number
 from bench.results import write_result
 from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result
@@ -63,6 +65,72 @@ def test_one_run_puts_the_strategies_side_by_side(runs: Any) -> None:
     assert "pass (50 users)" in result.output
 
 
+def _labels(text: str) -> list[str]:
+    """The first column of every rendered rich table row in ``text`` (section titles included, wrapped lines not)."""
+    cells = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    return [row[1].strip() for row in cells if row[1].strip()]
+
+
+def _bench_table(doc: dict[str, Any], width: int = 220) -> str:
+    console = Console(record=True, width=width)
+    console.print(comparison_table(doc))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_bench_prints_the_same_table_as_the_report(tmp_path: Path, cut: bool) -> None:
+    doc = sample_result(dict(RUN))
+    if cut:  # a run stopped during pull: pull lacks what is measured at the end, hybrid never ran
+        for part in ("store_counters", "memory", "oracle", "spike"):
+            del doc["strategies"]["pull"][part]
+        doc["strategies"]["pull"]["complete"] = doc["complete"] = False
+        del doc["strategies"]["hybrid"]
+        doc["strategies"]["push"]["errors"] = {"ReadTimeout": 3, "ConnectionError": 1}
+    path = write_result(doc, tmp_path / "r.json")
+    bench = _bench_table(doc)
+    result = fanout("report", str(path))
+    assert result.exit_code == 0, result.output
+    report = result.output
+    assert _labels(bench) == _labels(report) and len(_labels(bench)) > 40
+    assert _labels(bench)[-1] == "oracle"  # the verdict is the last row, as the README says
+    title = "spike run, 3,000 users, 24,000 follows" + (" — INCOMPLETE" if cut else "")
+    assert title in bench and title in report
+    # What the bench's table showed before the report had it.
+    for label in (
+        "timelines memory growth (MB)",
+        "Redis commands/op (driver)",
+        "others' read during p99.9 (ms)",
+        "time to full delivery (ms)",
+        "in-flight bound",
+    ):
+        assert label in _labels(bench), label
+    assert _row(bench, "Redis commands/op (driver)")[0] == number(2800 / 1000)
+    assert _row(bench, "timelines memory growth (MB)")[0] == number(
+        doc["strategies"]["push"]["spike"]["timelines_memory_growth_bytes"] / 1e6
+    )
+    if cut:
+        assert _row(bench, "oracle") == _row(report, "oracle") == ["pass (50 users)", "not run"]
+        assert "pull (cut short)" in bench
+        assert _row(bench, "errors") == _row(report, "errors") == ["4", "0"]
+        assert _row(bench, "error kinds") == ["ReadTimeout 3, ConnectionError 1", "–"]
+    # One file is named by its run, not labelled "A".
+    assert "Run A" not in report and "Spike run of 2026-11-25T10:47:33.120Z" in report
+    if cut:
+        page = tmp_path / "r.html"
+        assert fanout("report", str(path), "--html", str(page)).exit_code == 0
+        text = page.read_text()
+        assert "<h2>Run A</h2>" not in text and "<h2>Spike run of 2026-11-25T10:47:33.120Z</h2>" in text
+        assert "<title>fanout-bench report: r.json</title>" in text
+
+
+def test_bench_table_fits_80_columns_for_three_strategies() -> None:
+    doc = sample_result(dict(RUN))
+    text = _bench_table(doc, width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert _labels(text) == _labels(_bench_table(doc))  # no label cut short to make it fit
+    assert _row(text, "read p99 (ms)") == [number(s["read"]["p99_ms"]) for s in doc["strategies"].values()]
+
+
 def test_several_runs_show_changes_from_the_first(runs: Any) -> None:
     a, b, first, second = runs
     result = fanout("report", str(a), str(b))
@@ -88,6 +156,7 @@ def test_html_report_embeds_its_plots_and_writes_them_beside_it(runs: Any, tmp_p
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
         assert base64.b64decode(data) == png  # the page is self-contained: the same image, inlined
     assert "read p99 (ms)" in text and "A (baseline)" in text
+    assert "<h2>Run A</h2>" in text and "fanout-bench report: A = a.json, B = b.json" in text
     assert not re.search(r'(src|href)="(https?:|//)', text)  # nothing fetched from elsewhere
 
 

@@ -25,6 +25,7 @@ from bench.cli.declared import click_options, from_options
 from bench.cli.main import settings_from
 from bench.cli.worker import start_processes, stop_processes
 from bench.driver import Driver, calibrate
+from bench.report.tables import rich_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
@@ -422,71 +423,6 @@ def _calibrate(rate: float, duration: float, max_in_flight: int) -> None:
 
 
 # -- the final table --------------------------------------------------------------------------------------------------
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def comparison_table(doc: dict[str, Any]) -> Table:
-    """The strategies side by side: latency, write amplification, store costs, spike figures, oracle verdict."""
-    strategies = doc["strategies"]
-    title = f"fanout bench: {doc['scenario']}, {doc['graph']['users']:,} users, {doc['graph']['follows']:,} follows"
-    if not doc["complete"]:
-        title += " [INCOMPLETE]"
-    table = Table(title=title)
-    table.add_column("measure")
-    for name in strategies:
-        table.add_column(name, justify="right")
-
-    def row(label: str, get: Any) -> None:
-        cells = []
-        for s in strategies.values():
-            try:
-                cells.append(get(s))
-            except (KeyError, TypeError):
-                cells.append("-")
-        table.add_row(label, *cells)
-
-    row("read p50 / p99 / p99.9 ms", lambda s: " / ".join(_ms(s["read"][k]) for k in ("p50_ms", "p99_ms", "p999_ms")))
-    row("read p99 uncorrected ms", lambda s: _ms(s["read"]["uncorrected"]["p99_ms"]))
-    row("publish p50 / p99 ms", lambda s: " / ".join(_ms(s["publish"][k]) for k in ("p50_ms", "p99_ms")))
-    row("write amplification", lambda s: _num(s["write_amplification"]))
-    row("delivery lag p99 / max ms", lambda s: " / ".join(_ms(s["delivery_lag"][k]) for k in ("p99_ms", "max_ms")))
-    if any("spike" in s for s in strategies.values()):
-        table.add_section()
-        row("spike: reads p99 before", lambda s: _ms(s["spike"]["reads"]["before"]["p99_ms"]))
-        row("spike: reads p99 during", lambda s: _ms(s["spike"]["reads"]["during"]["p99_ms"]))
-        row("spike: reads p99 after", lambda s: _ms(s["spike"]["reads"]["after"]["p99_ms"]))
-        row("spike: reads p99.9 during", lambda s: _ms(s["spike"]["reads"]["during"]["p999_ms"]))
-        row("spike: celebrity publish p99 ms", lambda s: _ms(s["spike"]["publish"]["p99_ms"]))
-        row("spike: write amplification", lambda s: _num(s["spike"]["write_amplification"]))
-        row(
-            "spike: delivery lag p50 / p99 / max ms",
-            lambda s: " / ".join(_ms(s["spike"]["delivery_lag"][k]) for k in ("p50_ms", "p99_ms", "max_ms")),
-        )
-        row("spike: time to full delivery ms", lambda s: _ms(s["spike"]["time_to_full_delivery_ms"]))
-        row(
-            "spike: timelines memory growth KiB",
-            lambda s: _num(s["spike"]["timelines_memory_growth_bytes"] / 1024, 0),
-        )
-        row("spike: Redis used_memory growth KiB", lambda s: _num(s["spike"]["redis_memory_growth_bytes"] / 1024, 0))
-    table.add_section()
-    row("Redis commands / op (server)", lambda s: _num(s["store_counters"]["redis_commands_per_op"], 2))
-    row(
-        "Redis commands / op (driver)",
-        lambda s: _num(s["store_counters"]["client"]["redis_commands"] / max(1, s["store_counters"]["operations"]), 2),
-    )
-    row("PG rows read / op", lambda s: _num(s["store_counters"]["pg_rows_read_per_op"], 2))
-    row("PG rows written / op", lambda s: _num(s["store_counters"]["pg_rows_written_per_op"], 2))
-    row("Redis used memory MiB", lambda s: _num(s["memory"]["redis_used_memory_bytes"] / 2**20))
-    row("offered / achieved ops/s", lambda s: f"{s['load']['offered_rate']:.1f} / {s['load']['achieved_rate']:.1f}")
-    row("in-flight bound hits", lambda s: f"{s['load']['in_flight_limit_hits']} (bound {s['load']['in_flight_limit']})")
-    row("errors", lambda s: ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "0")
-    row(
-        "oracle vs Postgres",
-        lambda s: f"{s['oracle']['verdict']} ({s['oracle']['users_checked']} users)" if "oracle" in s else "not run",
-    )
-    return table
+    """The strategies side by side: the very table `fanout report` prints for this result file."""
+    return rich_table(strategies_side_by_side(doc))

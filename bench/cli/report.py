@@ -18,7 +18,10 @@ from rich.console import Console
 )
 def report(results: tuple[Path, ...], html_path: Path | None) -> None:
     """Compare result files of `fanout bench`: strategies side by side, and changes from the first file."""
-    from bench.report.html import load_runs, print_report, write_html
+    # Imported here so that other commands never load matplotlib.
+    from bench.report.html import write_html
+    from bench.report.runs import load_runs
+    from bench.report.terminal import print_report
 
     runs = load_runs(results)  # every file is checked before anything is printed or written
     console = Console()

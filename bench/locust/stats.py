@@ -3,7 +3,7 @@
 Locust keeps response times in a dict of rounded buckets, rounding everything below 100 ms to whole milliseconds;
 a Redis timeline read takes well under 1 ms, so :func:`use_submillisecond_buckets` swaps in three significant
 digits (0.347 ms stays 0.347 ms) for the percentiles the web UI and the HTML report show. Beside that, every
-process records each request into HdrHistograms (µs, :mod:`bench.metrics`); a worker ships what it recorded with
+process records each request into HdrHistograms (µs, :mod:`targets.histograms`); a worker ships what it recorded with
 each report to the master (Locust's ``report_to_master`` / ``worker_report`` events) and starts afresh, so the
 master holds the merged histograms and each worker's request count.
 """
@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
-from bench.metrics import merged, new_histogram, record_seconds
-from bench.results import encode_histogram, latency_block
+from targets.histograms import SIGNIFICANT_DIGITS, decode, encode, merged, new_histogram, record_seconds, summary
 
 if TYPE_CHECKING:  # importing locust monkey-patches the process with gevent: only Locust processes do
     from locust.env import Environment
 
-SIGNIFICANT_DIGITS = 3
 _REPORT_KEY = "fanout_hdr"
 CSV_COLUMNS = ("count", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
 
@@ -79,7 +77,7 @@ class HdrStats:
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         data[_REPORT_KEY] = {
             "requests": self._unreported,
-            "hists": {name: encode_histogram(h) for name, h in self.hists.items() if h.get_total_count()},
+            "hists": {name: encode(h) for name, h in self.hists.items() if h.get_total_count()},
         }
         self._unreported = 0
         for hist in self.hists.values():
@@ -94,7 +92,7 @@ class HdrStats:
             hist = self.hists.get(name)
             if hist is None:
                 hist = self.hists[name] = new_histogram()
-            hist.add(HdrHistogram.decode(encoded))
+            hist.add(decode(encoded))
 
     def reset(self) -> None:
         """Forget everything (Locust's reset-stats button)."""
@@ -107,8 +105,8 @@ class HdrStats:
     # -- reporting --------------------------------------------------------------------------------------------
     def summary(self) -> dict[str, dict[str, float | int]]:
         """Latency summary (ms, µs resolution) per request name, and over all of them as ``Aggregated``."""
-        rows = {name: latency_block(h, encode=False) for name, h in sorted(self.hists.items())}
-        rows["Aggregated"] = latency_block(merged(self.hists.values()), encode=False)
+        rows = {name: summary(h) for name, h in sorted(self.hists.items())}
+        rows["Aggregated"] = summary(merged(self.hists.values()))
         return rows
 
     def csv_text(self) -> str:

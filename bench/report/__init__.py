@@ -1,1 +1,2 @@
-"""Reports: the side-by-side tables (terminal and HTML), plots, and the HTML page."""
+"""Reports: the side-by-side tables (one model for `fanout bench` and `fanout report`), the runs compared, plots,
+the terminal report and the HTML page."""

@@ -6,7 +6,6 @@ Runs are labelled (``A``, ``B``...) by the caller; strategies keep one colour ac
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -18,10 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
+from bench.report.tables import Labelled
 from bench.results import block_histogram
-
-Labelled = Sequence[tuple[str, dict[str, Any]]]
-"""(run label, result document) pairs, in the order the report lists them."""
 
 COLOURS = {"push": "#1f77b4", "pull": "#d62728", "hybrid": "#2ca02c"}
 FALLBACK = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]

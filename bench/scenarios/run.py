@@ -20,15 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from bench.bindings.inprocess import InProcessTarget, Published
 from bench.driver import Driver, DriveResult, Schedule
-from bench.metrics import (
-    memory,
-    merged,
-    new_histogram,
-    record_seconds,
-    redis_used_memory,
-    server_counters,
-    write_amplification,
-)
+from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
 from bench.scenarios.base import BenchConfig, Scenario
 from bench.scenarios.changes import RunChanges
@@ -38,6 +30,7 @@ from bench.workload import Mix, Op, Workload
 from graphs.info import GraphInfo
 from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
+from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
 from targets.strategies.registry import keeps_timelines, make_strategy
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench.metrics import keys_memory, new_histogram, redis_used_memory, write_amplification
+from bench.metrics import keys_memory, redis_used_memory, write_amplification
 from bench.results import latency_block
 from bench.scenarios.base import BenchConfig, Scenario
 from bench.workload import Op
 from graphs.info import GraphInfo
 from targets.declared import option
+from targets.histograms import new_histogram
 from targets.stores.connections import Stores
 from targets.stores.timelines import Timelines
 from targets.strategies.registry import keeps_timelines

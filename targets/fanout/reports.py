@@ -12,12 +12,8 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from targets.fanout.queue import FanoutQueue
+from targets.histograms import new_histogram, record_us
 from targets.stores.connections import Stores
-
-#: Lags are recorded in microseconds, from 1 µs to one hour, with 3 significant digits.
-LAG_LOWEST_US = 1
-LAG_HIGHEST_US = 3_600_000_000
-LAG_DIGITS = 3
 
 
 @dataclass(frozen=True)
@@ -26,7 +22,8 @@ class DeliveryReport:
 
     ``followers`` and ``batches`` grow while the split runs; ``delivered`` counts followers whose batch was written
     and ``written`` the timeline entries actually added (ZADD replies: a follower who already had the post adds
-    nothing). ``lag_us`` holds one value per delivered follower: batch delivery time minus acknowledgement time.
+    nothing). ``lag_us`` holds one value per delivered follower: batch delivery time minus acknowledgement time
+    (a :mod:`targets.histograms` histogram, so it merges into the bench's and the service's as it is).
     """
 
     owner: str
@@ -61,12 +58,12 @@ async def delivery_report(stores: Stores, post_id: int, owner: str = "push") -> 
         pipe.lrange(queue.lag_key(owner, post_id), 0, -1)
         raw, records = await pipe.execute()
     fields = {k.decode(): int(v) for k, v in raw.items() if k != b"job"}
-    lag = HdrHistogram(LAG_LOWEST_US, LAG_HIGHEST_US, LAG_DIGITS)
+    lag = new_histogram()
     enqueued = fields.get("enqueued_us")
     for record in records:
         at, count = (int(x) for x in record.split(b":"))
         if enqueued is not None:
-            lag.record_value(min(max(at - enqueued, LAG_LOWEST_US), LAG_HIGHEST_US), count)
+            record_us(lag, at - enqueued, count)
     return DeliveryReport(
         owner=owner,
         post_id=post_id,

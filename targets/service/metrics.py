@@ -1,11 +1,11 @@
 """What the HTTP service counts, kept in Redis inside the namespace so several worker processes add up.
 
 Each process counts in memory and flushes about once a second (and before answering ``GET /metrics``), so a
-timeline read costs no extra round trip. Counters go into one hash with HINCRBY; latency histograms are
-HdrHistograms (microseconds, 1 µs to 1 h, 3 significant digits), each process storing its own cumulative
-histogram as a field of a second hash, which the reader merges. Resetting bumps an epoch and deletes both hashes;
-a process writes only into the epoch it has seen (one Lua call checks it), restarting its cumulative histograms
-when the epoch moved.
+timeline read costs no extra round trip. Counters go into one hash with HINCRBY; latency histograms follow
+:mod:`targets.histograms` (so a post's delivery-lag histogram merges in as it is), each process storing its own
+cumulative histogram as a field of a second hash, which the reader merges. Resetting bumps an epoch and deletes both
+hashes; a process writes only into the epoch it has seen (one Lua call checks it), restarting its cumulative
+histograms when the epoch moved.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from hdrh.histogram import HdrHistogram
 
-from targets.fanout.reports import LAG_DIGITS, LAG_HIGHEST_US, LAG_LOWEST_US
+from targets.histograms import decode, encode, new_histogram, record_seconds, summary
 
 #: Counters the service keeps (entries_written is the sum of the write path's own ZADD replies).
 COUNTERS = (
@@ -37,9 +37,6 @@ COUNTERS = (
 #: inside the request; async: acknowledgement to last timeline written), and delivery lag over followers (async).
 HISTOGRAMS = ("read", "publish", "fanout", "delivery_lag")
 
-# The delivery reports' range, so a post's lag histogram merges into ours as it is.
-HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS = LAG_LOWEST_US, LAG_HIGHEST_US, LAG_DIGITS
-
 # Write the process's deltas and histograms if the epoch is still the one it read; returns the current epoch.
 # KEYS: epoch, counters, histograms. ARGV: expected epoch, number of counters, then name/delta pairs, then
 # field/encoded-histogram pairs.
@@ -55,31 +52,6 @@ for i = 3 + 2 * n, #ARGV, 2 do
 end
 return epoch
 """
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram in microseconds."""
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-def summarize(hist: HdrHistogram) -> dict[str, float | int]:
-    """Count and percentiles in milliseconds (three decimals keep microsecond resolution)."""
-    count = hist.get_total_count()
-    if not count:
-        return {"count": 0}
-
-    def ms(us: float) -> float:
-        return round(us / 1000.0, 3)
-
-    return {
-        "count": count,
-        "mean_ms": ms(hist.get_mean_value()),
-        "p50_ms": ms(hist.get_value_at_percentile(50)),
-        "p90_ms": ms(hist.get_value_at_percentile(90)),
-        "p99_ms": ms(hist.get_value_at_percentile(99)),
-        "p999_ms": ms(hist.get_value_at_percentile(99.9)),
-        "max_ms": ms(hist.get_max_value()),
-    }
 
 
 class ServiceMetrics:
@@ -106,8 +78,7 @@ class ServiceMetrics:
 
     def record(self, name: str, seconds: float) -> None:
         """Record one latency (clamped into the histogram's range)."""
-        us = min(max(int(seconds * 1_000_000), HIST_LOWEST_US), HIST_HIGHEST_US)
-        self._delta[name].record_value(us)
+        record_seconds(self._delta[name], seconds)
         self._changed.add(name)
 
     def merge(self, name: str, hist: HdrHistogram) -> None:
@@ -153,7 +124,7 @@ class ServiceMetrics:
                 candidates[name] = total = new_histogram()
                 total.add(self._total[name])
                 total.add(hist)
-            fields = [x for name, hist in candidates.items() for x in (f"{name}:{self.process}", hist.encode())]
+            fields = [x for name, hist in candidates.items() for x in (f"{name}:{self.process}", encode(hist))]
             written = await self._flush(keys=self.keys, args=[epoch, len(deltas) // 2, *deltas, *fields])
             if written == epoch:
                 return candidates
@@ -192,13 +163,13 @@ class ServiceMetrics:
             name, process = field.decode().split(":", 1)
             processes.add(process)
             if name in merged:
-                merged[name].add(HdrHistogram.decode(encoded))
+                merged[name].add(decode(encoded))
         posts = counters["posts"]
         return {
             "counters": counters,
             "write_amplification": round(counters["entries_written"] / posts, 3) if posts else None,
-            "delivery_lag": summarize(merged.pop("delivery_lag")),
-            "latency": {name: summarize(hist) for name, hist in merged.items()},
+            "delivery_lag": summary(merged.pop("delivery_lag")),
+            "latency": {name: summary(hist) for name, hist in merged.items()},
             "processes": len(processes),
             "redis_memory": {
                 "used_memory": int(memory["used_memory"]),

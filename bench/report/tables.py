@@ -1,0 +1,311 @@
+"""The side-by-side tables of result documents: one model, rendered to rich (terminal) and to HTML.
+
+``fanout bench`` prints :func:`strategies_side_by_side` of the result it just wrote, and ``fanout report`` prints the
+same table for one result file, so the two always show the same rows with the same units. Several files give one
+table per strategy with the runs side by side and each run's change from the first (:func:`runs_side_by_side`).
+
+Units: latencies in ms, memory in MB (10^6 bytes), rates in ops/s. A row is shown when at least one column has a
+value; the best numeric value of a row is marked when lower or higher is better.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+Figures = dict[str, Any]
+#: (run label, result document) pairs, in the order the report lists them.
+Labelled = Sequence[tuple[str, dict[str, Any]]]
+
+
+# -- what the tables show -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """One row: how to read it from a strategy's figures, its unit, and whether lower or higher is better."""
+
+    name: str
+    get: Callable[[Figures], Any]
+    better: str | None = "lower"  # "lower", "higher" or None (neither)
+    unit: str = "ms"
+
+    @property
+    def label(self) -> str:
+        """The row's label: the name with its unit."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+
+def _at(*keys: str) -> Callable[[Figures], Any]:
+    def get(figures: Figures) -> Any:
+        node: Any = figures
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    return get
+
+
+def _latency(prefix: str, *keys: str, percentiles: Sequence[str] = ("p50", "p99", "p999", "max")) -> list[Metric]:
+    names = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
+    return [Metric(f"{prefix} {names[p]}", _at(*keys, f"{p}_ms")) for p in percentiles]
+
+
+def _mb(*keys: str) -> Callable[[Figures], float | None]:
+    def get(figures: Figures) -> float | None:
+        value = _at(*keys)(figures)
+        return None if value is None else value / 1e6
+
+    return get
+
+
+def _pg_bytes(figures: Figures) -> float | None:
+    tables = _at("memory", "pg_table_bytes")(figures)
+    return None if tables is None else sum(tables.values()) / 1e6
+
+
+def _driver_commands_per_op(figures: Figures) -> float | None:
+    """Redis commands the harness's own clients sent per operation (exact; the server's count includes Lua's)."""
+    counters = figures.get("store_counters") or {}
+    sent = (counters.get("client") or {}).get("redis_commands")
+    return None if sent is None else sent / max(1, counters.get("operations") or 0)
+
+
+def _errors(figures: Figures) -> int | None:
+    errors = figures.get("errors")
+    return None if errors is None else sum(errors.values())
+
+
+def _error_kinds(figures: Figures) -> str | None:
+    errors = figures.get("errors")
+    return ", ".join(f"{kind} {n}" for kind, n in errors.items()) if errors else None
+
+
+def _oracle(figures: Figures) -> str:
+    oracle = figures.get("oracle")
+    if oracle is None:  # a strategy cut short, or a run without the check
+        return "not run"
+    text = f"{oracle['verdict']} ({oracle['users_checked']} users)"
+    return text if oracle["verdict"] != "fail" else f"FAIL {text[5:]}"
+
+
+#: The rows of every table, in sections.
+SECTIONS: list[tuple[str, list[Metric]]] = [
+    (
+        "reads",
+        [
+            Metric("reads", _at("read", "count"), None, ""),
+            *_latency("read", "read", percentiles=("p50", "p90", "p99", "p999", "max")),
+            Metric("read p99 uncorrected", _at("read", "uncorrected", "p99_ms")),
+        ],
+    ),
+    (
+        "publishes",
+        [
+            Metric("posts", _at("publish", "count"), None, ""),
+            *_latency("publish", "publish", percentiles=("p50", "p99", "max")),
+            *_latency("delivery lag", "delivery_lag", percentiles=("p50", "p99", "max")),
+            Metric("write amplification", _at("write_amplification"), "lower", "entries/post"),
+        ],
+    ),
+    (
+        "load and stores",
+        [
+            Metric("offered rate", _at("load", "offered_rate"), None, "ops/s"),
+            Metric("achieved rate", _at("load", "achieved_rate"), "higher", "ops/s"),
+            Metric("in-flight bound", _at("load", "in_flight_limit"), None, ""),
+            Metric("in-flight bound hits", _at("load", "in_flight_limit_hits"), "lower", ""),
+            Metric("Redis commands/op (server)", _at("store_counters", "redis_commands_per_op"), "lower", ""),
+            Metric("Redis commands/op (driver)", _driver_commands_per_op, "lower", ""),
+            Metric("PG rows read/op", _at("store_counters", "pg_rows_read_per_op"), "lower", ""),
+            Metric("PG rows written/op", _at("store_counters", "pg_rows_written_per_op"), "lower", ""),
+            Metric("Redis used memory", _mb("memory", "redis_used_memory_bytes"), "lower", "MB"),
+            Metric("PG tables", _pg_bytes, None, "MB"),
+        ],
+    ),
+    (
+        "celebrity spike",
+        [
+            *(
+                m
+                for phase in ("before", "during", "after")
+                for m in _latency(f"others' read {phase}", "spike", "reads", phase, percentiles=("p50", "p99", "p999"))
+            ),
+            Metric("celebrity publish p99", _at("spike", "publish", "p99_ms")),
+            *_latency("spike delivery lag", "spike", "delivery_lag", percentiles=("p50", "p99", "max")),
+            Metric("time to full delivery", _at("spike", "time_to_full_delivery_ms")),
+            Metric("spike write amplification", _at("spike", "write_amplification"), "lower", "entries/post"),
+            Metric("Redis memory growth", _mb("spike", "redis_memory_growth_bytes"), "lower", "MB"),
+            Metric("timelines memory growth", _mb("spike", "timelines_memory_growth_bytes"), "lower", "MB"),
+        ],
+    ),
+    (
+        "correctness",  # last, so the oracle's verdict is the table's last row
+        [
+            Metric("errors", _errors, "lower", ""),
+            Metric("error kinds", _error_kinds, None, ""),
+            Metric("oracle", _oracle, None, ""),
+        ],
+    ),
+]
+
+
+# -- the table model ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """A rendered value; ``tone`` is "best", "better", "worse", "bad" or None."""
+
+    text: str
+    tone: str | None = None
+
+
+@dataclass
+class Comparison:
+    """One table: a title, column headers, and rows grouped in sections."""
+
+    title: str
+    columns: list[str]
+    sections: list[tuple[str, list[list[Cell]]]] = field(default_factory=list)
+
+    def labels(self) -> list[str]:
+        """The row labels, in order."""
+        return [row[0].text for _, rows in self.sections for row in rows]
+
+
+def number(value: Any) -> str:
+    """A figure as the tables print it (about three significant digits, no exponent)."""
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if value == 0:
+        return "0"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+        return f"{value:,.0f}"
+    magnitude = abs(value)
+    digits = 3 if magnitude < 1 else 2 if magnitude < 10 else 1 if magnitude < 100 else 0
+    return f"{value:,.{digits}f}"
+
+
+def title(doc: dict[str, Any]) -> str:
+    """A result's table title: scenario and graph, and INCOMPLETE when the run stopped early."""
+    graph = doc["graph"]
+    state = "" if doc["complete"] else " — INCOMPLETE"
+    return f"{doc['scenario']} run, {graph['users']:,} users, {graph['follows']:,} follows{state}"
+
+
+def _visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:
+    figures = list(figures)
+    return [m for m in metrics if any(m.get(f) is not None for f in figures)]
+
+
+def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
+    """One result: a row per metric, a column per strategy; the best numeric value of each row marked."""
+    strategies = doc["strategies"]
+    comparison = Comparison(title(doc), ["", *(name + _cut(figures) for name, figures in strategies.items())])
+    for section, metrics in SECTIONS:
+        rows = []
+        for metric in _visible(metrics, strategies.values()):
+            values = [metric.get(figures) for figures in strategies.values()]
+            numeric = [v for v in values if isinstance(v, int | float)]
+            best = None
+            if metric.better and len(numeric) > 1 and min(numeric) != max(numeric):
+                best = min(numeric) if metric.better == "lower" else max(numeric)
+            rows.append([Cell(metric.label), *(_cell(v, best) for v in values)])
+        if rows:
+            comparison.sections.append((section, rows))
+    return comparison
+
+
+def _cut(figures: Figures | None) -> str:
+    """A column-header mark for a strategy that was cut short (or did not run at all)."""
+    if figures is None:
+        return " (not run)"
+    return " (cut short)" if figures.get("complete") is False else ""
+
+
+def _cell(value: Any, best: float | None) -> Cell:
+    if isinstance(value, str) and value.startswith("FAIL"):
+        return Cell(value, "bad")
+    return Cell(number(value), "best" if best is not None and value == best else None)
+
+
+def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
+    """Several results, one strategy: a column per run, each later run with its change from the first."""
+    figures = [doc["strategies"].get(strategy) for _, doc in runs]
+    headers = [
+        label + (" (baseline)" if i == 0 else "") + _cut(f)
+        for i, ((label, _), f) in enumerate(zip(runs, figures, strict=True))
+    ]
+    comparison = Comparison(strategy, ["", *headers])
+    present = [f for f in figures if f is not None]
+    for section, metrics in SECTIONS:
+        rows = []
+        for metric in _visible(metrics, present):
+            base = metric.get(figures[0]) if figures[0] is not None else None
+            row = [Cell(metric.label)]
+            for i, f in enumerate(figures):
+                value = metric.get(f) if f is not None else None
+                row.append(_cell(value, None) if i == 0 else _delta_cell(metric, base, value))
+            rows.append(row)
+        if rows:
+            comparison.sections.append((section, rows))
+    return comparison
+
+
+def _delta_cell(metric: Metric, base: Any, value: Any) -> Cell:
+    """``value (+percent)`` against the baseline (``+change`` when the baseline is 0), toned by improvement."""
+    if not (isinstance(base, int | float) and isinstance(value, int | float)):
+        return _cell(value, None)
+    change = value - base
+    if change == 0:
+        return Cell(f"{number(value)} (=)")
+    delta = f"{change / base:+.0%}" if base else ("+" if change > 0 else "-") + number(abs(change))
+    tone = None
+    if metric.better:
+        improved = change < 0 if metric.better == "lower" else change > 0
+        tone = "better" if improved else "worse"
+    return Cell(f"{number(value)} ({delta})", tone)
+
+
+def comparisons(runs: Labelled) -> list[Comparison]:
+    """The tables of a report: strategies side by side for one result, runs side by side per strategy for several."""
+    if len(runs) == 1:
+        return [strategies_side_by_side(runs[0][1])]
+    names = list(dict.fromkeys(name for _, doc in runs for name in doc["strategies"]))
+    return [runs_side_by_side(runs, name) for name in names]
+
+
+# -- rendering ------------------------------------------------------------------------------------------------------
+STYLES = {"best": "bold green", "better": "green", "worse": "red", "bad": "bold red"}
+
+
+def rich_table(comparison: Comparison) -> Table:
+    """The comparison as a rich table (a section title row, then its rows)."""
+    table = Table(title=comparison.title, title_style="bold", header_style="bold")
+    for i, column in enumerate(comparison.columns):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for section, rows in comparison.sections:
+        table.add_row(Text(section, style="bold cyan"))
+        for row in rows:
+            table.add_row(*(Text(c.text, style=STYLES.get(c.tone or "", "")) for c in row))
+        table.add_section()
+    return table
+
+
+def html_table(comparison: Comparison) -> str:
+    """The comparison as an HTML table under an ``<h2>`` title (tones as CSS classes the page styles)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in comparison.columns)
+    body = []
+    for section, rows in comparison.sections:
+        body.append(f'<tr class="section"><td colspan="{len(comparison.columns)}">{esc(section)}</td></tr>')
+        for row in rows:
+            cells = "".join(
+                f'<td class="{c.tone}">{esc(c.text)}</td>' if c.tone else f"<td>{esc(c.text)}</td>" for c in row
+            )
+            body.append(f"<tr>{cells}</tr>")
+    return f"<h2>{esc(comparison.title)}</h2>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
