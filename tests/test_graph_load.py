@@ -15,7 +15,8 @@ from graphs.load import load_graph, staging_schema
 from targets.errors import FanoutError
 from targets.fanout.queue import FanoutQueue
 from targets.stores.connections import Stores
-from targets.stores.post_cache import PostCache, Timelines
+from targets.stores.post_cache import PostCache
+from targets.stores.timelines import Timelines
 
 BIG = (1 << 63) - 1
 HAND_WRITTEN = b"""# follower followee, as SNAP writes them

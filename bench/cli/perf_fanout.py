@@ -34,6 +34,7 @@ from targets.fanout.reports import delivery_report
 from targets.fanout.worker import DEFAULT_INFLIGHT
 from targets.stores.connections import Stores
 from targets.stores.schema import create_schema
+from targets.stores.timelines import home_pattern
 from targets.strategies.push import PushStrategy
 
 AUTHOR = 0
@@ -120,9 +121,9 @@ async def _measure(
                 references.append({"round": round_, **await _redis_benchmark(stores, tool, followers)})
             for n in counts:
                 with console.status(f"round {round_}: fan-out with {n} worker process(es)"):
-                    await stores.delete_keys("push:home:*")
+                    await stores.delete_keys(home_pattern(PushStrategy.name))
                     runs.append({"round": round_, **await _fanout_once(stores, n, inflight, followers)})
-        await stores.delete_keys("push:home:*")
+        await stores.delete_keys(home_pattern(PushStrategy.name))
         return {
             "benchmark": "fanout",
             "at": datetime.now(UTC).isoformat(timespec="seconds"),

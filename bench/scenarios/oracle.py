@@ -16,13 +16,13 @@ from targets.stores.connections import Stores
 from targets.stores.postgres import Post
 from targets.strategies.base import Receipt, Strategy
 from targets.strategies.pull import PullStrategy
-from targets.strategies.registry import make_strategy
+from targets.strategies.registry import STRATEGIES, make_strategy
 
 
 class Ensemble:
     """Push, pull and hybrid (or any subset) kept in step over one namespace."""
 
-    def __init__(self, stores: Stores, names: Iterable[str] = ("push", "pull", "hybrid")) -> None:
+    def __init__(self, stores: Stores, names: Iterable[str] = STRATEGIES) -> None:
         self.strategies: dict[str, Strategy] = {name: make_strategy(name, stores) for name in names}
         self.social = next(iter(self.strategies.values())).social
 
