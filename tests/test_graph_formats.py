@@ -90,7 +90,7 @@ def test_mtx_values_are_ignored_and_a_general_mtx_is_directed(tmp_path: Path) ->
         ("g.mtx", mtx([(2, 1)]), "mtx"),
         ("g.csv", b"1,2\n", "csv"),
         ("g.tsv.gz", b"1\t2\n", "tsv"),
-        ("out.friends", b"% asym unweighted\n1 2\n", "konect"),
+        ("out.friends", b"% 1 2 2\n1 2\n", "konect"),
         ("g.edges", b"% sym unweighted\n% 1 2 2\n1 2\n", "konect"),
         ("g.txt", b"%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 2\n", "mtx"),
         ("g.txt", b"# source,target\n1, 2\n", "csv"),
@@ -111,6 +111,7 @@ def test_format_option_overrides_detection(tmp_path: Path) -> None:
     with pytest.raises(MalformedEdgeList, match="line 1"):
         list(read_edges(path))  # by its name a CSV file, and this line has no comma
     assert pairs_of(path, ReadOptions(format="snap")) == [(1, 2)]
+    assert stats_json(path, "--format", "snap")["edges"] == 1
 
 
 def test_konect_weights_need_the_flag_and_sym_means_both_ways(tmp_path: Path) -> None:
@@ -123,6 +124,7 @@ def test_konect_weights_need_the_flag_and_sym_means_both_ways(tmp_path: Path) ->
     result = fanout("graph", "stats", str(path))
     assert result.exit_code == 2 and "--ignore-extra-columns" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert stats_json(path, "--ignore-extra-columns")["edges"] == 4
 
 
 def test_bipartite_konect_is_refused(tmp_path: Path) -> None:
