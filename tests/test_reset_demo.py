@@ -83,9 +83,7 @@ async def test_reset_clears_the_store_that_answers_and_names_the_one_that_does_n
     stores: Stores, tmp_path: Path
 ) -> None:
     await populated(stores, tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_port()
     result = await invoke(stores, "--redis-url", f"redis://127.0.0.1:{port}/0", "reset", "--yes")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -95,9 +93,23 @@ async def test_reset_clears_the_store_that_answers_and_names_the_one_that_does_n
     assert schemas == [] and keys > 0  # Postgres was reset; Redis, which was not asked, keeps its keys
 
 
-async def test_reset_refuses_a_schema_that_is_not_the_harnesss(stores: Stores) -> None:
-    result = await asyncio.to_thread(CliRunner().invoke, main, ["--schema", "public", "reset", "--yes"])
-    assert result.exit_code == 2 and "schema public is not the harness's own" in result.stderr
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_reset_refuses_a_schema_that_is_not_the_harnesss() -> None:
+    # Stores that do not answer: should the guard ever break, this test fails without dropping a shared schema.
+    port = unused_port()
+    urls = ["--redis-url", f"redis://127.0.0.1:{port}/0", "--database-url", f"postgresql://postgres@127.0.0.1:{port}/x"]
+    for schema in ("public", "pg_catalog", "information_schema"):
+        result = CliRunner().invoke(main, [*urls, "--schema", schema, "reset", "--yes"])
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines() == [
+            f"error: schema {schema} is not the harness's own: set FANOUT_SCHEMA (or --schema) to a schema only "
+            "fanout uses"
+        ]
 
 
 async def test_demo_runs_in_its_own_namespace_and_leaves_the_loaded_graph(stores: Stores, tmp_path: Path) -> None:
