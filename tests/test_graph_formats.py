@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -271,3 +273,24 @@ def test_cli_load_flags_and_errors(stores: Stores, tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}: the gzip data ends early: the file is truncated (download or write it again)"
     ]
+
+
+def test_bench_graph_takes_the_format_options(stores: Stores, tmp_path: Path) -> None:
+    path = tmp_path / "out.weighted"  # KONECT, directed, a weight column
+    path.write_bytes(b"% asym positive\n" + "".join(f"{i} {j} 7\n" for i in range(2, 60) for j in (1, i - 1)).encode())
+    out = tmp_path / "r.json"
+    s = stores.settings
+
+    def bench(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "bench.cli", "--prefix", s.prefix, "--schema", s.schema, "bench", "--graph"]
+        run = ["--strategy", "push", "--duration", "1", "--rate", "20", "--warmup", "0", "--out", str(out)]
+        return subprocess.run([*argv, str(path), *run, *args], capture_output=True, text=True, timeout=240)
+
+    refused = bench()
+    assert refused.returncode == 2 and "--ignore-extra-columns" in refused.stderr and not out.exists()
+    result = bench("--ignore-extra-columns")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert (doc["graph"]["users"], doc["graph"]["follows"]) == (59, 58 + 57)  # 2 -> 1 is listed twice
+    alone = fanout("bench", "--undirected")
+    assert alone.exit_code == 2 and "describe a --graph FILE" in alone.stderr
