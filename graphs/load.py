@@ -27,6 +27,7 @@ import numpy as np
 from rich.progress import Progress, TaskID
 
 from graphs.edgelist import EdgeBlock, open_edge_file, read_edges, write_edges
+from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec, generate, header
 from targets.errors import FanoutError
 from targets.fanout.queue import FanoutQueue
@@ -47,6 +48,10 @@ class LoadReport:
 
     path: str
     lines_read: int = 0
+    #: directed edges the lines gave (with an undirected file, two per line that is not a self-follow)
+    edges_read: int = 0
+    #: how the file was read, e.g. ``mtx, every edge both ways``
+    format: str = ""
     self_loops: int = 0
     duplicates: int = 0
     edges: int = 0
@@ -99,9 +104,11 @@ async def load_graph(
     history: timedelta = DEFAULT_HISTORY,
     seed: int = 0,
     progress: Progress | None = None,
+    read: ReadOptions | None = None,
 ) -> LoadReport:
     """Replace the namespace's users, follows and posts with the graph in ``path``; returns what was loaded.
 
+    ``read`` says how to read the file (format, undirected, extra columns; :mod:`graphs.formats`).
     ``posts_per_user`` posts are seeded for every user, spread evenly over the ``history`` before now in an order
     drawn from ``seed``, and the push and hybrid home timelines are materialised from them in bulk. Raises
     :class:`~graphs.edgelist.MalformedEdgeList` at a bad line, with nothing changed.
@@ -132,8 +139,8 @@ async def load_graph(
             await create_schema(conn, stage, indexes=False)
             await create_schema(conn, schema)
             await conn.execute(f"CREATE UNLOGGED TABLE {stage}.edges_raw (follower_id bigint, followee_id bigint)")
-            await _copy_edges(conn, stage, path, report, phases)
-            if not report.lines_read:
+            await _copy_edges(conn, stage, path, report, phases, read or ReadOptions())
+            if not report.edges_read:
                 raise FanoutError(f"{path} holds no edges: pass an edge list with `follower followee` lines")
             await _derive(conn, stage, report, phases)
             if posts_per_user:
@@ -152,7 +159,9 @@ async def load_graph(
     return report
 
 
-async def _copy_edges(conn: asyncpg.Connection, stage: str, path: Path, report: LoadReport, phases: _Phases) -> None:
+async def _copy_edges(
+    conn: asyncpg.Connection, stage: str, path: Path, report: LoadReport, phases: _Phases, read: ReadOptions
+) -> None:
     """Stream the file into ``edges_raw`` one block per COPY, counting lines and self-follows on the way.
 
     A worker thread reads, parses and encodes the next block while the server ingests the current one.
@@ -160,7 +169,7 @@ async def _copy_edges(conn: asyncpg.Connection, stage: str, path: Path, report: 
     size = (await asyncio.to_thread(path.stat)).st_size
     raw = await asyncio.to_thread(open, path, "rb")
     with phases.phase("copy", f"copying {path.name}", total=size) as task, raw:
-        blocks = read_edges(path, stream=open_edge_file(path, raw=raw))
+        blocks = read_edges(path, stream=open_edge_file(path, raw=raw), options=read)
 
         def prepare() -> tuple[EdgeBlock, memoryview] | None:
             block = next(blocks, None)
@@ -173,7 +182,10 @@ async def _copy_edges(conn: asyncpg.Connection, stage: str, path: Path, report: 
             while (ready := await upcoming) is not None:
                 upcoming = asyncio.ensure_future(asyncio.to_thread(prepare))
                 block, payload = ready
-                report.lines_read += len(block)
+                report.lines_read += block.lines
+                report.edges_read += len(block)
+                if block.layout is not None:
+                    report.format = block.layout.describe()
                 report.self_loops += int((block.followers == block.followees).sum())
                 if report.presorted and len(block):
                     report.presorted = _ascending(block.followers, block.followees, last)
@@ -235,7 +247,7 @@ async def _derive(conn: asyncpg.Connection, stage: str, report: LoadReport, phas
         )
         status = await conn.execute(f"INSERT INTO {stage}.follows (follower_id, followee_id) {select}")
         report.edges = int(status.rsplit(" ", 1)[1])
-        report.duplicates = report.lines_read - report.self_loops - report.edges
+        report.duplicates = report.edges_read - report.self_loops - report.edges
     with phases.phase("users", "counting followers and followees"):
         # Every id in the file is a user, even one whose only line was a (dropped) self-follow.
         status = await conn.execute(
@@ -336,8 +348,13 @@ async def load_generated(
 
 
 async def load_file(
-    stores: Stores, path: Path, posts_per_user: int, seed: int, progress: Progress | None = None
+    stores: Stores,
+    path: Path,
+    posts_per_user: int,
+    seed: int,
+    progress: Progress | None = None,
+    read: ReadOptions | None = None,
 ) -> str:
     """Load an edge list with a post history; returns a description of its source."""
-    await load_graph(stores, path, posts_per_user=posts_per_user, seed=seed, progress=progress)
+    await load_graph(stores, path, posts_per_user=posts_per_user, seed=seed, progress=progress, read=read)
     return f"file {path}"

@@ -3,6 +3,8 @@
 The file is read with :func:`graphs.edgelist.read_edges` and held as numpy arrays (about 24 bytes per edge), so a
 graph of millions of edges takes seconds and a few hundred megabytes, where a networkx DiGraph would take gigabytes.
 Counting follows the loader: every id in the file is a user, self-follows and duplicate lines are not edges.
+A file whose edges all point from the smaller id to the larger (or all the other way) has reciprocity 0 by
+construction: it is most likely an undirected graph listed once, which :func:`listed_once_warning` points out.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from graphs.edgelist import read_edges
+from graphs.formats import ReadOptions
 
 #: Fewest tail values a power-law fit may rest on.
 MIN_TAIL = 50
 #: Candidate x_min values tried (the distinct degrees, thinned to at most this many).
 MAX_XMIN_CANDIDATES = 200
+#: Fewest edges for which "every edge goes one way in id order" is taken as a sign of an undirected file.
+MIN_ORIENTED_EDGES = 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class GraphStats:
     """What ``fanout graph stats`` reports."""
 
     path: str
+    #: how the file was read, e.g. ``mtx, every edge both ways``
+    format: str
     lines: int
     self_loops: int
     duplicates: int
@@ -60,6 +67,8 @@ class GraphStats:
     #: discrete power-law fit of the in-degree tail: P(k) ~ k^-alpha for k >= xmin (None when too few values)
     powerlaw_alpha: float | None
     powerlaw_xmin: int | None
+    #: every edge goes from the smaller id to the larger, or every one the other way (see :func:`listed_once_warning`)
+    oriented_by_id: bool
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -73,8 +82,12 @@ class Graph:
     ids: np.ndarray
     sources: np.ndarray
     targets: np.ndarray
+    #: edge lines in the file
     lines: int
+    #: directed edges they gave (more than ``lines`` when each line is followed both ways)
+    rows: int
     self_loops: int
+    format: str = ""
 
     def in_degrees(self) -> np.ndarray:
         """Followers per user (aligned with ``ids``)."""
@@ -85,21 +98,24 @@ class Graph:
         return np.bincount(self.sources, minlength=len(self.ids))
 
 
-def read_graph(path: str | os.PathLike[str]) -> Graph:
+def read_graph(path: str | os.PathLike[str], options: ReadOptions | None = None) -> Graph:
     """Read an edge list into a :class:`Graph` (self-follows and duplicates dropped, every id kept as a user)."""
     followers, followees = [], []
-    self_loops = 0
-    for block in read_edges(path):
+    self_loops = lines = 0
+    layout = ""
+    for block in read_edges(path, options=options):
         followers.append(block.followers)
         followees.append(block.followees)
         self_loops += int((block.followers == block.followees).sum())
+        lines += block.lines
+        layout = block.layout.describe() if block.layout else layout
     a = np.concatenate(followers) if followers else np.empty(0, np.int64)
     b = np.concatenate(followees) if followees else np.empty(0, np.int64)
     ids = np.unique(np.concatenate([a, b]))
     n = max(len(ids), 1)
     keep = a != b
     key = np.unique(np.searchsorted(ids, a[keep]) * n + np.searchsorted(ids, b[keep]))
-    return Graph(ids, key // n, key % n, lines=len(a), self_loops=self_loops)
+    return Graph(ids, key // n, key % n, lines=lines, rows=len(a), self_loops=self_loops, format=layout)
 
 
 def reciprocity(graph: Graph) -> float:
@@ -112,6 +128,24 @@ def reciprocity(graph: Graph) -> float:
     found = np.searchsorted(key, reverse)
     found[found == len(key)] = 0
     return float((key[found] == reverse).mean())
+
+
+def oriented_by_id(graph: Graph) -> bool:
+    """Whether every edge goes from the smaller id to the larger, or every one the other way (and there are enough)."""
+    if len(graph.sources) < MIN_ORIENTED_EDGES:
+        return False
+    upward = graph.sources < graph.targets  # indices into the sorted ids: the same order as the ids
+    return bool(upward.all() or not upward.any())
+
+
+def listed_once_warning(stats: GraphStats) -> str | None:
+    """A hint when the file looks like an undirected graph with each edge listed once, else None."""
+    if not stats.oriented_by_id:
+        return None
+    return (
+        f"{stats.path} looks undirected, each edge listed once: reciprocity is 0 and every edge goes one way in id "
+        "order, so the ids alone decide who follows whom; if each line is a friendship, pass --undirected"
+    )
 
 
 def powerlaw_fit(degrees: np.ndarray) -> tuple[float, int] | None:
@@ -141,17 +175,20 @@ def powerlaw_fit(degrees: np.ndarray) -> tuple[float, int] | None:
     return None if best is None else (best[1], best[2])
 
 
-def graph_stats(path: str | os.PathLike[str], top: int = 10, graph: Graph | None = None) -> GraphStats:
+def graph_stats(
+    path: str | os.PathLike[str], top: int = 10, graph: Graph | None = None, options: ReadOptions | None = None
+) -> GraphStats:
     """Statistics of the edge list at ``path`` (``graph``: the file already read by :func:`read_graph`)."""
-    graph = graph if graph is not None else read_graph(path)
+    graph = graph if graph is not None else read_graph(path, options)
     ins, outs = graph.in_degrees(), graph.out_degrees()
     order = np.lexsort((graph.ids, -ins))[:top]  # most followers first, ties by id
     fit = powerlaw_fit(ins)
     return GraphStats(
         path=str(path),
+        format=graph.format,
         lines=graph.lines,
         self_loops=graph.self_loops,
-        duplicates=graph.lines - graph.self_loops - len(graph.sources),
+        duplicates=graph.rows - graph.self_loops - len(graph.sources),
         users=len(graph.ids),
         edges=len(graph.sources),
         in_degree=DegreeSummary.of(ins),
@@ -160,6 +197,7 @@ def graph_stats(path: str | os.PathLike[str], top: int = 10, graph: Graph | None
         top_followed=[(int(graph.ids[i]), int(ins[i])) for i in order],
         powerlaw_alpha=None if fit is None else fit[0],
         powerlaw_xmin=None if fit is None else fit[1],
+        oriented_by_id=oriented_by_id(graph),
     )
 
 

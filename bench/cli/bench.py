@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli.declared import click_options, from_options
+from bench.cli.graph_format import format_options, read_options
 from bench.cli.main import settings_from
 from bench.cli.worker import start_processes, stop_processes
 from bench.driver import Driver, calibrate
@@ -30,6 +31,7 @@ from bench.results import finish, new_result, run_metadata, utc_now, write_resul
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
 from bench.scenarios.run import StrategyOutcome, block, run_strategy
+from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
 from graphs.load import load_file, load_generated
@@ -102,8 +104,9 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     "--graph",
     "graph_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Edge list to load first.",
+    help="Edge list to load first (read as the format options below say).",
 )
+@format_options
 @click.option(
     "--users",
     type=click.IntRange(min=100),
@@ -182,6 +185,9 @@ def bench(ctx: click.Context, **options: Any) -> None:
                 options[name] = value
     if options["graph_file"] and options["users"]:
         raise click.UsageError("pass either --graph FILE or --users N, not both")
+    graph_read = read_options(options)
+    if graph_read != ReadOptions() and not options["graph_file"]:
+        raise click.UsageError("--format, --undirected and --ignore-extra-columns describe a --graph FILE: pass one")
     settings = settings_from(
         ctx,
         celebrity_threshold=options["threshold"],
@@ -207,6 +213,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
         options["reciprocity"],
         options["posts_per_user"],
         options["out"],
+        graph_read=graph_read,
     )
     console = Console()
     outcome = run(_bench(plan, console))
@@ -235,6 +242,7 @@ class Plan:
     reciprocity: float
     posts_per_user: int
     out: Path | None
+    graph_read: ReadOptions | None = None
 
 
 @dataclass
@@ -347,7 +355,7 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
     """Load the graph the plan names (if any); returns the graph's source for the result."""
     if plan.graph_file:
         with console.status(f"loading {plan.graph_file}"):
-            return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed)
+            return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed, read=plan.graph_read)
     if plan.users:
         spec = GraphSpec(
             GENERATED["model"],

@@ -1,4 +1,9 @@
-"""``fanout demo``: a small end-to-end run of all three strategies with the oracle verdict; ``fanout reset``."""
+"""``fanout demo``: a seconds-long tour of the three strategies on a small graph, with the oracle verdict.
+
+It is not the benchmark (that is ``fanout bench --quick``). It runs in a namespace of its own derived from the
+configured one (:func:`demo_settings`), dropped afterwards, so a graph loaded with ``fanout graph load`` is never
+touched. Users are numbered from 1, as in generated graph files.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rich.table import Table
 
 from bench.cli.main import settings_from
 from bench.scenarios.oracle import Ensemble
+from targets.config import Settings
 from targets.eventloop import run
 from targets.fanout.worker import drain, running_worker
 from targets.stores.connections import Stores
@@ -23,19 +29,36 @@ from targets.stores.connections import Stores
 @click.option("--threshold", default=25, show_default=True, type=click.IntRange(min=1), help="Hybrid threshold.")
 @click.pass_context
 def demo(ctx: click.Context, users: int, posts: int, seed: int, threshold: int) -> None:
-    """Load a small scale-free graph, publish posts, and show one timeline from each strategy."""
-    settings = settings_from(ctx).with_(celebrity_threshold=threshold)
+    """A quick tour (seconds): a small scale-free graph, posts, one timeline from each strategy, the oracle verdict.
+
+    Runs in a namespace of its own (prefix and schema with a _demo suffix), dropped afterwards: the loaded graph
+    stays as it is. The benchmark is `fanout bench --quick`.
+    """
+    settings = demo_settings(settings_from(ctx)).with_(celebrity_threshold=threshold)
     run(_demo(settings, users, posts, seed))
 
 
-async def _demo(settings, users: int, posts: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's namespace: the configured one with a ``_demo`` suffix (``fanout:`` -> ``fanout_demo:``).
+
+    Not nested in the configured prefix (``fanout:demo:`` would be), so neither namespace's SCAN sees the other's keys.
+    """
+    return settings.with_(prefix=settings.prefix.rstrip(":") + "_demo:", schema=settings.schema[:58] + "_demo")
+
+
+async def _demo(settings: Settings, users: int, posts: int, seed: int) -> None:
     console = Console()
     rng = random.Random(seed)
     graph = nx.DiGraph(nx.scale_free_graph(users, seed=seed))
     graph.remove_edges_from(nx.selfloop_edges(graph))
+    graph = nx.relabel_nodes(graph, {node: node + 1 for node in graph})  # users 1..N, as graph files number them
     async with await Stores.connect(settings) as stores:
-        await stores.reset()
-        await _populate_and_check(stores, console, rng, graph, posts)
+        console.print(f"demo namespace: keys {settings.prefix}*, schema {settings.schema} (dropped afterwards)")
+        try:
+            await stores.reset()
+            await _populate_and_check(stores, console, rng, graph, posts)
+        finally:
+            await stores.drop()
 
 
 async def _populate_and_check(
@@ -69,17 +92,3 @@ async def _populate_and_check(
         console.print(f"oracle over {graph.number_of_nodes()} users: {verdict}")
         if mismatched:
             raise SystemExit(1)
-
-
-@click.command()
-@click.confirmation_option(prompt="Delete the harness's namespace (its Redis keys and Postgres schema)?")
-@click.pass_context
-def reset(ctx: click.Context) -> None:
-    """Remove everything in the harness's namespace, and nothing else."""
-
-    async def _reset() -> None:
-        async with await Stores.connect(settings_from(ctx)) as stores:
-            await stores.reset()
-
-    run(_reset())
-    click.echo("namespace reset")

@@ -6,12 +6,14 @@ import json
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.cli.graph_format import format_options, read_options
 from bench.cli.main import settings_from
 from graphs.generate import MODELS, GraphSpec, generate, header
 from targets.eventloop import run
@@ -109,19 +111,23 @@ def write_graph(spec: GraphSpec, output: Path) -> dict[str, float]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the log-log in-degree plot (PNG).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Most-followed accounts listed.")
-def stats_cmd(file: Path, as_json: bool, plot: Path | None, top: int) -> None:
+@format_options
+def stats_cmd(file: Path, as_json: bool, plot: Path | None, top: int, **read: Any) -> None:
     """Users, edges, degree distributions, reciprocity, top accounts and power-law exponent of an edge list."""
-    from graphs.stats import graph_stats, plot_in_degree, read_graph
+    from graphs.stats import graph_stats, listed_once_warning, plot_in_degree, read_graph
 
     with console.status(f"reading {file}"):
-        g = read_graph(file)
+        g = read_graph(file, read_options(read))
         stats = graph_stats(file, top=top, graph=g)
     if plot:
         plot_in_degree(g, plot, stats)
+    warning = listed_once_warning(stats)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)  # stderr: --json output stays parseable
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))
         return
-    table = Table(title=f"{file}", show_header=True)
+    table = Table(title=f"{file} ({stats.format})", show_header=True)
     table.add_column("statistic")
     table.add_column("in-degree (followers)", justify="right")
     table.add_column("out-degree (followees)", justify="right")
@@ -178,12 +184,14 @@ def load_progress() -> Progress:
     help="Time the seeded posts span, up to now.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the seeded posts' order.")
+@format_options
 @click.pass_context
-def load_cmd(ctx: click.Context, file: Path, posts_per_user: int, history_days: float, seed: int) -> None:
+def load_cmd(ctx: click.Context, file: Path, posts_per_user: int, history_days: float, seed: int, **read: Any) -> None:
     """Replace the harness's graph in Postgres with the edge list FILE (all or nothing) and rebuild derived state."""
     from graphs.load import load_graph
 
     settings = settings_from(ctx)
+    options = read_options(read)
 
     async def go():
         async with await Stores.connect(settings) as stores:
@@ -195,10 +203,12 @@ def load_cmd(ctx: click.Context, file: Path, posts_per_user: int, history_days: 
                     history=timedelta(days=history_days),
                     seed=seed,
                     progress=progress,
+                    read=options,
                 )
 
     report = run(go())
     table = Table(title=f"loaded {file} into schema {settings.schema}", show_header=False)
+    table.add_row("format", report.format)
     for label, value in (
         ("lines read", report.lines_read),
         ("self-follows dropped", report.self_loops),

@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "serve": "bench.cli.serve:serve",
     "locust": "bench.cli.locust:locust",
     "perf": "bench.cli.perf:perf",
-    "reset": "bench.cli.demo:reset",
+    "reset": "bench.cli.reset:reset",
 }
 
 

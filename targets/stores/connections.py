@@ -91,16 +91,7 @@ class Stores:
     # -- reset ------------------------------------------------------------------------------------------------
     async def delete_keys(self, pattern: str = "*") -> int:
         """UNLINK every key of the namespace matching ``prefix + pattern``; returns how many were removed."""
-        removed = 0
-        batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=_glob_escape(self.settings.prefix) + pattern, count=SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= SCAN_COUNT:
-                removed += await self.redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += await self.redis.unlink(*batch)
-        return removed
+        return await delete_prefixed(self.redis, self.settings.prefix, pattern)
 
     async def reset(self) -> None:
         """Remove the whole namespace: its Redis keys and its Postgres schema, then recreate the empty schema."""
@@ -120,6 +111,20 @@ class Stores:
         """A pooled Postgres connection inside a transaction."""
         async with self.pg.acquire() as conn, conn.transaction():
             yield conn
+
+
+async def delete_prefixed(redis: aioredis.Redis, prefix: str, pattern: str = "*") -> int:
+    """UNLINK every key matching ``prefix + pattern`` (the prefix taken literally); returns how many were removed."""
+    removed = 0
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=_glob_escape(prefix) + pattern, count=SCAN_COUNT):
+        batch.append(key)
+        if len(batch) >= SCAN_COUNT:
+            removed += await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        removed += await redis.unlink(*batch)
+    return removed
 
 
 def _glob_escape(text: str) -> str:
