@@ -22,17 +22,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli.main import settings_from
-from bench.cli.worker import start_processes, stop_processes
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.prepare import GraphInfo, graph_info, load_file, load_generated, settle, warm_post_cache
 from bench.scenarios.run import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
 from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
 from graphs.generate import GraphSpec
-from targets.config import FANOUT_MODES, Settings
+from targets.config import DEFAULT_WORKER_INFLIGHT, FANOUT_MODES, Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
-from targets.fanout.worker import DEFAULT_INFLIGHT
+from targets.fanout.processes import start_workers, stop_workers
 from targets.ids import id_default_sql
 from targets.stores.connections import Stores
 from targets.stores.materialise import materialised, rebuild_timelines
@@ -174,7 +173,7 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--worker-inflight",
     type=click.IntRange(min=1),
-    default=DEFAULT_INFLIGHT,
+    default=DEFAULT_WORKER_INFLIGHT,
     show_default=True,
     help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
 )
@@ -274,6 +273,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
         fanout_mode=options["fanout_mode"],
         timeline_cap=options["timeline_cap"],
         fanout_batch=options["fanout_batch"],
+        worker_inflight=options["worker_inflight"],
     )
     try:
         config = BenchConfig(
@@ -302,7 +302,6 @@ def bench(ctx: click.Context, **options: Any) -> None:
     plan = Plan(
         settings,
         options["workers"],
-        options["worker_inflight"],
         config,
         options["strategies"],
         options["graph_file"],
@@ -330,7 +329,6 @@ class Plan:
 
     settings: Settings
     workers: int
-    worker_inflight: int
     config: BenchConfig
     strategies: tuple[str, ...]
     graph_file: Path | None
@@ -372,7 +370,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "fanout_batch": settings.fanout_batch,
             "fanout": settings.fanout_mode,
             "workers": plan.workers if settings.fanout_mode == "async" else 0,
-            "worker_inflight": plan.worker_inflight,
+            "worker_inflight": settings.worker_inflight,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,
@@ -418,7 +416,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             console.print(f"partial result: {write_result(doc, plan.out)}", soft_wrap=True, highlight=False)
             raise
         finally:
-            stop_processes(workers)
+            stop_workers(workers)
         finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
@@ -472,7 +470,7 @@ def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     if plan.settings.fanout_mode != "async" or not materialised(plan.strategies):
         return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
-    return start_processes(plan.settings, plan.worker_inflight, plan.workers)
+    return start_workers(plan.settings, plan.workers)
 
 
 class _Watch:

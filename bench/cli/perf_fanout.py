@@ -24,14 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.main import settings_from
-from bench.cli.worker import start_processes, stop_processes
 from graphs.star import load_star
-from targets.config import Settings
+from targets.config import DEFAULT_WORKER_INFLIGHT, Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
+from targets.fanout.processes import start_workers, stop_workers
 from targets.fanout.queue import FanoutQueue
 from targets.fanout.reports import delivery_report
-from targets.fanout.worker import DEFAULT_INFLIGHT
 from targets.stores.connections import Stores
 from targets.stores.schema import create_schema
 from targets.strategies.push import PushStrategy
@@ -46,7 +45,7 @@ FANOUT_TIMEOUT_S = 600.0
 @click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
 @click.option("--batch", type=click.IntRange(min=1), help="Followers per batch job [default: settings, 1000].")
-@click.option("--inflight", default=DEFAULT_INFLIGHT, show_default=True, type=click.IntRange(min=1))
+@click.option("--inflight", default=DEFAULT_WORKER_INFLIGHT, show_default=True, type=click.IntRange(min=1))
 @click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
 @click.pass_context
 def fanout_perf(
@@ -62,10 +61,10 @@ def fanout_perf(
     tool = shutil.which("redis-benchmark")
     if tool is None:
         raise click.UsageError("redis-benchmark is not on PATH: install it (apt install redis-tools) and retry")
-    base = settings_from(ctx, fanout_batch=batch)
+    base = settings_from(ctx, fanout_batch=batch, worker_inflight=inflight)
     settings = base.with_(prefix=f"{base.prefix}perf:", schema=f"{base.schema}_perf", fanout_mode="async")
     console = Console() if sys.stdout.isatty() else Console(width=110)  # logs keep whole rows
-    result = run(_measure(console, settings, followers, counts, repeat, inflight, tool))
+    result = run(_measure(console, settings, followers, counts, repeat, tool))
     best = min(result["fanout"], key=lambda r: r["seconds"])
     reference = min(result["redis_benchmark"], key=lambda r: r["seconds"])
     result["ratio"] = best["seconds"] / reference["seconds"]
@@ -104,7 +103,7 @@ def _worker_counts(text: str) -> list[int]:
 
 
 async def _measure(
-    console: Console, settings: Settings, followers: int, counts: list[int], repeat: int, inflight: int, tool: str
+    console: Console, settings: Settings, followers: int, counts: list[int], repeat: int, tool: str
 ) -> dict:
     stores = await Stores.connect(settings, create=False)
     try:
@@ -121,14 +120,14 @@ async def _measure(
             for n in counts:
                 with console.status(f"round {round_}: fan-out with {n} worker process(es)"):
                     await stores.delete_keys("push:home:*")
-                    runs.append({"round": round_, **await _fanout_once(stores, n, inflight, followers)})
+                    runs.append({"round": round_, **await _fanout_once(stores, n, followers)})
         await stores.delete_keys("push:home:*")
         return {
             "benchmark": "fanout",
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "followers": followers,
             "batch": settings.fanout_batch,
-            "inflight": inflight,
+            "inflight": settings.worker_inflight,
             "timeline_cap": settings.timeline_cap,
             "fanout": runs,
             "redis_benchmark": references,
@@ -145,7 +144,7 @@ async def redis_cpu_s(stores: Stores) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _fanout_once(stores: Stores, processes: int, inflight: int, followers: int) -> dict:
+async def _fanout_once(stores: Stores, processes: int, followers: int) -> dict:
     """Start worker processes, wait until all consume, publish one post, wait for its completion notice.
 
     Returns the figures of the post's delivery report and the Redis CPU seconds used meanwhile.
@@ -154,7 +153,7 @@ async def _fanout_once(stores: Stores, processes: int, inflight: int, followers:
     await queue.ensure_group()
     pubsub = stores.redis.pubsub()
     await pubsub.subscribe(queue.ready_channel, queue.completed_channel)
-    children = start_processes(stores.settings, inflight, processes)
+    children = start_workers(stores.settings, processes)
     try:
         await _messages(pubsub, queue.ready_channel, processes)
         cpu = await redis_cpu_s(stores)
@@ -163,7 +162,7 @@ async def _fanout_once(stores: Stores, processes: int, inflight: int, followers:
         cpu = await redis_cpu_s(stores) - cpu
     finally:
         await pubsub.aclose()
-        await asyncio.to_thread(stop_processes, children)
+        await asyncio.to_thread(stop_workers, children)
     report = await delivery_report(stores, receipt.post_id)
     if report.written != followers or report.fanout_seconds is None:
         raise FanoutError(f"the fan-out wrote {report.written} entries for {followers} followers")
