@@ -21,14 +21,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import SETTING_NAMES, setting_options, settings_from
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Driver, calibrate
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.prepare import GraphInfo, graph_info, load_file, load_generated, settle, warm_post_cache
 from bench.scenarios.run import READER_ORDERS, SCENARIOS, BenchConfig, StrategyOutcome, block, run_strategy
 from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW
 from graphs.generate import GraphSpec
-from targets.config import DEFAULT_WORKER_INFLIGHT, FANOUT_MODES, Settings
+from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.fanout.processes import start_workers, stop_workers
@@ -57,7 +57,7 @@ QUICK: dict[str, Any] = {
     "spike_at": 8.0,
     "spike_window": 4.0,
     "spike_posts": 1,
-    "threshold": 2_000,
+    "celebrity_threshold": 2_000,
     "oracle_users": 100,
 }
 #: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
@@ -150,33 +150,11 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     show_default=True,
     help="Bound on concurrent operations.",
 )
-@click.option(
-    "--threshold",
-    type=click.IntRange(min=1),
-    help="Hybrid celebrity threshold (followers) [default: the settings', 10000].",
-)
-@click.option(
-    "--fanout",
-    "fanout_mode",
-    type=click.Choice(FANOUT_MODES),
-    help="Fan-out of push and hybrid: async (queue + worker processes) or sync (inside publish) [default: async].",
-)
-@click.option("--timeline-cap", type=click.IntRange(min=1), help="Entries kept per home timeline [default: 800].")
-@click.option(
-    "--fanout-batch",
-    type=click.IntRange(min=1),
-    help="Followers per fan-out batch: one atomic Redis call, so it bounds how long reads wait behind it [1000].",
-)
+@setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch")
 @click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
 )
-@click.option(
-    "--worker-inflight",
-    type=click.IntRange(min=1),
-    default=DEFAULT_WORKER_INFLIGHT,
-    show_default=True,
-    help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
-)
+@setting_options("worker_inflight")
 @click.option(
     "--page-size", type=click.IntRange(1, 1000), default=50, show_default=True, help="Posts per timeline read."
 )
@@ -261,20 +239,14 @@ def bench(ctx: click.Context, **options: Any) -> None:
     if options.pop("calibrate_only"):
         _calibrate(options["rate"], options["duration"], options["max_in_flight"])
         return
+    quick_settings: dict[str, Any] = {}
     if options.pop("quick"):
         for name, value in QUICK.items():
             if ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
-                options[name] = value
+                (quick_settings if name in SETTING_NAMES else options)[name] = value
     if options["graph_file"] and options["users"]:
         raise click.UsageError("pass either --graph FILE or --users N, not both")
-    settings = settings_from(
-        ctx,
-        celebrity_threshold=options["threshold"],
-        fanout_mode=options["fanout_mode"],
-        timeline_cap=options["timeline_cap"],
-        fanout_batch=options["fanout_batch"],
-        worker_inflight=options["worker_inflight"],
-    )
+    settings = settings_from(ctx, **quick_settings)
     try:
         config = BenchConfig(
             scenario=options["scenario"],

@@ -9,7 +9,7 @@ import networkx as nx
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import setting_options, settings_from
 from bench.scenarios.ensemble import Ensemble
 from targets.eventloop import run
 from targets.fanout.worker import drain, running_worker
@@ -20,11 +20,11 @@ from targets.stores.connections import Stores
 @click.option("--users", default=300, show_default=True, type=click.IntRange(min=10), help="Users in the graph.")
 @click.option("--posts", default=400, show_default=True, type=click.IntRange(min=1), help="Posts to publish.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
-@click.option("--threshold", default=25, show_default=True, type=click.IntRange(min=1), help="Hybrid threshold.")
+@setting_options("celebrity_threshold", celebrity_threshold=25)
 @click.pass_context
-def demo(ctx: click.Context, users: int, posts: int, seed: int, threshold: int) -> None:
+def demo(ctx: click.Context, users: int, posts: int, seed: int) -> None:
     """Load a small scale-free graph, publish posts, and show one timeline from each strategy."""
-    settings = settings_from(ctx).with_(celebrity_threshold=threshold)
+    settings = settings_from(ctx)
     run(_demo(settings, users, posts, seed))
 
 

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from graphs.console import load_progress, write_graph
 from graphs.generate import MODELS, GraphSpec
 from targets.eventloop import run

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from bench.locust.run import locust_command, summarize
 from bench.service_process import ServiceProcess
 from targets.strategies.registry import STRATEGIES

@@ -23,9 +23,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import setting_options, settings_from
 from graphs.star import load_star
-from targets.config import DEFAULT_WORKER_INFLIGHT, Settings
+from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.fanout.processes import start_workers, stop_workers
@@ -44,13 +44,10 @@ FANOUT_TIMEOUT_S = 600.0
 @click.option("--followers", default=1_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
-@click.option("--batch", type=click.IntRange(min=1), help="Followers per batch job [default: settings, 1000].")
-@click.option("--inflight", default=DEFAULT_WORKER_INFLIGHT, show_default=True, type=click.IntRange(min=1))
+@setting_options("fanout_batch", "worker_inflight", "timeline_cap")
 @click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def fanout_perf(
-    ctx: click.Context, followers: int, workers: str, repeat: int, batch: int | None, inflight: int, output: str
-) -> None:
+def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, output: str) -> None:
     """Time one post's fan-out to FOLLOWERS against redis-benchmark doing as many ZADDs; last line `ratio: X`.
 
     Each round runs redis-benchmark, then the fan-out with each worker count (fresh processes, empty timelines).
@@ -61,7 +58,7 @@ def fanout_perf(
     tool = shutil.which("redis-benchmark")
     if tool is None:
         raise click.UsageError("redis-benchmark is not on PATH: install it (apt install redis-tools) and retry")
-    base = settings_from(ctx, fanout_batch=batch, worker_inflight=inflight)
+    base = settings_from(ctx)
     settings = base.with_(prefix=f"{base.prefix}perf:", schema=f"{base.schema}_perf", fanout_mode="async")
     console = Console() if sys.stdout.isatty() else Console(width=110)  # logs keep whole rows
     result = run(_measure(console, settings, followers, counts, repeat, tool))

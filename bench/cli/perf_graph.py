@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from graphs.console import load_progress, write_graph
 from graphs.generate import GraphSpec
 from targets.eventloop import run

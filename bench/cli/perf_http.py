@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.bindings.http import HttpTarget
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from bench.driver import Driver, DriveResult, Schedule
 from bench.locust.run import locust_command, summarize
 from bench.scenarios.prepare import GraphInfo, graph_info, load_generated, warm_post_cache

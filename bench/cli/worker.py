@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bench.cli.main import settings_from
-from targets.config import DEFAULT_WORKER_INFLIGHT
+from bench.cli.options import setting_options, settings_from
 from targets.eventloop import run
 from targets.fanout.processes import run_fanout_worker, start_workers, supervise
 from targets.fanout.worker import drain as drain_queue
@@ -14,23 +13,13 @@ from targets.stores.connections import Stores
 
 @click.command()
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-@click.option(
-    "--inflight",
-    default=DEFAULT_WORKER_INFLIGHT,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Jobs each worker handles at once (Lua calls in flight keep Redis busy between batches).",
-)
-@click.option("--batch", type=click.IntRange(min=1), help="Followers per batch job (default: settings, 1000).")
-@click.option(
-    "--claim-idle-ms",
-    type=click.IntRange(min=1),
-    help="Claim jobs another worker left pending this long (XAUTOCLAIM) [default 5000].",
+@setting_options(
+    "worker_inflight", "fanout_batch", "timeline_cap", "fanout_claim_idle_ms", "fanout_report_ttl_s", "pool_size"
 )
 @click.pass_context
-def worker(ctx: click.Context, processes: int, inflight: int, batch: int | None, claim_idle_ms: int | None) -> None:
+def worker(ctx: click.Context, processes: int) -> None:
     """Deliver queued fan-out jobs into home timelines until interrupted (SIGINT or SIGTERM)."""
-    settings = settings_from(ctx, fanout_batch=batch, fanout_claim_idle_ms=claim_idle_ms, worker_inflight=inflight)
+    settings = settings_from(ctx)
     if processes == 1:
         run_fanout_worker(settings)
         return
