@@ -69,6 +69,7 @@ def serve(
         f"{users} users, namespace {settings.prefix} / {settings.schema}); API at /openapi.json",
         err=True,
     )
+    click.echo(f"settings: {settings.describe()}", err=True)
     uvicorn.run(
         "targets.service.app:create_app_from_env",
         factory=True,
