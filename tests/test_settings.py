@@ -56,6 +56,22 @@ def test_each_setting_has_its_own_flag_and_variable() -> None:
     assert all(declared(n).help for n in names)
 
 
+@pytest.mark.parametrize("command", [["bench"], ["serve"], ["worker"], ["perf", "fanout"]])
+def test_commands_spell_a_shared_setting_the_same_way(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for name in ("timeline_cap", "fanout_batch", "worker_inflight"):
+        assert f"{declared(name).flag} INTEGER RANGE" in result.output
+        assert f"env var: {declared(name).env}" in result.output
+
+
+@pytest.mark.parametrize(("command", "old"), [("serve", "--cap"), ("serve", "--batch"), ("worker", "--inflight")])
+def test_an_old_flag_name_is_a_usage_error(command: str, old: str) -> None:
+    result = CliRunner().invoke(main, [command, old, "5"])
+    assert result.exit_code == 2
+    assert f"No such option '{old}'" in result.output
+
+
 def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = every_field_changed()
     assert Settings.from_env(settings.to_env()) == settings

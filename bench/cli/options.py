@@ -1,4 +1,4 @@
-"""Click options generated from the :class:`~targets.config.Settings` declarations, and the settings they give.
+"""Click options generated from the :class:`~targets.config.Settings` declarations, and the Settings they make.
 
 Every command that takes a setting spells it the way ``Settings`` declares it (flag, environment variable, help,
 default), so ``--timeline-cap`` means the same thing to ``fanout bench``, ``serve``, ``worker`` and ``perf``. The
@@ -76,13 +76,14 @@ def setting_options(*names: str, **defaults: object) -> Callable[[F], F]:
 
 
 def given_settings(ctx: click.Context) -> dict[str, Any]:
-    """The settings this invocation was given by option or environment variable, by field name."""
+    """The settings this invocation's options hold (from the command line, the environment or the option's
+    default), by field name; the store URLs only when given."""
     return dict(ctx.meta.get(_GIVEN, {}))
 
 
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
-    """The settings for this invocation: ``overrides`` (when not None), then options and environment, then the
-    servers `fanout up` started, then the declared defaults."""
+    """The settings for this invocation: ``overrides`` (when not None), then the options (command line, environment,
+    a command's own default), then for the URLs the servers `fanout up` started, then the declared defaults."""
     from devservers.manager import resolve_urls
 
     given = given_settings(ctx)
