@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -25,40 +26,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def serve_command(
-    settings: Settings, strategy: str, port: int, workers: int = 1, host: str = "127.0.0.1", fanout_worker: bool = True
+    strategy: str, port: int, workers: int = 1, host: str = "127.0.0.1", fanout_worker: bool = True
 ) -> list[str]:
-    """The ``fanout serve`` command line for these settings (stores, namespace and fan-out passed explicitly)."""
-    return [
-        sys.executable,
-        "-m",
-        "bench.cli",
-        "--redis-url",
-        settings.redis_url,
-        "--database-url",
-        settings.database_url,
-        "--prefix",
-        settings.prefix,
-        "--schema",
-        settings.schema,
-        "serve",
-        "--strategy",
-        strategy,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--threshold",
-        str(settings.celebrity_threshold),
-        "--cap",
-        str(settings.timeline_cap),
-        "--batch",
-        str(settings.fanout_batch),
-        "--fanout",
-        settings.fanout_mode,
-        "--worker" if fanout_worker else "--no-worker",
-    ]
+    """The ``fanout serve`` command line; the settings travel in the environment (:func:`serve_env`)."""
+    command = [sys.executable, "-m", "bench.cli", "serve", "--strategy", strategy, "--host", host, "--port", str(port)]
+    return [*command, "--workers", str(workers), "--worker" if fanout_worker else "--no-worker"]
+
+
+def serve_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with every field of ``settings`` in its ``FANOUT_*`` variable: the child runs with
+    exactly these settings, whatever this environment held."""
+    return {**os.environ, **settings.to_env()}
 
 
 class ServiceProcess:
@@ -76,14 +54,15 @@ class ServiceProcess:
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = serve_command(settings, strategy, self.port, workers, fanout_worker=fanout_worker)
+        self.command = serve_command(strategy, self.port, workers, fanout_worker=fanout_worker)
+        self.env = serve_env(settings)
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         """Start the service and wait until it answers; raises RuntimeError with its output if it exits first."""
         out = self.log.open("wb") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

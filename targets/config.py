@@ -1,10 +1,20 @@
-"""Where the stores are and which namespace the harness owns in them."""
+"""Where the stores are, which namespace the harness owns in them, and the knobs every strategy shares.
+
+Each setting is declared once, as a field of :class:`Settings` whose metadata (a :class:`targets.declared.Declared`)
+names its command-line flag, its environment variable and its help. The command line (``bench/cli/options.py``)
+generates its options from these declarations, and a child process receives settings through the same variables
+(:meth:`Settings.to_env` / :meth:`Settings.from_env`), so a setting is spelt the same way everywhere.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from targets.declared import Declared, declarations, option
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -18,6 +28,8 @@ FANOUT_MODES = ("async", "sync")
 DEFAULT_FANOUT_MODE = "async"
 DEFAULT_FANOUT_CLAIM_IDLE_MS = 5_000
 DEFAULT_FANOUT_REPORT_TTL_S = 86_400
+DEFAULT_POOL_SIZE = 10
+DEFAULT_WORKER_INFLIGHT = 8
 
 REDIS_URL_VAR = "FANOUT_REDIS_URL"
 DATABASE_URL_VAR = "FANOUT_DATABASE_URL"
@@ -27,28 +39,67 @@ SCHEMA_VAR = "FANOUT_SCHEMA"
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+def _setting(default: Any, flag: str, env: str, help: str, choices: tuple[str, ...] = ()) -> Any:
+    # Integer settings are counts and sizes: at least 1 (checked in __post_init__ too, for values from Python).
+    bound = {"min": 1} if isinstance(default, int) else {}
+    return option(default, help, flag=flag, env=env, choices=choices or None, **bound)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Store locations, the harness's namespace, and the knobs every strategy shares.
 
     ``prefix`` is the Redis key prefix and ``schema`` the Postgres schema the harness owns; nothing outside them is
-    ever read, written or deleted.
+    ever read, written or deleted. Every integer setting is positive.
     """
 
-    redis_url: str = DEFAULT_REDIS_URL
-    database_url: str = DEFAULT_DATABASE_URL
-    prefix: str = DEFAULT_PREFIX
-    schema: str = DEFAULT_SCHEMA
-    timeline_cap: int = DEFAULT_TIMELINE_CAP
-    celebrity_threshold: int = DEFAULT_CELEBRITY_THRESHOLD
-    fanout_batch: int = DEFAULT_FANOUT_BATCH
-    #: How push and hybrid deliver a post: "async" (queue + workers, the default) or "sync" (inside publish).
-    fanout_mode: str = DEFAULT_FANOUT_MODE
-    #: A fan-out job pending this long on a silent worker is claimed by another (XAUTOCLAIM), so none is lost.
-    fanout_claim_idle_ms: int = DEFAULT_FANOUT_CLAIM_IDLE_MS
-    #: How long per-post delivery reports stay readable in Redis.
-    fanout_report_ttl_s: int = DEFAULT_FANOUT_REPORT_TTL_S
-    pool_size: int = 10
+    redis_url: str = _setting(DEFAULT_REDIS_URL, "--redis-url", REDIS_URL_VAR, "Redis URL.")
+    database_url: str = _setting(DEFAULT_DATABASE_URL, "--database-url", DATABASE_URL_VAR, "PostgreSQL URL.")
+    prefix: str = _setting(DEFAULT_PREFIX, "--prefix", PREFIX_VAR, "Redis key prefix the harness owns.")
+    schema: str = _setting(DEFAULT_SCHEMA, "--schema", SCHEMA_VAR, "Postgres schema the harness owns.")
+    timeline_cap: int = _setting(
+        DEFAULT_TIMELINE_CAP, "--timeline-cap", "FANOUT_TIMELINE_CAP", "Entries kept per home timeline."
+    )
+    celebrity_threshold: int = _setting(
+        DEFAULT_CELEBRITY_THRESHOLD,
+        "--threshold",
+        "FANOUT_CELEBRITY_THRESHOLD",
+        "Hybrid: accounts with at least this many followers are celebrities (pulled on read, not pushed).",
+    )
+    fanout_batch: int = _setting(
+        DEFAULT_FANOUT_BATCH,
+        "--fanout-batch",
+        "FANOUT_BATCH",
+        "Followers per fan-out batch: one atomic Redis call, so it bounds how long reads wait behind it.",
+    )
+    fanout_mode: str = _setting(
+        DEFAULT_FANOUT_MODE,
+        "--fanout",
+        "FANOUT_MODE",
+        "How push and hybrid deliver a post: async (queue + fan-out workers) or sync (inside publish).",
+        FANOUT_MODES,
+    )
+    fanout_claim_idle_ms: int = _setting(
+        DEFAULT_FANOUT_CLAIM_IDLE_MS,
+        "--claim-idle-ms",
+        "FANOUT_CLAIM_IDLE_MS",
+        "A fan-out job pending this long on a silent worker is claimed by another (XAUTOCLAIM), so none is lost.",
+    )
+    fanout_report_ttl_s: int = _setting(
+        DEFAULT_FANOUT_REPORT_TTL_S,
+        "--report-ttl-s",
+        "FANOUT_REPORT_TTL_S",
+        "Seconds per-post delivery reports stay readable in Redis.",
+    )
+    pool_size: int = _setting(
+        DEFAULT_POOL_SIZE, "--pool-size", "FANOUT_POOL_SIZE", "Most PostgreSQL connections each process opens."
+    )
+    worker_inflight: int = _setting(
+        DEFAULT_WORKER_INFLIGHT,
+        "--worker-inflight",
+        "FANOUT_WORKER_INFLIGHT",
+        "Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
+    )
 
     def __post_init__(self) -> None:
         if not _SCHEMA_RE.match(self.schema):
@@ -57,37 +108,57 @@ class Settings:
             )
         if not self.prefix:
             raise ValueError("the Redis key prefix is empty: the harness needs a namespace of its own (e.g. fanout:)")
-        for name in (
-            "timeline_cap",
-            "celebrity_threshold",
-            "fanout_batch",
-            "fanout_claim_idle_ms",
-            "fanout_report_ttl_s",
-            "pool_size",
-        ):
-            if getattr(self, name) < 1:
+        for name in _DECLARED:
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fan-out mode {self.fanout_mode!r} is unknown: use one of {', '.join(FANOUT_MODES)}")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        """Settings from ``FANOUT_*`` environment variables; explicit ``overrides`` (when not None) win."""
-        env = {
-            "redis_url": os.environ.get(REDIS_URL_VAR),
-            "database_url": os.environ.get(DATABASE_URL_VAR),
-            "prefix": os.environ.get(PREFIX_VAR),
-            "schema": os.environ.get(SCHEMA_VAR),
-        }
-        values = {k: v for k, v in env.items() if v}
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
+        """Settings from each field's ``FANOUT_*`` variable (of ``environ``, default ``os.environ``); explicit
+        ``overrides`` (when not None) win. An empty variable counts as unset."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            var = declared(f.name).env
+            raw = environ.get(var)
+            if not raw:
+                continue
+            if isinstance(f.default, int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var}={raw!r} is not an integer: set a whole number or unset it") from None
+            else:
+                values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """Every field as its environment variable: ``Settings.from_env(s.to_env()) == s``, so a child process
+        started with these variables runs with exactly these settings."""
+        return {declared(f.name).env: str(getattr(self, f.name)) for f in fields(self)}
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def describe(self) -> str:
+        """Every field as ``name=value``, passwords masked: for start-up lines and logs."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown.update(redis_url=mask_url(self.redis_url), database_url=mask_url(self.database_url))
+        return " ".join(f"{name}={value}" for name, value in shown.items())
+
+
+def declared(name: str) -> Declared:
+    """The flag, variable and help of the setting ``name`` (a :class:`Settings` field)."""
+    return _DECLARED[name]
+
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (for tables and error messages)."""
     return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+_DECLARED: dict[str, Declared] = {f.name: d for f, d in declarations(Settings)}

@@ -21,6 +21,8 @@ class Declared:
     help: str
     #: The flag, when it is not the field name with ``-`` for ``_``.
     flag: str | None = None
+    #: The environment variable that sets it (store settings; a child process receives them through it).
+    env: str | None = None
     min: float | None = None
     max: float | None = None
     #: ``min`` itself is not allowed (a rate must be above 0).

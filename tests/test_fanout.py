@@ -243,7 +243,8 @@ async def test_sigkill_mid_fanout_of_200k_followers_loses_nothing(stores: Stores
     await pubsub.subscribe(queue.delivered_channel)
     receipt = await PushStrategy(fast).publish(AUTHOR, "to 200k followers")
     cli = [sys.executable, "-m", "bench.cli", "--redis-url", settings.redis_url, "--database-url"]
-    cli += [settings.database_url, "--prefix", settings.prefix, "--schema", settings.schema, "worker", "--batch", "500"]
+    cli += [settings.database_url, "--prefix", settings.prefix, "--schema", settings.schema]
+    cli += ["worker", "--fanout-batch", "500"]
     worker = await asyncio.create_subprocess_exec(*cli, cwd=REPO, stdout=DEVNULL, stderr=DEVNULL)
     try:
         delivered = 0

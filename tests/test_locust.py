@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.cli.locust import LOCUSTFILE
+from bench.locust.run import LOCUSTFILE
 from bench.locust.stats import bucket_response_time
 from bench.service_process import ServiceProcess, free_port
 from tests.browser import CHROMIUM, Browser

@@ -21,10 +21,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.cli.declared import click_options, from_options
-from bench.cli.graph_format import format_options, read_options
-from bench.cli.main import settings_from
-from bench.cli.worker import start_processes, stop_processes
+from bench.cli.options import (
+    SETTING_NAMES,
+    click_options,
+    format_options,
+    from_options,
+    read_options,
+    setting_options,
+    settings_from,
+)
 from bench.driver import Driver, calibrate
 from bench.report.tables import rich_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
@@ -35,10 +40,10 @@ from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
 from graphs.load import load_file, load_generated
-from targets.config import FANOUT_MODES, Settings
+from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
-from targets.fanout.worker import DEFAULT_INFLIGHT
+from targets.fanout.processes import start_workers, stop_workers
 from targets.stores.connections import Stores
 from targets.stores.materialise import rebuild_timelines
 from targets.stores.post_cache import PostCache
@@ -63,7 +68,7 @@ QUICK: dict[str, Any] = {
     "spike_at": 8.0,
     "spike_window": 4.0,
     "spike_posts": 1,
-    "threshold": 2_000,
+    "celebrity_threshold": 2_000,
     "oracle_users": 100,
 }
 #: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
@@ -133,33 +138,11 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     show_default=True,
     help="Post history seeded when loading a graph.",
 )
-@click.option(
-    "--threshold",
-    type=click.IntRange(min=1),
-    help="Hybrid celebrity threshold (followers) [default: the settings', 10000].",
-)
-@click.option(
-    "--fanout",
-    "fanout_mode",
-    type=click.Choice(FANOUT_MODES),
-    help="Fan-out of push and hybrid: async (queue + worker processes) or sync (inside publish) [default: async].",
-)
-@click.option("--timeline-cap", type=click.IntRange(min=1), help="Entries kept per home timeline [default: 800].")
-@click.option(
-    "--fanout-batch",
-    type=click.IntRange(min=1),
-    help="Followers per fan-out batch: one atomic Redis call, so it bounds how long reads wait behind it [1000].",
-)
+@setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch")
 @click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
 )
-@click.option(
-    "--worker-inflight",
-    type=click.IntRange(min=1),
-    default=DEFAULT_INFLIGHT,
-    show_default=True,
-    help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
-)
+@setting_options("worker_inflight")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -179,22 +162,17 @@ def bench(ctx: click.Context, **options: Any) -> None:
     if options.pop("calibrate_only"):
         _calibrate(options["rate"], options["duration"], options["max_in_flight"])
         return
+    quick_settings: dict[str, Any] = {}
     if options.pop("quick"):
         for name, value in QUICK.items():
             if ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
-                options[name] = value
+                (quick_settings if name in SETTING_NAMES else options)[name] = value
     if options["graph_file"] and options["users"]:
         raise click.UsageError("pass either --graph FILE or --users N, not both")
     graph_read = read_options(options)
     if graph_read != ReadOptions() and not options["graph_file"]:
         raise click.UsageError("--format, --undirected and --ignore-extra-columns describe a --graph FILE: pass one")
-    settings = settings_from(
-        ctx,
-        celebrity_threshold=options["threshold"],
-        fanout_mode=options["fanout_mode"],
-        timeline_cap=options["timeline_cap"],
-        fanout_batch=options["fanout_batch"],
-    )
+    settings = settings_from(ctx, **quick_settings)
     scenario = SCENARIOS[options["scenario"]]
     try:
         config = from_options(BenchConfig, options, options=from_options(scenario.Options, options))
@@ -204,7 +182,6 @@ def bench(ctx: click.Context, **options: Any) -> None:
     plan = Plan(
         settings,
         options["workers"],
-        options["worker_inflight"],
         config,
         options["strategies"],
         options["graph_file"],
@@ -233,7 +210,6 @@ class Plan:
 
     settings: Settings
     workers: int
-    worker_inflight: int
     config: BenchConfig
     strategies: tuple[str, ...]
     graph_file: Path | None
@@ -276,7 +252,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "fanout_batch": settings.fanout_batch,
             "fanout": settings.fanout_mode,
             "workers": plan.workers if settings.fanout_mode == "async" else 0,
-            "worker_inflight": plan.worker_inflight,
+            "worker_inflight": settings.worker_inflight,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,
@@ -322,7 +298,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             console.print(f"partial result: {write_result(doc, plan.out)}", soft_wrap=True, highlight=False)
             raise
         finally:
-            stop_processes(workers)
+            stop_workers(workers)
         finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
@@ -376,7 +352,7 @@ def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies):
         return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
-    return start_processes(plan.settings, plan.worker_inflight, plan.workers)
+    return start_workers(plan.settings, plan.workers)
 
 
 class _Watch:

@@ -14,7 +14,7 @@ import networkx as nx
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import setting_options, settings_from
 from bench.scenarios.oracle import Ensemble
 from targets.config import Settings
 from targets.eventloop import run
@@ -26,15 +26,15 @@ from targets.stores.connections import Stores
 @click.option("--users", default=300, show_default=True, type=click.IntRange(min=10), help="Users in the graph.")
 @click.option("--posts", default=400, show_default=True, type=click.IntRange(min=1), help="Posts to publish.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
-@click.option("--threshold", default=25, show_default=True, type=click.IntRange(min=1), help="Hybrid threshold.")
+@setting_options("celebrity_threshold", celebrity_threshold=25)
 @click.pass_context
-def demo(ctx: click.Context, users: int, posts: int, seed: int, threshold: int) -> None:
+def demo(ctx: click.Context, users: int, posts: int, seed: int) -> None:
     """A quick tour (seconds): a small scale-free graph, posts, one timeline from each strategy, the oracle verdict.
 
     Runs in a namespace of its own (prefix and schema with a _demo suffix), dropped afterwards: the loaded graph
     stays as it is. The benchmark is `fanout bench --quick`.
     """
-    settings = demo_settings(settings_from(ctx)).with_(celebrity_threshold=threshold)
+    settings = demo_settings(settings_from(ctx))
     run(_demo(settings, users, posts, seed))
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.cli.graph_format import format_options, read_options
-from bench.cli.main import settings_from
-from graphs.generate import MODELS, GraphSpec, generate, header
+from bench.cli.options import format_options, read_options, settings_from
+from graphs.console import load_progress, write_graph
+from graphs.generate import MODELS, GraphSpec
 from targets.eventloop import run
 from targets.stores.connections import Stores
 
@@ -84,26 +82,7 @@ def generate_cmd(
         engine=engine,
         params={k: v for k, v in params.items() if v is not None},
     )
-    write_graph(spec, output)
-
-
-def write_graph(spec: GraphSpec, output: Path) -> dict[str, float]:
-    """Generate ``spec`` into ``output`` showing progress; returns users, edges and seconds."""
-    from graphs.edgelist import write_edges
-
-    start = time.perf_counter()
-    with console.status(f"generating {spec.model} graph of {spec.users:,} users"):
-        edges = generate(spec)
-    generated = time.perf_counter()
-    with console.status(f"writing {len(edges):,} edges to {output}"):
-        size = write_edges(output, edges.followers, edges.followees, header(spec, edges))
-    done = time.perf_counter()
-    users = edges.user_count
-    console.print(
-        f"wrote {output}: {users:,} users, {len(edges):,} edges ({size / 1e6:.1f} MB of text) "
-        f"in {done - start:.1f} s (model {generated - start:.1f} s, writing {done - generated:.1f} s)"
-    )
-    return {"users": users, "edges": len(edges), "generate_s": generated - start, "write_s": done - generated}
+    write_graph(spec, output, console)
 
 
 @graph.command("stats")
@@ -159,18 +138,6 @@ def stats_cmd(file: Path, as_json: bool, plot: Path | None, top: int, **read: An
         console.print(f"plot written to {plot}")
 
 
-def load_progress() -> Progress:
-    """The progress display a load shows."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
 @graph.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -195,7 +162,7 @@ def load_cmd(ctx: click.Context, file: Path, posts_per_user: int, history_days: 
 
     async def go():
         async with await Stores.connect(settings) as stores:
-            with load_progress() as progress:
+            with load_progress(console) as progress:
                 return await load_graph(
                     stores,
                     file,

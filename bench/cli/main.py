@@ -1,8 +1,9 @@
 """The ``fanout`` command line.
 
-Subcommands live in :mod:`bench.commands` and are imported only when run, so ``fanout --help`` stays fast and each
-area owns its own module. Store options are shared: ``--redis-url`` / ``--database-url`` (or ``FANOUT_REDIS_URL`` /
-``FANOUT_DATABASE_URL``), ``--prefix`` and ``--schema`` for the namespace.
+Subcommands live in the modules of :mod:`bench.cli` and are imported only when run, so ``fanout --help`` stays fast
+and each area owns its own module. The store options are the group's: ``--redis-url`` / ``--database-url`` (or
+``FANOUT_REDIS_URL`` / ``FANOUT_DATABASE_URL``), ``--prefix`` and ``--schema`` for the namespace; like every setting,
+they are generated from the ``Settings`` declarations (:mod:`bench.cli.options`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from targets.config import DATABASE_URL_VAR, PREFIX_VAR, REDIS_URL_VAR, SCHEMA_VAR, Settings
+from bench.cli.options import STORE_SETTINGS, setting_options
 from targets.errors import FanoutError
 
 #: command name -> "module:attribute" of its click command.
@@ -69,31 +70,10 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--redis-url", envvar=REDIS_URL_VAR, help=f"Redis URL [env {REDIS_URL_VAR}].")
-@click.option("--database-url", envvar=DATABASE_URL_VAR, help=f"PostgreSQL URL [env {DATABASE_URL_VAR}].")
-@click.option("--prefix", envvar=PREFIX_VAR, help="Redis key prefix the harness owns [default fanout:].")
-@click.option("--schema", envvar=SCHEMA_VAR, help="Postgres schema the harness owns [default fanout].")
+@setting_options(*STORE_SETTINGS)
 @click.version_option(package_name="fanout-bench")
-@click.pass_context
-def main(
-    ctx: click.Context, redis_url: str | None, database_url: str | None, prefix: str | None, schema: str | None
-) -> None:
+def main() -> None:
     """fanout-bench: push, pull and hybrid timelines on real Redis and PostgreSQL, measured."""
-    ctx.obj = {"redis_url": redis_url, "database_url": database_url, "prefix": prefix, "schema": schema}
-
-
-def settings_from(ctx: click.Context, **overrides: object) -> Settings:
-    """The settings for this invocation: CLI options and environment, then any servers `fanout up` started."""
-    from devservers.manager import resolve_urls
-
-    given = dict(ctx.find_root().obj or {})
-    given.update({k: v for k, v in overrides.items() if v is not None})
-    redis_url, database_url = resolve_urls(given.get("redis_url"), given.get("database_url"))
-    given.update(redis_url=redis_url, database_url=database_url)
-    try:
-        return Settings.from_env(**given)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,15 +23,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
-from bench.cli.worker import start_processes, stop_processes
+from bench.cli.options import setting_options, settings_from
 from graphs.star import load_star
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
+from targets.fanout.processes import start_workers, stop_workers
 from targets.fanout.queue import FanoutQueue
 from targets.fanout.reports import delivery_report
-from targets.fanout.worker import DEFAULT_INFLIGHT
 from targets.stores.connections import Stores
 from targets.stores.schema import create_schema
 from targets.stores.timelines import home_pattern
@@ -46,13 +45,10 @@ FANOUT_TIMEOUT_S = 600.0
 @click.option("--followers", default=1_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
-@click.option("--batch", type=click.IntRange(min=1), help="Followers per batch job [default: settings, 1000].")
-@click.option("--inflight", default=DEFAULT_INFLIGHT, show_default=True, type=click.IntRange(min=1))
+@setting_options("fanout_batch", "worker_inflight", "timeline_cap")
 @click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def fanout_perf(
-    ctx: click.Context, followers: int, workers: str, repeat: int, batch: int | None, inflight: int, output: str
-) -> None:
+def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, output: str) -> None:
     """Time one post's fan-out to FOLLOWERS against redis-benchmark doing as many ZADDs; last line `ratio: X`.
 
     Each round runs redis-benchmark, then the fan-out with each worker count (fresh processes, empty timelines).
@@ -63,10 +59,10 @@ def fanout_perf(
     tool = shutil.which("redis-benchmark")
     if tool is None:
         raise click.UsageError("redis-benchmark is not on PATH: install it (apt install redis-tools) and retry")
-    base = settings_from(ctx, fanout_batch=batch)
+    base = settings_from(ctx)
     settings = base.with_(prefix=f"{base.prefix}perf:", schema=f"{base.schema}_perf", fanout_mode="async")
     console = Console() if sys.stdout.isatty() else Console(width=110)  # logs keep whole rows
-    result = run(_measure(console, settings, followers, counts, repeat, inflight, tool))
+    result = run(_measure(console, settings, followers, counts, repeat, tool))
     best = min(result["fanout"], key=lambda r: r["seconds"])
     reference = min(result["redis_benchmark"], key=lambda r: r["seconds"])
     result["ratio"] = best["seconds"] / reference["seconds"]
@@ -105,7 +101,7 @@ def _worker_counts(text: str) -> list[int]:
 
 
 async def _measure(
-    console: Console, settings: Settings, followers: int, counts: list[int], repeat: int, inflight: int, tool: str
+    console: Console, settings: Settings, followers: int, counts: list[int], repeat: int, tool: str
 ) -> dict:
     stores = await Stores.connect(settings, create=False)
     try:
@@ -122,14 +118,14 @@ async def _measure(
             for n in counts:
                 with console.status(f"round {round_}: fan-out with {n} worker process(es)"):
                     await stores.delete_keys(home_pattern(PushStrategy.name))
-                    runs.append({"round": round_, **await _fanout_once(stores, n, inflight, followers)})
+                    runs.append({"round": round_, **await _fanout_once(stores, n, followers)})
         await stores.delete_keys(home_pattern(PushStrategy.name))
         return {
             "benchmark": "fanout",
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "followers": followers,
             "batch": settings.fanout_batch,
-            "inflight": inflight,
+            "inflight": settings.worker_inflight,
             "timeline_cap": settings.timeline_cap,
             "fanout": runs,
             "redis_benchmark": references,
@@ -146,7 +142,7 @@ async def redis_cpu_s(stores: Stores) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _fanout_once(stores: Stores, processes: int, inflight: int, followers: int) -> dict:
+async def _fanout_once(stores: Stores, processes: int, followers: int) -> dict:
     """Start worker processes, wait until all consume, publish one post, wait for its completion notice.
 
     Returns the figures of the post's delivery report and the Redis CPU seconds used meanwhile.
@@ -155,7 +151,7 @@ async def _fanout_once(stores: Stores, processes: int, inflight: int, followers:
     await queue.ensure_group()
     pubsub = stores.redis.pubsub()
     await pubsub.subscribe(queue.ready_channel, queue.completed_channel)
-    children = start_processes(stores.settings, inflight, processes)
+    children = start_workers(stores.settings, processes)
     try:
         await _messages(pubsub, queue.ready_channel, processes)
         cpu = await redis_cpu_s(stores)
@@ -164,7 +160,7 @@ async def _fanout_once(stores: Stores, processes: int, inflight: int, followers:
         cpu = await redis_cpu_s(stores) - cpu
     finally:
         await pubsub.aclose()
-        await asyncio.to_thread(stop_processes, children)
+        await asyncio.to_thread(stop_workers, children)
     report = await delivery_report(stores, receipt.post_id)
     if report.written != followers or report.fanout_seconds is None:
         raise FanoutError(f"the fan-out wrote {report.written} entries for {followers} followers")

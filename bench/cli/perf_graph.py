@@ -21,8 +21,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import click
+from rich.console import Console
 
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
+from graphs.console import load_progress, write_graph
 from graphs.generate import GraphSpec
 from targets.eventloop import run
 from targets.stores.connections import Stores
@@ -34,6 +36,8 @@ TIME_GOAL_S = 180.0
 MEMORY_GOAL_MB = 6 * 1024
 COPY_RATIO_GOAL = 1.5
 
+console = Console()
+
 
 def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
@@ -41,9 +45,7 @@ def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 def _generate_in_child(spec: GraphSpec, path: Path) -> dict[str, float]:
     """Runs in a fresh process: generate and write, and report this process's peak RSS."""
-    from bench.cli.graph import write_graph
-
-    figures = write_graph(spec, path)
+    figures = write_graph(spec, path, Console())
     return {**figures, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -88,7 +90,6 @@ def graph_perf(
     ctx: click.Context, users: int, seed: int, celebrity_reach: float, workdir: Path | None, output: Path | None
 ) -> None:
     """Generate + load a scale-free graph with one celebrity; compare the load's rows/s with psql \\copy."""
-    from bench.cli.graph import console, load_progress
     from graphs.load import load_graph
 
     started = datetime.now(UTC)
@@ -111,7 +112,7 @@ def graph_perf(
             stores = await Stores.connect(settings)
             try:
                 async with stores:
-                    with load_progress() as progress:
+                    with load_progress(console) as progress:
                         report = await load_graph(stores, edges_file, progress=progress)
                     console.rule("reference: psql \\copy of the same rows")
                     data = tmp / "rows.txt"
@@ -167,8 +168,6 @@ def graph_perf(
 
 def _print(result: dict, output: Path) -> None:
     from rich.table import Table
-
-    from bench.cli.graph import console
 
     gen, load, ref, goals = result["generate"], result["load"], result["psql_copy"], result["goals"]
     table = Table(title=f"fanout perf graph ({result['measured_at']}, {result['machine']['cpus']} CPUs)")

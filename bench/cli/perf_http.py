@@ -28,9 +28,9 @@ from rich.table import Table
 
 from bench.bindings.http import HttpTarget
 from bench.bindings.inprocess import InProcessTarget
-from bench.cli.locust import locust_command, summarize
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from bench.driver import Driver, DriveResult, Schedule
+from bench.locust.run import locust_command, summarize
 from bench.service_process import ServiceProcess
 from bench.workload import Mix, Op, Workload
 from graphs.generate import GraphSpec

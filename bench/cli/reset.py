@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from bench.cli.main import settings_from
+from bench.cli.options import settings_from
 from graphs.load import staging_schema
 from targets.config import mask_url
 from targets.errors import FanoutError

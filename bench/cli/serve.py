@@ -7,8 +7,8 @@ import socket
 
 import click
 
-from bench.cli.main import settings_from
-from targets.config import FANOUT_MODES, Settings
+from bench.cli.options import setting_options, settings_from
+from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.service.app import SERVICE_CONFIG_VAR, ServiceConfig
@@ -21,14 +21,15 @@ from targets.strategies.registry import STRATEGIES
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless told).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="uvicorn worker processes.")
-@click.option("--threshold", type=click.IntRange(min=1), help="Hybrid celebrity threshold (followers).")
-@click.option("--cap", type=click.IntRange(min=1), help="Timeline cap (entries per home timeline).")
-@click.option("--batch", type=click.IntRange(min=1), help="Fan-out batch size (followers per Redis call).")
-@click.option(
-    "--fanout",
+@setting_options(
+    "celebrity_threshold",
+    "timeline_cap",
     "fanout_mode",
-    type=click.Choice(FANOUT_MODES),
-    help="Push/hybrid delivery: async (queue + workers, the default) or sync (inside the request).",
+    "fanout_batch",
+    "worker_inflight",
+    "fanout_claim_idle_ms",
+    "fanout_report_ttl_s",
+    "pool_size",
 )
 @click.option(
     "--worker/--no-worker",
@@ -44,18 +45,13 @@ def serve(
     host: str,
     port: int,
     workers: int,
-    threshold: int | None,
-    cap: int | None,
-    batch: int | None,
-    fanout_mode: str | None,
     worker: bool,
     log_level: str,
 ) -> None:
     """Serve home timelines of one strategy over HTTP (API description at /openapi.json)."""
     import uvicorn
 
-    changes = {"celebrity_threshold": threshold, "timeline_cap": cap, "fanout_batch": batch, "fanout_mode": fanout_mode}
-    settings = settings_from(ctx).with_(**{k: v for k, v in changes.items() if v is not None})
+    settings = settings_from(ctx)
     config = ServiceConfig(settings, strategy, worker)
     _check_port(host, port)
     users = run(_count_users(settings))  # fails here, as one line, when a store does not answer
@@ -73,6 +69,7 @@ def serve(
         f"{users} users, namespace {settings.prefix} / {settings.schema}); API at /openapi.json",
         err=True,
     )
+    click.echo(f"settings: {settings.describe()}", err=True)
     uvicorn.run(
         "targets.service.app:create_app_from_env",
         factory=True,

@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import given_settings, settings_from
 from devservers import manager as servers
 
 _timeout = click.option(
@@ -32,7 +32,7 @@ _timeout = click.option(
 @click.pass_context
 def up(ctx: click.Context, source: str, timeout: float) -> None:
     """Use the configured Redis and PostgreSQL if they answer; otherwise start private ones under .fanout/."""
-    given = ctx.find_root().obj or {}
+    given = given_settings(ctx)
     for line in servers.up(given.get("redis_url"), given.get("database_url"), source=source, timeout=timeout):
         click.echo(line)
 

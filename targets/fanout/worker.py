@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Owners whose timelines a job may fill: the strategies that push.
 OWNERS = frozenset(timeline_owners())
-DEFAULT_INFLIGHT = 8
 MAX_BLOCK_MS = 1_000
 #: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
 FORGET_AFTER_MS = 600_000
@@ -46,7 +45,8 @@ class WorkerCounts:
 class Worker:
     """One consumer of the fan-out group, running until :meth:`stop`."""
 
-    def __init__(self, stores: Stores, *, inflight: int = DEFAULT_INFLIGHT, consumer: str | None = None) -> None:
+    def __init__(self, stores: Stores, *, inflight: int | None = None, consumer: str | None = None) -> None:
+        inflight = stores.settings.worker_inflight if inflight is None else inflight
         if inflight < 1:
             raise ValueError(f"inflight must be at least 1, not {inflight}")
         self.stores = stores
@@ -179,8 +179,9 @@ class Worker:
 
 
 @asynccontextmanager
-async def running_worker(stores: Stores, *, inflight: int = DEFAULT_INFLIGHT) -> AsyncIterator[Worker]:
-    """A :class:`Worker` running as a task of this event loop for the duration of the block.
+async def running_worker(stores: Stores, *, inflight: int | None = None) -> AsyncIterator[Worker]:
+    """A :class:`Worker` running as a task of this event loop for the duration of the block (``inflight``: calls in
+    flight, default ``worker_inflight`` of the settings).
 
     Pair it with :meth:`targets.fanout.queue.FanoutQueue.drain` (or :func:`drain`) to wait for deliveries.
     """
