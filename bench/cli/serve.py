@@ -13,7 +13,7 @@ from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.service.app import SERVICE_CONFIG_VAR, ServiceConfig
 from targets.stores.connections import Stores
-from targets.strategies.registry import STRATEGIES
+from targets.strategies.registry import STRATEGIES, keeps_timelines
 
 
 @click.command()
@@ -61,8 +61,8 @@ def serve(
         )
     # Worker processes rebuild the app from the environment, so every process serves the same config.
     os.environ[SERVICE_CONFIG_VAR] = config.to_env()
-    delivery = "pull: no fan-out" if strategy == "pull" else f"{settings.fanout_mode} fan-out"
-    if strategy != "pull" and settings.fanout_mode == "async":
+    delivery = f"{settings.fanout_mode} fan-out" if keeps_timelines(strategy) else "no fan-out"
+    if keeps_timelines(strategy) and settings.fanout_mode == "async":
         delivery += ", in-process worker" if worker else ", run `fanout worker` to deliver"
     click.echo(
         f"serving {strategy} ({delivery}) on http://{host}:{port} ({workers} process{'es' * (workers > 1)}, "

@@ -38,6 +38,7 @@ from bench.locust.service_client import ServiceClient, ServiceError
 from bench.locust.stats import HdrStats, use_submillisecond_buckets
 from bench.locust.webui import extend_web_ui
 from bench.workload import DEFAULT_READ_RATIO, Mix, Op, Workload
+from targets.strategies.registry import STRATEGIES
 
 log = logging.getLogger("fanout.locust")
 use_submillisecond_buckets()
@@ -53,9 +54,9 @@ def _arguments(parser: Any) -> None:
     parser.add_argument(
         "--strategy",
         default="",
-        choices=["", "push", "pull", "hybrid"],
+        choices=["", *STRATEGIES],
         include_in_web_ui=True,
-        help="Strategy the service should run (push, pull or hybrid; informational: the service decides, and a "
+        help=f"Strategy the service should run ({', '.join(STRATEGIES)}; informational: the service decides, and a "
         "mismatch is logged). Empty: whatever it runs.",
     )
     parser.add_argument(
