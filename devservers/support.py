@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from targets.config import mask_url
 from targets.errors import FanoutError
 from targets.eventloop import run
+from targets.urls import mask_url
 
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.1

@@ -6,6 +6,8 @@ import os
 import re
 from dataclasses import dataclass, replace
 
+from targets.urls import mask_url  # noqa: F401  (re-exported: it lives in targets.urls with the other URL helpers)
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_PREFIX = "fanout:"
@@ -86,8 +88,3 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for tables and error messages)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
