@@ -19,7 +19,8 @@ import psutil
 
 from targets.errors import FanoutError
 from targets.eventloop import run
-from targets.urls import mask_url
+from targets.stores.failures import OTHER, failure_kind
+from targets.urls import mask_url, split_password
 
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.1
@@ -41,6 +42,15 @@ class Probe:
     version: str = ""
     usage: str = ""
     detail: str = ""
+    #: Why it did not answer: one of :mod:`targets.stores.failures`' kinds (auth, refused, timeout, other).
+    kind: str = ""
+
+
+def failed(exc: BaseException) -> Probe:
+    """The probe result of a server that raised ``exc`` instead of answering."""
+    if isinstance(exc, ValueError):  # the client could not read the URL: its message may quote part of it
+        return Probe(False, detail="the URL cannot be parsed (percent-encode / ? # @ in its password)", kind=OTHER)
+    return Probe(False, detail=reason(exc), kind=failure_kind(exc))
 
 
 def reason(exc: BaseException) -> str:
@@ -113,9 +123,12 @@ def version_output(binary: Path) -> str:
 
 
 def new_entry(url: str, pid: int, binaries: Binaries, version: str, workdir: Path, **extra: Any) -> Entry:
-    """What the state file records about a server just started: enough to find, show and stop it later."""
+    """What the state file records about a server just started: enough to find, show and stop it later.
+
+    The URL is recorded without its password: the state file is no place for secrets.
+    """
     return {
-        "url": url,
+        "url": split_password(url)[0],
         "pid": pid,
         "create_time": psutil.Process(pid).create_time(),  # tells our server from a later process with its pid
         "source": binaries.source,

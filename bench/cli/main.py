@@ -15,6 +15,7 @@ import click
 
 from targets.config import DATABASE_URL_VAR, PREFIX_VAR, REDIS_URL_VAR, SCHEMA_VAR, Settings
 from targets.errors import FanoutError
+from targets.urls import check_url
 
 #: command name -> "module:attribute" of its click command.
 COMMANDS: dict[str, str] = {
@@ -89,6 +90,9 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     given = dict(ctx.find_root().obj or {})
     given.update({k: v for k, v in overrides.items() if v is not None})
     redis_url, database_url = resolve_urls(given.get("redis_url"), given.get("database_url"))
+    # A URL the clients would misread (a raw / or # in a password) is one line without the secret, before anything.
+    check_url(redis_url, "redis", REDIS_URL_VAR)
+    check_url(database_url, "postgres", DATABASE_URL_VAR)
     given.update(redis_url=redis_url, database_url=database_url)
     try:
         return Settings.from_env(**given)
