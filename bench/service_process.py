@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ from types import TracebackType
 
 import requests
 
-from targets.config import Settings
+from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings
 
 READY_TIMEOUT_S = 30.0
 
@@ -27,15 +28,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve_command(
     settings: Settings, strategy: str, port: int, workers: int = 1, host: str = "127.0.0.1", fanout_worker: bool = True
 ) -> list[str]:
-    """The ``fanout serve`` command line for these settings (stores, namespace and fan-out passed explicitly)."""
+    """The ``fanout serve`` command line for these settings (namespace and fan-out passed explicitly).
+
+    The store URLs are not on it, since they may hold passwords: they go in the environment (:func:`serve_env`).
+    """
     return [
         sys.executable,
         "-m",
         "bench.cli",
-        "--redis-url",
-        settings.redis_url,
-        "--database-url",
-        settings.database_url,
         "--prefix",
         settings.prefix,
         "--schema",
@@ -61,6 +61,12 @@ def serve_command(
     ]
 
 
+def serve_env(settings: Settings) -> dict[str, str]:
+    """The environment of a ``fanout serve`` child: this one's, with the store URLs (only the owner can read a
+    process's environment, whereas anyone can read its command line)."""
+    return {**os.environ, REDIS_URL_VAR: settings.redis_url, DATABASE_URL_VAR: settings.database_url}
+
+
 class ServiceProcess:
     """``fanout serve`` in a child process, started and ready (``/healthz`` answers) inside the ``with`` block."""
 
@@ -77,13 +83,14 @@ class ServiceProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = serve_command(settings, strategy, self.port, workers, fanout_worker=fanout_worker)
+        self.env = serve_env(settings)
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
         """Start the service and wait until it answers; raises RuntimeError with its output if it exits first."""
         out = self.log.open("wb") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
