@@ -36,13 +36,13 @@ async def probe_redis(url: str, connect_timeout: float = PROBE_TIMEOUT_S) -> Pro
     try:
         client = aioredis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout)
     except ValueError as exc:
-        return failed(exc)
+        return failed(exc, url)
     try:
         await client.ping()
         server = await client.info("server")
         memory = await client.info("memory")
     except (RedisError, OSError) as exc:
-        return failed(exc)
+        return failed(exc, url)
     finally:
         await client.aclose()
     return Probe(True, version=f"Redis {server['redis_version']}", usage=f"{memory['used_memory_human']} used")

@@ -19,8 +19,8 @@ import psutil
 
 from targets.errors import FanoutError
 from targets.eventloop import run
-from targets.stores.failures import OTHER, failure_kind
-from targets.urls import mask_url, split_password
+from targets.stores.failures import failure_kind
+from targets.urls import mask_url, scrub, split_password
 
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.1
@@ -46,11 +46,9 @@ class Probe:
     kind: str = ""
 
 
-def failed(exc: BaseException) -> Probe:
-    """The probe result of a server that raised ``exc`` instead of answering."""
-    if isinstance(exc, ValueError):  # the client could not read the URL: its message may quote part of it
-        return Probe(False, detail="the URL cannot be parsed (percent-encode / ? # @ in its password)", kind=OTHER)
-    return Probe(False, detail=reason(exc), kind=failure_kind(exc))
+def failed(exc: BaseException, url: str) -> Probe:
+    """The probe result of the server at ``url`` that raised ``exc`` instead of answering (password scrubbed)."""
+    return Probe(False, detail=scrub(reason(exc), url), kind=failure_kind(exc))
 
 
 def reason(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ would misread into one line without the secret, and :func:`endpoint_key` tells w
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from targets.errors import FanoutError
 
@@ -104,6 +104,19 @@ def split_password(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(kept))), password
 
 
+def scrub(text: str, url: str) -> str:
+    """``text``, an error message about ``url``, with the URL's password (raw or percent-encoded) as ``***``."""
+    try:
+        password = split_password(url)[1]
+    except ValueError:
+        return mask_url(text)
+    if not password:
+        return text
+    for secret in (password, quote(password, safe="")):
+        text = text.replace(secret, MASK)
+    return text
+
+
 def check_url(url: str, store: str, variable: str) -> SplitResult:
     """The parsed ``url`` if the store's clients will read it as written; else :class:`InvalidURL`, one line that
     names ``variable`` and the fix and shows the URL masked. ``store`` is "redis" or "postgres"."""
@@ -118,7 +131,10 @@ def check_url(url: str, store: str, variable: str) -> SplitResult:
         example = "redis://[:PASSWORD@]HOST:PORT/DB" if store == "redis" else "postgresql://USER[:PASSWORD]@HOST/DB"
         found = f"starts with {scheme!r}" if scheme else "has no scheme"
         raise invalid(f"{found}: write it as {example}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address, say
+        raise invalid("has a malformed host (an IPv6 address goes in brackets: [::1])") from None
     after_host = url.partition("://")[2][len(parts.netloc) :]
     special = "write a password's / ? # @ characters percent-encoded (%2F %3F %23 %40)"
     if "@" in after_host:

@@ -19,7 +19,7 @@ from devservers.support import free_port
 from targets.config import REDIS_URL_VAR
 from targets.errors import FanoutError
 from targets.stores.connections import Stores
-from targets.urls import InvalidURL, check_url, mask_args, mask_url, same_server, split_password
+from targets.urls import InvalidURL, check_url, mask_args, mask_url, same_server, scrub, split_password
 from tests.conftest import SESSION_TAG, namespace_settings
 
 SECRET = "S3cr/et?#@:%&pw"
@@ -91,6 +91,7 @@ def test_split_password_takes_the_password_out(url: str, bare: str, password: st
         ("redis", "redis://:S3cret@h:6379/db", "a Redis database is a number"),
         ("postgres", "postgresql://u:S3cr/et@h/db", "'@' after its host"),
         ("postgres", "mysql://u:S3cret@h/db", "starts with 'mysql'"),
+        ("postgres", "postgresql://u:S3cret@[::1:5432/db", "malformed host"),
     ],
 )
 def test_unusable_urls_are_one_line_without_the_secret(store: str, url: str, problem: str) -> None:
@@ -99,6 +100,12 @@ def test_unusable_urls_are_one_line_without_the_secret(store: str, url: str, pro
     message = str(caught.value)
     assert problem in message and "FANOUT_X_URL" in message
     assert "S3cr" not in message and "\n" not in message
+
+
+def test_scrub_removes_the_password_from_a_client_message() -> None:
+    url = "postgresql://u:S3cr%2Fet@h/db"
+    assert scrub("bad option near 'S3cr/et' (S3cr%2Fet)", url) == "bad option near '***' (***)"
+    assert scrub("no password here", "redis://h/0") == "no password here"
 
 
 def test_usable_urls_pass() -> None:

@@ -23,7 +23,7 @@ from targets.stores.counters import StoreCounters, count_redis, pg_counting_conn
 from targets.stores.failures import failure_kind
 from targets.stores.postgres import Social
 from targets.stores.schema import create_schema
-from targets.urls import check_url
+from targets.urls import check_url, scrub
 
 CONNECT_TIMEOUT_S = 5.0
 # Keys examined per SCAN step: the database may hold far more keys than the namespace (other namespaces, other
@@ -143,7 +143,8 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
         await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
-        raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, _reason(exc), failure_kind(exc)) from None
+        reason = scrub(_reason(exc), url)
+        raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, reason, failure_kind(exc)) from None
     return client
 
 
@@ -162,9 +163,10 @@ async def connect_pg(
             connection_class=connection_class,
             server_settings={"search_path": schema, "application_name": "fanout-bench"},
         )
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        kind = failure_kind(exc)
-        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, _reason(exc), kind) from None
+    except (TimeoutError, OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # ValueError: an option asyncpg refuses (sslmode=...); its message is shown, any password scrubbed.
+        reason, kind = scrub(_reason(exc), url), failure_kind(exc)
+        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, reason, kind) from None
     assert pool is not None
     return pool
 
