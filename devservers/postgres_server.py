@@ -25,10 +25,10 @@ from devservers.support import (
     Probe,
     ServerError,
     executable,
+    failed,
     new_entry,
     pip_package_dir,
     process,
-    reason,
     tail,
     terminate,
     version_output,
@@ -45,8 +45,8 @@ async def probe_postgres(url: str, connect_timeout: float = PROBE_TIMEOUT_S, sch
 
     try:
         conn = await asyncpg.connect(url, timeout=connect_timeout)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return Probe(False, detail=reason(exc))
+    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return failed(exc, url)
     try:
         await conn.fetchval("SELECT 1")
         version = await conn.fetchval("SHOW server_version")
@@ -59,7 +59,7 @@ async def probe_postgres(url: str, connect_timeout: float = PROBE_TIMEOUT_S, sch
             )
             usage += f", schema {schema}: {schema_size or 'absent'}"
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        return Probe(False, detail=reason(exc))
+        return failed(exc, url)
     finally:
         await conn.close()
     return Probe(True, version=f"PostgreSQL {version.split()[0]}", usage=usage)

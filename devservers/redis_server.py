@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from devservers.support import (
     POLL_INTERVAL_S,
@@ -17,15 +16,16 @@ from devservers.support import (
     Probe,
     ServerError,
     executable,
+    failed,
     new_entry,
     pip_package_dir,
     process,
-    reason,
     tail,
     terminate,
     wait_ready,
     wait_reaped,
 )
+from targets.urls import split_password
 
 
 async def probe_redis(url: str, connect_timeout: float = PROBE_TIMEOUT_S) -> Probe:
@@ -33,13 +33,16 @@ async def probe_redis(url: str, connect_timeout: float = PROBE_TIMEOUT_S) -> Pro
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout)
+    try:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout)
+    except ValueError as exc:
+        return failed(exc, url)
     try:
         await client.ping()
         server = await client.info("server")
         memory = await client.info("memory")
     except (RedisError, OSError) as exc:
-        return Probe(False, detail=reason(exc))
+        return failed(exc, url)
     finally:
         await client.aclose()
     return Probe(True, version=f"Redis {server['redis_version']}", usage=f"{memory['used_memory_human']} used")
@@ -71,15 +74,17 @@ def start_redis(url: str, host: str, port: int, binaries: Binaries, timeout: flo
     pidfile, log = workdir / "redis.pid", workdir / "redis.log"
     pidfile.unlink(missing_ok=True)
     bind = "127.0.0.1" if host == "localhost" else host
-    # Benchmark data is rebuildable from Postgres, so no RDB snapshots and no AOF.
-    command = [str(binaries.path), "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no"]
+    # Benchmark data is rebuildable from Postgres, so no RDB snapshots and no AOF. The configuration comes on stdin
+    # ("-"), so that a password never appears on the server's command line.
+    command = [str(binaries.path), "-", "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no"]
     command += ["--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log), "--dir", str(workdir)]
-    password = urlsplit(url).password
-    if password:
-        command += ["--requirepass", unquote(password)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    password = split_password(url)[1]
+    config = f"requirepass {_config_string(password)}\n" if password else ""
+    result = subprocess.run(command, input=config, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         why = (result.stderr or result.stdout).strip() or tail(log)
+        if password:
+            why = why.replace(password, "***").replace(_config_string(password), "***")
         raise ServerError(f"redis-server did not start on {host}:{port} ({why[:200]}): see {log}")
     probe = wait_ready("Redis", url, lambda: probe_redis(url), timeout, log)
     deadline = time.monotonic() + timeout
@@ -87,6 +92,11 @@ def start_redis(url: str, host: str, port: int, binaries: Binaries, timeout: flo
         time.sleep(POLL_INTERVAL_S)
     pid = int(pidfile.read_text().strip())
     return new_entry(url, pid, binaries, probe.version, workdir)
+
+
+def _config_string(value: str) -> str:
+    """``value`` as a redis.conf string: every byte hex-escaped inside double quotes, so no character can end it."""
+    return '"' + "".join(f"\\x{byte:02x}" for byte in value.encode()) + '"'
 
 
 def stop_redis(entry: Entry, timeout: float) -> None:

@@ -17,9 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from targets.config import mask_url
 from targets.errors import FanoutError
 from targets.eventloop import run
+from targets.stores.failures import failure_kind
+from targets.urls import mask_url, scrub, split_password
 
 PROBE_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.1
@@ -41,6 +42,13 @@ class Probe:
     version: str = ""
     usage: str = ""
     detail: str = ""
+    #: Why it did not answer: one of :mod:`targets.stores.failures`' kinds (auth, refused, timeout, other).
+    kind: str = ""
+
+
+def failed(exc: BaseException, url: str) -> Probe:
+    """The probe result of the server at ``url`` that raised ``exc`` instead of answering (password scrubbed)."""
+    return Probe(False, detail=scrub(reason(exc), url), kind=failure_kind(exc))
 
 
 def reason(exc: BaseException) -> str:
@@ -113,9 +121,12 @@ def version_output(binary: Path) -> str:
 
 
 def new_entry(url: str, pid: int, binaries: Binaries, version: str, workdir: Path, **extra: Any) -> Entry:
-    """What the state file records about a server just started: enough to find, show and stop it later."""
+    """What the state file records about a server just started: enough to find, show and stop it later.
+
+    The URL is recorded without its password: the state file is no place for secrets.
+    """
     return {
-        "url": url,
+        "url": split_password(url)[0],
         "pid": pid,
         "create_time": psutil.Process(pid).create_time(),  # tells our server from a later process with its pid
         "source": binaries.source,

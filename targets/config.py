@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from targets.declared import Declared, declarations, option
+from targets.urls import mask_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -154,11 +155,6 @@ class Settings:
 def declared(name: str) -> Declared:
     """The flag, variable and help of the setting ``name`` (a :class:`Settings` field)."""
     return _DECLARED[name]
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for tables and error messages)."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 _DECLARED: dict[str, Declared] = {f.name: d for f, d in declarations(Settings)}

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from targets.stores.failures import failure_message
+
 
 class FanoutError(Exception):
     """Base class of the harness's own, expected errors (printed as one line, never as a traceback)."""
 
 
 class StoreUnavailable(FanoutError):
-    """A store did not answer at its configured URL."""
+    """A store did not answer at its configured URL (``url`` is shown as given: pass it masked).
 
-    def __init__(self, store: str, url: str, variable: str, reason: str = "") -> None:
-        self.store, self.url, self.variable = store, url, variable
-        detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"{store} does not answer at {url}{detail}: run `fanout up` to start a private one, "
-            f"or set {variable} to a running server"
-        )
+    The message's advice depends on ``kind``, why it did not (see :mod:`targets.stores.failures`).
+    """
+
+    def __init__(self, store: str, url: str, variable: str, reason: str = "", kind: str = "") -> None:
+        self.store, self.url, self.variable, self.kind = store, url, variable, kind
+        super().__init__(failure_message(kind, store, url, variable, reason))
 
 
 class UnknownUser(FanoutError, LookupError):

@@ -7,7 +7,6 @@ after ``--`` goes to Locust unchanged (e.g. ``-- --read-ratio 0.9 --spike-at 10`
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.child_signals import ForwardedSignals
 from bench.cli.options import settings_from
 from bench.locust.run import locust_command, summarize
 from bench.service_process import ServiceProcess
@@ -75,12 +75,14 @@ def locust(
         raise click.UsageError("--host and --serve exclude each other: test a running service or start one")
     out = out or f"results/locust-{time.strftime('%Y%m%d-%H%M%S')}"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
+    # SIGTERM (a supervisor, `kill`) and SIGINT (Ctrl-C) stop Locust and the service too: nothing is left running.
+    with ForwardedSignals() as signals, ExitStack() as stack:
         if serve_strategy:
             log = Path(f"{out}_serve.log")
             service = ServiceProcess(settings_from(ctx), serve_strategy, workers=serve_workers, log=log)
+            stack.callback(service.stop)  # before start: a signal during the start stops what was started
             try:
-                stack.enter_context(service)
+                service.start()
             except RuntimeError as exc:
                 raise click.ClickException(str(exc)) from None
             host = service.url
@@ -98,12 +100,8 @@ def locust(
         )
         if web:
             click.echo(f"Locust web UI on http://127.0.0.1:{web_port} (Ctrl-C to stop)", err=True)
-        process = subprocess.Popen(command)
-        try:
-            code = process.wait()
-        except KeyboardInterrupt:
-            code = process.wait()  # Ctrl-C reached Locust too: let it write its files and exit
+        code = signals.run(command)  # a signal lets Locust write its files and exit
     if not web and Path(f"{out}.json").exists():
         _print_summary(summarize(out), out)
         click.echo(f"results: {out}_stats.csv, {out}.html, {out}.json, {out}_hdr.csv, {out}_fanout.json")
-    sys.exit(code)
+    sys.exit(signals.exit_code or code)

@@ -17,8 +17,9 @@ from typing import Any, TypeVar, get_type_hints
 import click
 
 from graphs.formats import FORMATS, IGNORE_FLAG, ReadOptions
-from targets.config import Settings, declared
+from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared
 from targets.declared import Declared, declarations, flag_of
+from targets.urls import check_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +90,11 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
 
     given = given_settings(ctx)
     given.update({k: v for k, v in overrides.items() if v is not None})
-    given["redis_url"], given["database_url"] = resolve_urls(given.get("redis_url"), given.get("database_url"))
+    redis_url, database_url = resolve_urls(given.get("redis_url"), given.get("database_url"))
+    # A URL the clients would misread (a raw / or # in a password) is one line without the secret, before anything.
+    check_url(redis_url, "redis", REDIS_URL_VAR)
+    check_url(database_url, "postgres", DATABASE_URL_VAR)
+    given.update(redis_url=redis_url, database_url=database_url)
     try:
         return Settings.from_env(**given)
     except ValueError as exc:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit
 
 import click
 from rich.console import Console
@@ -35,10 +36,13 @@ from targets.stores.connections import Stores
 from targets.stores.schema import create_schema
 from targets.stores.timelines import home_pattern
 from targets.strategies.push import PushStrategy
+from targets.urls import split_password
 
 AUTHOR = 0
 START_TIMEOUT_S = 60.0
 FANOUT_TIMEOUT_S = 600.0
+#: Where redis-cli (and redis-benchmark, in the versions that read it) takes a password from.
+REDISCLI_AUTH_VAR = "REDISCLI_AUTH"
 
 
 @click.command()
@@ -192,10 +196,15 @@ async def _messages(pubsub, channel: str, count: int, payload: str | None = None
 
 async def _redis_benchmark(stores: Stores, tool: str, requests: int) -> dict:
     """``redis-benchmark -P 32`` doing ``requests`` ZADDs into random keys under ``<prefix>bench:``, then cleaned up."""
-    url = urlparse(stores.settings.redis_url)
+    bare, password = split_password(stores.settings.redis_url)
+    url = urlsplit(bare)
     command = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-P", "32"]
-    if url.password:
-        command += ["-a", url.password]
+    env = dict(os.environ)
+    if password is not None:
+        # Through the environment, never `-a`: anyone can read a command line.
+        env[REDISCLI_AUTH_VAR] = password
+        if url.username:
+            command += ["--user", unquote(url.username)]
     if url.path.strip("/"):
         command += ["--dbnum", url.path.strip("/")]
     key = f"{stores.settings.prefix}bench:{{__rand_int__}}"
@@ -203,15 +212,22 @@ async def _redis_benchmark(stores: Stores, tool: str, requests: int) -> dict:
     try:
         cpu = await redis_cpu_s(stores)
         started = time.perf_counter()
-        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True)
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, env=env, check=False)
         wall = time.perf_counter() - started
         cpu = await redis_cpu_s(stores) - cpu
     finally:
         await stores.delete_keys("bench:*")
+    if done.returncode != 0 or "NOAUTH" in done.stderr:
+        why = " / ".join(line for line in done.stderr.splitlines() if line.strip())[-300:] or f"exit {done.returncode}"
+        if password is not None and "NOAUTH" in why:
+            why += (
+                f"; this redis-benchmark does not read {REDISCLI_AUTH_VAR}, and fanout never puts a password on a "
+                "command line: use a redis-benchmark that reads it, or a Redis without a password for perf fanout"
+            )
+        raise FanoutError(f"redis-benchmark failed ({why})")
     rps = float(done.stdout.strip().splitlines()[-1].split(",")[1].strip('"'))
-    shown = " ".join("***" if url.password and part == url.password else part for part in command)
     return {
-        "command": shown,
+        "command": " ".join(command),  # holds no password (see above)
         "requests": requests,
         "rps": rps,
         "seconds": requests / rps,

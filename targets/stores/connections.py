@@ -14,15 +14,16 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, mask_url
 from targets.errors import StoreUnavailable
 from targets.ids import id_default_sql
 from targets.stores.counters import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
+from targets.stores.failures import failure_kind
 from targets.stores.postgres import Social
 from targets.stores.schema import create_schema
+from targets.urls import check_url, scrub
 
 CONNECT_TIMEOUT_S = 5.0
 # Keys examined per SCAN step: the database may hold far more keys than the namespace (other namespaces, other
@@ -134,6 +135,7 @@ def _glob_escape(text: str) -> str:
 
 async def connect_redis(url: str, counters: StoreCounters | None = None) -> aioredis.Redis:
     """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``."""
+    check_url(url, "redis", REDIS_URL_VAR)  # a URL redis-py would misread fails here, without its password
     # A blocking pool: past its size a caller waits for a connection instead of failing with "Too many connections",
     # which under load would turn into errors the benchmark would wrongly blame on the strategy.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -144,9 +146,10 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
         count_redis(client, counters)  # before the first connection opens, so every connection counts
     try:
         await client.ping()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (RedisError, OSError) as exc:
         await client.aclose()
-        raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, _reason(exc)) from None
+        reason = scrub(_reason(exc), url)
+        raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, reason, failure_kind(exc)) from None
     return client
 
 
@@ -154,6 +157,7 @@ async def connect_pg(
     url: str, schema: str, size: int = 10, init: Any = None, connection_class: type[Any] = asyncpg.Connection
 ) -> asyncpg.Pool:
     """An asyncpg pool whose connections have ``search_path`` set to the harness's schema."""
+    check_url(url, "postgres", DATABASE_URL_VAR)
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -164,8 +168,10 @@ async def connect_pg(
             connection_class=connection_class,
             server_settings={"search_path": schema, "application_name": "fanout-bench"},
         )
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, _reason(exc)) from None
+    except (TimeoutError, OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # ValueError: an option asyncpg refuses (sslmode=...); its message is shown, any password scrubbed.
+        reason, kind = scrub(_reason(exc), url), failure_kind(exc)
+        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, reason, kind) from None
     assert pool is not None
     return pool
 
