@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.bindings.service import check_target, target_graph
 from bench.cli.options import (
     SETTING_NAMES,
     click_options,
@@ -38,7 +39,7 @@ from bench.scenarios.registry import SCENARIOS
 from bench.scenarios.run import StrategyOutcome, block, run_strategy
 from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
-from graphs.info import GraphInfo, graph_info
+from graphs.info import GraphInfo
 from graphs.load import load_file, load_generated
 from targets.config import Settings
 from targets.errors import FanoutError
@@ -179,11 +180,14 @@ def bench(ctx: click.Context, **options: Any) -> None:
         scenario.check(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    strategies = options["strategies"]
+    if config.target and ctx.get_parameter_source("strategies") in (click.core.ParameterSource.DEFAULT, None):
+        strategies = ()  # the one the service serves
     plan = Plan(
         settings,
         options["workers"],
         config,
-        options["strategies"],
+        strategies,
         options["graph_file"],
         options["users"],
         options["follows"],
@@ -236,8 +240,11 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
     started_at = utc_now()
     # Connecting first: unreachable stores fail here, before anything runs.
     async with await Stores.connect(settings) as stores:
+        if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
+            loads = bool(plan.graph_file or plan.users)
+            plan = replace(plan, strategies=await check_target(config.target, plan.strategies, stores, loads=loads))
         source = await _load(stores, plan, console)
-        graph = await graph_info(stores)
+        graph = await target_graph(config.target, stores)
         if len(graph.user_ids) < 2:
             raise FanoutError("no graph is loaded: pass --graph FILE or --users N (or run `fanout graph load` first)")
         try:
@@ -349,8 +356,8 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
 
 def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
-    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies):
-        return []
+    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies) or plan.config.target:
+        return []  # a service (--target) delivers its posts itself
     console.print(f"starting {plan.workers} fan-out worker process(es)")
     return start_workers(plan.settings, plan.workers)
 
