@@ -22,6 +22,8 @@ import redis
 import requests
 from hdrh.histogram import HdrHistogram
 
+from bench.bindings.http import HttpTarget
+from bench.bindings.service import ServiceView, view_service
 from bench.results import load_result
 from bench.service_process import ServiceProcess, free_port
 from graphs.generate import GraphSpec
@@ -227,3 +229,23 @@ def test_a_service_on_another_namespace_is_driven_but_not_inspected(
 async def drop(settings: Settings) -> None:
     async with await Stores.connect(settings, create=False) as stores:
         await stores.drop()
+
+
+def test_the_same_prefix_and_schema_on_other_servers_is_not_the_harness_namespace(private_redis: str) -> None:
+    """A service on a private Redis with the harness's prefix and schema serves other data: its oracle is skipped."""
+    harness = namespace_settings(prefix=f"fanout_{SESSION_TAG}_twin:", schema=f"fanout_{SESSION_TAG}_twin")
+    service_settings = harness.with_(redis_url=private_redis)
+
+    async def view(url: str) -> ServiceView:
+        async with await Stores.connect(harness) as stores, HttpTarget(url) as http:
+            return await view_service(http, stores)
+
+    try:
+        with ServiceProcess(service_settings, "push") as service:
+            seen = asyncio.run(view(service.url))
+    finally:
+        asyncio.run(drop(harness))
+        asyncio.run(drop(service_settings))
+    assert seen.strategy == "push" and seen.fanout == "async"
+    assert not seen.own_namespace
+    assert "other servers" in seen.detail
