@@ -249,3 +249,23 @@ def test_the_same_prefix_and_schema_on_other_servers_is_not_the_harness_namespac
     assert seen.strategy == "push" and seen.fanout == "async"
     assert not seen.own_namespace
     assert "other servers" in seen.detail
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("ftp://127.0.0.1:1", "is not an http:// or https:// URL"),
+        (f"http://127.0.0.1:{free_port()}", "the service does not answer at"),
+    ],
+)
+def test_a_bad_or_silent_target_fails_before_anything_runs(target: str, message: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = subprocess.run(
+        bench_command(namespace_settings(), "--target", target, "--out", str(out)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not out.exists()

@@ -19,7 +19,6 @@ from bench.bindings.http import HttpTarget
 from bench.bindings.inprocess import InProcessTarget
 from bench.bindings.receipts import Published
 from bench.bindings.service import view_service
-from bench.scenarios.changes import RunChanges
 from bench.workload import Op
 from targets.errors import FanoutError
 from targets.stores.connections import Stores
@@ -125,17 +124,14 @@ async def _http_binding(http: HttpTarget, name: str, stores: Stores) -> Binding:
     )
 
 
-async def undo_through_api(binding: Binding, changes: RunChanges) -> str:
+async def undo_through_api(binding: Binding) -> str:
     """Undo what a run changed in a service of another namespace, as far as its API allows; says what was done.
 
-    Follow changes are reverted over HTTP; posts stay (the API has no delete), and nothing is deleted from the
-    harness's own stores, which the run did not touch.
+    Follow changes are reverted over HTTP (emptying the churn list the binding was given); posts stay, since the API
+    has no delete and the service's stores are not the harness's.
     """
-    changes.posts_here = False
     reverted = await binding.target.revert_churn() if isinstance(binding.target, HttpTarget) else 0
-    changes.churn.clear()
-    posts = len(binding.published)
     return (
-        f"{reverted} follow change(s) reverted through the API; {posts} post(s) stay in the service "
+        f"{reverted} follow change(s) reverted through the API; {len(binding.published)} post(s) stay in the service "
         "(the API has no delete and its stores are not the harness's)"
     )

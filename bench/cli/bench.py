@@ -215,6 +215,7 @@ class Plan:
     settings: Settings
     workers: int
     config: BenchConfig
+    #: Empty with --target and no --strategy: the one the service serves (resolved once the stores are open).
     strategies: tuple[str, ...]
     graph_file: Path | None
     users: int | None

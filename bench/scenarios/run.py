@@ -1,10 +1,12 @@
 """One strategy's measured run, the same for every scenario.
 
-The same seeded :class:`~bench.workload.Workload` drives the strategy in process (:mod:`bench.bindings.inprocess`)
-through the open-loop :class:`~bench.driver.Driver`, with the scenario's own operations merged in. Around the load the
-servers' counters and memory are sampled; after it the fan-out is drained, deliveries are read (from the strategy's
-write hook with sync fan-out, from the workers' delivery reports with async), and the correctness oracle is checked on
-a sample of users. :func:`block` turns the outcome into the strategy's result block.
+The same seeded :class:`~bench.workload.Workload` drives the strategy through the open-loop
+:class:`~bench.driver.Driver`, with the scenario's own operations merged in: in process, or a service over HTTP with
+``--target`` (the binding is chosen by :func:`bench.bindings.factory.open_binding`, which also says what a service
+lets the run observe). Around the load the servers' counters and memory are sampled; after it the fan-out is drained,
+deliveries are read (from the strategy's write hook with sync fan-out, from the workers' delivery reports with async),
+and the correctness oracle is checked on a sample of users. :func:`block` turns the outcome into the strategy's result
+block.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ async def run_strategy(
     ) as binding:
         outcome = await _drive(stores, name, config, graph, scenario, changes, binding, writes, on_driver)
         if not binding.own_namespace and outcome.target is not None:
-            outcome.target["undo"] = await undo_through_api(binding, changes)
+            changes.posts_here = False  # none of the run's posts is in the harness's stores
+            outcome.target["undo"] = await undo_through_api(binding)
         return outcome
 
 
