@@ -214,6 +214,10 @@ def test_a_service_on_another_namespace_is_driven_but_not_inspected(
         changed = (push.get("follow", {}).get("count", 0), push.get("unfollow", {}).get("count", 0))
         assert sum(changed) > 0 and "reverted through the API" in target["undo"]
         assert follows() == before  # every follow change was undone
+        printed = " ".join(result.stdout.split())  # the terminal may wrap the line
+        assert f"push: drove {served.url} (foreign namespace:" in printed
+        assert "not measured: delivery_lag, store_counters, memory" in printed and "oracle skipped" in printed
+        assert "derived state rebuilt" not in printed  # the harness's own timelines are not the service's
         mismatch = subprocess.run(
             bench_command(bench_settings, "--target", served.url, "--strategy", "pull"),
             capture_output=True,

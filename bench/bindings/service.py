@@ -75,8 +75,10 @@ def foreign_reason(theirs: NamespaceIdentity | None, mine: NamespaceIdentity) ->
     return "same prefix and schema, but on other servers (Redis run_id or PostgreSQL instance differ)"
 
 
-async def check_target(url: str, strategies: tuple[str, ...], stores: Stores, *, loads: bool) -> tuple[str, ...]:
-    """The strategies a ``--target`` run measures: the one the service serves (``()`` asks for it).
+async def check_target(
+    url: str, strategies: tuple[str, ...], stores: Stores, *, loads: bool
+) -> tuple[tuple[str, ...], ServiceView]:
+    """The strategies a ``--target`` run measures (the one the service serves; ``()`` asks for it), and the service.
 
     Fails as one line (with the fix) when the service does not answer, serves another strategy, more than one is
     asked for, or a graph would be loaded into the harness's namespace while the service serves another.
@@ -98,7 +100,7 @@ async def check_target(url: str, strategies: tuple[str, ...], stores: Stores, *,
             f"--graph/--users load into the harness's namespace, but the service at {url} serves another "
             f"({view.detail}): load its graph there, or run it on the harness's namespace"
         )
-    return strategies
+    return strategies, view
 
 
 async def target_graph(url: str | None, stores: Stores) -> GraphInfo:

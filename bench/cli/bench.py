@@ -36,7 +36,7 @@ from bench.report.tables import rich_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
-from bench.scenarios.run import StrategyOutcome, block, run_strategy
+from bench.scenarios.run import StrategyOutcome, block, run_strategy, target_note
 from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo
@@ -243,7 +243,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
     async with await Stores.connect(settings) as stores:
         if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
             loads = bool(plan.graph_file or plan.users)
-            plan = replace(plan, strategies=await check_target(config.target, plan.strategies, stores, loads=loads))
+            strategies, service = await check_target(config.target, plan.strategies, stores, loads=loads)
+            plan = replace(plan, strategies=strategies)
         source = await _load(stores, plan, console)
         graph = await target_graph(config.target, stores)
         if len(graph.user_ids) < 2:
@@ -291,6 +292,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
                 valid = set(timeline_owners(plan.strategies)) if fresh else set()
+                if config.target and not service.own_namespace:
+                    valid = set(plan.strategies)  # the service's timelines are not in our stores: nothing to rebuild
                 for name in plan.strategies:
                     outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
                     valid.discard(name)
@@ -330,6 +333,9 @@ async def _run_one(
         outcome = await run_strategy(stores, name, config, graph, watch.attach)
     finally:
         watch.stop()
+    note = target_note(outcome)
+    if note:
+        progress.console.print(f"{name}: {note}", highlight=False)
     oracle = outcome.oracle["verdict"] if outcome.oracle else "not checked"
     progress.update(task, completed=config.duration, status=f"done, oracle: {oracle}")
     return outcome

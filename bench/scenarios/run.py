@@ -194,6 +194,21 @@ async def _drive(
     return outcome
 
 
+def target_note(outcome: StrategyOutcome) -> str | None:
+    """One line on the service a ``--target`` run drove: its namespace, what was not measured, the oracle, the undo."""
+    t = outcome.target
+    if t is None:
+        return None
+    parts = [f"drove {t['url']} ({t['namespace']} namespace: {t['namespace_detail']})"]
+    if t["not_measured"]:
+        parts.append(f"not measured: {', '.join(t['not_measured'])}")
+    if outcome.oracle and outcome.oracle["verdict"] == "skipped":
+        parts.append("oracle skipped")
+    if "undo" in t:
+        parts.append(t["undo"])
+    return "; ".join(parts)
+
+
 def make_workload(
     config: BenchConfig, graph: GraphInfo, mix: Mix, seed: int, quiet_authors: Sequence[int] = ()
 ) -> Workload:
