@@ -157,7 +157,9 @@ def test_bench_over_http_shows_redis_pauses_in_corrected_percentiles(private_red
     assert proc.returncode == 0, output
     assert pauser.done == PAUSES, output  # every pause happened while the bench ran
 
-    push = load_result(out)["strategies"]["push"]
+    doc = load_result(out)
+    assert doc["run"]["parameters"]["target"] == args[1] and doc["run"]["parameters"]["workers"] == 0  # the service's
+    push = doc["strategies"]["push"]
     assert push["target"]["namespace"] == "own" and push["target"]["not_measured"] == [], push["target"]
     assert push["oracle"]["verdict"] == "pass" and push["oracle"]["users_checked"] == 30
     assert push["errors"] == {}

@@ -260,7 +260,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "timeline_cap": settings.timeline_cap,
             "fanout_batch": settings.fanout_batch,
             "fanout": settings.fanout_mode,
-            "workers": plan.workers if settings.fanout_mode == "async" else 0,
+            "workers": plan.workers if settings.fanout_mode == "async" and not config.target else 0,
             "worker_inflight": settings.worker_inflight,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
