@@ -15,7 +15,8 @@ class GraphInfo:
     follower_counts: list[int]
     followee_counts: list[int]
     follows: int
-    posts: int
+    #: None when not known (a service of another namespace, seen only through its user sample).
+    posts: int | None
 
     def stats(self, threshold: int, source: str) -> dict[str, object]:
         """The ``graph`` block of a result."""

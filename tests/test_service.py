@@ -21,6 +21,7 @@ from bench.service_process import ServiceProcess
 from bench.workload import Mix, Workload
 from targets.service.metrics import ServiceMetrics
 from targets.stores.connections import Stores
+from targets.stores.identity import NamespaceIdentity, namespace_identity
 from targets.strategies.hybrid import HybridStrategy
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
 
@@ -157,10 +158,29 @@ def test_malformed_requests_get_a_4xx_with_a_message_and_the_service_stays_up(se
     chunked = call(service, "POST", "/users/1/posts", data=iter([b'{"body": "', b"y" * 20_000, b'"}']))
     assert chunked.status_code == 413
     assert service.alive()
-    assert call(service, "GET", "/healthz").json() == {"status": "ok", "strategy": "push"}
+    health = call(service, "GET", "/healthz").json()
+    assert {k: health[k] for k in ("status", "strategy", "fanout")} == {
+        "status": "ok",
+        "strategy": "push",
+        "fanout": "async",
+    }
     counters = call(service, "GET", "/metrics").json()["counters"]
     assert counters["client_errors"] == len(BAD_REQUESTS) + 1
     assert counters["server_errors"] == 0
+
+
+def test_healthz_names_the_namespace_and_the_servers_that_hold_it(service: ServiceProcess) -> None:
+    """What `fanout bench --target` compares with its own stores to know whether the data is its own."""
+
+    async def own() -> NamespaceIdentity:
+        async with await Stores.connect(service_namespace(), create=False) as stores:
+            return await namespace_identity(stores)
+
+    served = NamespaceIdentity.from_json(call(service, "GET", "/healthz").json()["namespace"])
+    mine = asyncio.run(own())
+    assert served == mine
+    assert mine.prefix == service_namespace().prefix and mine.schema == service_namespace().schema
+    assert mine.redis and "@" in mine.postgres
 
 
 def test_serve_with_an_unreachable_store_is_one_line_and_exit_2() -> None:

@@ -6,21 +6,11 @@ import time
 from dataclasses import dataclass, field
 
 from bench.bindings.operations import post_body
+from bench.bindings.receipts import Published
 from bench.workload import Op
 from targets.strategies.base import Strategy
 
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """One post the run published: when it was started and acknowledged, and what its receipt counted."""
-
-    post_id: int
-    author: int
-    began: float
-    acked: float
-    entries_written: int
-    #: Published by the scenario's own operations (negative seq), not by the steady workload.
-    scenario: bool
+__all__ = ["InProcessTarget", "Published"]
 
 
 @dataclass

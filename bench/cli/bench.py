@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.bindings.service import check_target, target_graph
 from bench.cli.options import (
     SETTING_NAMES,
     click_options,
@@ -35,10 +36,10 @@ from bench.report.tables import rich_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
-from bench.scenarios.run import StrategyOutcome, block, run_strategy
+from bench.scenarios.run import StrategyOutcome, block, run_strategy, target_note
 from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
-from graphs.info import GraphInfo, graph_info
+from graphs.info import GraphInfo
 from graphs.load import load_file, load_generated
 from targets.config import Settings
 from targets.errors import FanoutError
@@ -179,11 +180,14 @@ def bench(ctx: click.Context, **options: Any) -> None:
         scenario.check(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    strategies = options["strategies"]
+    if config.target and ctx.get_parameter_source("strategies") in (click.core.ParameterSource.DEFAULT, None):
+        strategies = ()  # the one the service serves
     plan = Plan(
         settings,
         options["workers"],
         config,
-        options["strategies"],
+        strategies,
         options["graph_file"],
         options["users"],
         options["follows"],
@@ -211,6 +215,7 @@ class Plan:
     settings: Settings
     workers: int
     config: BenchConfig
+    #: Empty with --target and no --strategy: the one the service serves (resolved once the stores are open).
     strategies: tuple[str, ...]
     graph_file: Path | None
     users: int | None
@@ -236,8 +241,12 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
     started_at = utc_now()
     # Connecting first: unreachable stores fail here, before anything runs.
     async with await Stores.connect(settings) as stores:
+        if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
+            loads = bool(plan.graph_file or plan.users)
+            strategies, service = await check_target(config.target, plan.strategies, stores, loads=loads)
+            plan = replace(plan, strategies=strategies)
         source = await _load(stores, plan, console)
-        graph = await graph_info(stores)
+        graph = await target_graph(config.target, stores)
         if len(graph.user_ids) < 2:
             raise FanoutError("no graph is loaded: pass --graph FILE or --users N (or run `fanout graph load` first)")
         try:
@@ -251,7 +260,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "timeline_cap": settings.timeline_cap,
             "fanout_batch": settings.fanout_batch,
             "fanout": settings.fanout_mode,
-            "workers": plan.workers if settings.fanout_mode == "async" else 0,
+            "workers": plan.workers if settings.fanout_mode == "async" and not config.target else 0,
             "worker_inflight": settings.worker_inflight,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
@@ -283,6 +292,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
                 valid = set(timeline_owners(plan.strategies)) if fresh else set()
+                if config.target and not service.own_namespace:
+                    valid = set(plan.strategies)  # the service's timelines are not in our stores: nothing to rebuild
                 for name in plan.strategies:
                     outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
                     valid.discard(name)
@@ -322,6 +333,9 @@ async def _run_one(
         outcome = await run_strategy(stores, name, config, graph, watch.attach)
     finally:
         watch.stop()
+    note = target_note(outcome)
+    if note:
+        progress.console.print(f"{name}: {note}", highlight=False)
     oracle = outcome.oracle["verdict"] if outcome.oracle else "not checked"
     progress.update(task, completed=config.duration, status=f"done, oracle: {oracle}")
     return outcome
@@ -349,8 +363,8 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
 
 def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
     """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
-    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies):
-        return []
+    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies) or plan.config.target:
+        return []  # a service (--target) delivers its posts itself
     console.print(f"starting {plan.workers} fan-out worker process(es)")
     return start_workers(plan.settings, plan.workers)
 

@@ -6,10 +6,13 @@ Three measurements on the same loaded graph, one after another, each with the sa
 2. over HTTP: the driver sends the same reads to ``fanout serve --strategy push`` (one process) with aiohttp;
 3. Locust: ``bench/locustfile.py`` with ``--read-ratio 1`` against the same service, as many users.
 
-The driver offers far more than can be served, so its in-flight bound makes it saturate the target, and it is
-stopped after the run's duration: the achieved rate is what the target sustains. Latency columns are service
-times (from the actual start), since queueing in front of a saturated target says nothing. Everything shares this
-machine's cores, Locust and the driver included.
+**The loop is closed**, on purpose: the question is how many reads one process sustains, so each of the three keeps
+``--concurrency`` reads in flight and sends the next one only when one returns (the driver offers far more than can
+be served and its in-flight bound sets the pace; Locust's users wait for their answers). The achieved rate is what
+the target sustains; the latency columns are service times (from the moment a read was sent), which hide any
+stall, since nothing is sent while the target is stuck. For latency at a fixed offered rate, free of coordinated
+omission, use the open-loop ``fanout bench --target URL`` instead. Everything shares this machine's cores, Locust and
+the driver included.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
 from targets.strategies.push import PushStrategy
 
+#: Printed under the table: what a closed loop measures, and where to measure latency instead.
+CLOSED_LOOP_NOTE = (
+    "Closed loop: a read is sent only when one returns, so this measures throughput, and the latencies are service "
+    "times that hide stalls. For latency at a fixed rate (open loop): fanout bench --target URL."
+)
 #: Offered rate, far above what one Python process serves: the in-flight bound then sets the pace.
 OFFERED_RATE = 100_000.0
 TIMELINE = routes.request_name("GET", routes.TIMELINE)
@@ -147,7 +155,11 @@ def http_perf(
     seed: int,
     output: str,
 ) -> None:
-    """Timeline reads/s with push: in process, one service process driven over HTTP, and Locust."""
+    """Timeline reads/s with push, closed loop: in process, one service process over HTTP, and Locust.
+
+    Each keeps --concurrency reads in flight (a throughput measurement); for open-loop latency use
+    `fanout bench --target URL`.
+    """
     settings = settings_from(ctx)
     console = Console(stderr=True)
     info = run(_prepare(settings, users, posts_per_user, seed))
@@ -163,8 +175,11 @@ def http_perf(
         if with_locust:
             label = f"Locust ({locust_processes or 1} process{'es' * bool(locust_processes)}) -> fanout serve"
             rows[label] = _locust(service.url, duration, concurrency, page, locust_processes)
-    table = Table(title=f"push timeline reads, {concurrency} in flight, page {page}, {duration:g} s each")
-    for column in ("measured", "reads/s", "reads", "errors", "p50 ms", "p99 ms"):
+    table = Table(
+        title=f"push timeline reads, closed loop: {concurrency} in flight, page {page}, {duration:g} s each",
+        caption=CLOSED_LOOP_NOTE,
+    )
+    for column in ("measured", "reads/s", "reads", "errors", "p50 ms (service)", "p99 ms (service)"):
         table.add_column(column, justify="left" if column == "measured" else "right")
     for name, r in rows.items():
         table.add_row(
@@ -180,6 +195,8 @@ def http_perf(
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "graph": {"users": len(info.user_ids), "follows": info.follows, "posts": info.posts},
         "parameters": {"duration_s": duration, "concurrency": concurrency, "page": page, "seed": seed},
+        "loop": "closed",
+        "latency": "service time (from the moment each read was sent)",
         "runs": rows,
     }
     Path(output).parent.mkdir(parents=True, exist_ok=True)

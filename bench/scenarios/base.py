@@ -59,12 +59,22 @@ class BenchConfig:
     warmup: float = option(
         2.0, "Seconds of unmeasured read-only load before each strategy (pools and caches settle).", min=0
     )
+    #: A service speaking the ``fanout serve`` API to drive over HTTP instead of the strategy in process.
+    target: str | None = option(
+        None,
+        "Drive the service at this URL (the fanout serve API, see /openapi.json) instead of the strategy in process.",
+        flag="--target",
+    )
     #: The scenario's own options (an instance of its ``Options``), checked against these by the scenario.
     options: Any = NoOptions()
 
     def __post_init__(self) -> None:
         if self.readers not in READER_ORDERS:
             raise ValueError(f"reader order {self.readers!r} is not one of {', '.join(READER_ORDERS)}")
+        if self.target is not None and not self.target.startswith(("http://", "https://")):
+            raise ValueError(
+                f"target {self.target!r} is not an http:// or https:// URL: pass --target http://HOST:PORT"
+            )
         Mix(self.read_ratio, self.churn_ratio)  # validates the mix
         Schedule(self.rate, self.duration, self.arrival)  # validates the schedule
 

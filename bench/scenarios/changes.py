@@ -23,6 +23,8 @@ class RunChanges:
     post_mark: int
     #: Follow edges the run changed, in order: (+1 follow added, -1 removed), follower, followee.
     churn: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The run's posts are in these stores (False when it drove a service in another namespace: nothing to delete).
+    posts_here: bool = True
 
     @classmethod
     async def mark(cls, stores: Stores) -> RunChanges:
@@ -37,6 +39,8 @@ class RunChanges:
             else:
                 await social.follow(follower, followee)
         self.churn.clear()
+        if not self.posts_here:
+            return 0
         ids: Sequence[int] = await social.delete_posts_above(self.post_mark)
         cache = PostCache(stores.redis, stores.settings.prefix)
         queue = FanoutQueue(stores.redis, stores.settings)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from targets.stores.connections import Stores
 from targets.stores.postgres import Post
 from targets.strategies.base import Receipt, Strategy
 from targets.strategies.pull import PullStrategy
 from targets.strategies.registry import STRATEGIES, make_strategy
+
+if TYPE_CHECKING:
+    from bench.bindings.factory import PageSource
 
 
 class Ensemble:
@@ -53,10 +56,19 @@ class Ensemble:
 
 
 async def check_oracle(
-    strategy: Strategy, user_ids: Sequence[int], users: int, page_size: int, seed: int
+    strategy: Strategy | PageSource,
+    user_ids: Sequence[int],
+    users: int,
+    page_size: int,
+    seed: int,
+    *,
+    stores: Stores | None = None,
 ) -> dict[str, Any]:
-    """Compare the strategy's first two pages with Postgres's (pull's) for a seeded sample of ``users`` users."""
-    reference = PullStrategy(strategy.stores)
+    """Compare the strategy's first two pages with Postgres's (pull's) for a seeded sample of ``users`` users.
+
+    ``strategy`` may be any page source (a service read over HTTP); Postgres is then that of ``stores``.
+    """
+    reference = PullStrategy(stores or strategy.stores)  # type: ignore[union-attr]
     sample = random.Random(f"oracle:{seed}").sample(list(user_ids), min(users, len(user_ids)))
     mismatched = []
     for user in sample:

@@ -1,10 +1,12 @@
 """One strategy's measured run, the same for every scenario.
 
-The same seeded :class:`~bench.workload.Workload` drives the strategy in process (:mod:`bench.bindings.inprocess`)
-through the open-loop :class:`~bench.driver.Driver`, with the scenario's own operations merged in. Around the load the
-servers' counters and memory are sampled; after it the fan-out is drained, deliveries are read (from the strategy's
-write hook with sync fan-out, from the workers' delivery reports with async), and the correctness oracle is checked on
-a sample of users. :func:`block` turns the outcome into the strategy's result block.
+The same seeded :class:`~bench.workload.Workload` drives the strategy through the open-loop
+:class:`~bench.driver.Driver`, with the scenario's own operations merged in: in process, or a service over HTTP with
+``--target`` (the binding is chosen by :func:`bench.bindings.factory.open_binding`, which also says what a service
+lets the run observe). Around the load the servers' counters and memory are sampled; after it the fan-out is drained,
+deliveries are read (from the strategy's write hook with sync fan-out, from the workers' delivery reports with async),
+and the correctness oracle is checked on a sample of users. :func:`block` turns the outcome into the strategy's result
+block.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from bench.bindings.inprocess import InProcessTarget, Published
+from bench.bindings.factory import Binding, open_binding, undo_through_api
+from bench.bindings.receipts import Published
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
@@ -32,7 +35,6 @@ from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
-from targets.strategies.registry import keeps_timelines, make_strategy
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 DRAIN_TIMEOUT_S = 120.0
@@ -79,6 +81,10 @@ class StrategyOutcome:
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
     complete: bool = False
+    #: The result's ``target`` block when the run drove a service (None in process).
+    target: dict[str, Any] | None = None
+    #: Result figures the binding could not observe (reported as null and named, never made up).
+    not_measured: tuple[str, ...] = ()
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
         """Lag of every timeline entry the posts' fan-out wrote (see :class:`Delivery` for its origin)."""
@@ -105,26 +111,49 @@ async def run_strategy(
     """
     scenario = SCENARIOS[config.scenario](config, graph)
     writes = WriteLog()
-    strategy = make_strategy(name, stores, on_written=writes)
     changes = await RunChanges.mark(stores)
-    target = InProcessTarget(strategy, config.page_size, churn=changes.churn)
+    async with open_binding(
+        config.target, name, stores, config.page_size, changes.churn, writes, config.max_in_flight
+    ) as binding:
+        outcome = await _drive(stores, name, config, graph, scenario, changes, binding, writes, on_driver)
+        if not binding.own_namespace and outcome.target is not None:
+            changes.posts_here = False  # none of the run's posts is in the harness's stores
+            outcome.target["undo"] = await undo_through_api(binding)
+        return outcome
+
+
+async def _drive(
+    stores: Stores,
+    name: str,
+    config: BenchConfig,
+    graph: GraphInfo,
+    scenario: Scenario,
+    changes: RunChanges,
+    binding: Binding,
+    writes: WriteLog,
+    on_driver: Callable[[Driver[Op]], None] | None,
+) -> StrategyOutcome:
+    """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
+    own = binding.own_namespace
     mix = Mix(config.read_ratio, config.churn_ratio)
     workload = make_workload(config, graph, mix, config.seed, scenario.quiet_authors())
-    await warm_up(target, config, graph)
+    await warm_up(binding.target, config, graph)
     driver: Driver[Op] = Driver(
-        target,
+        binding.target,
         workload.next_op,
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
         kind_of=scenario.kind_of,
         extra=scenario.extra_ops(),
     )
-    await scenario.before_load(stores, name)
-    before = await server_counters(stores)
-    used_before = await redis_used_memory(stores)
+    if own:
+        await scenario.before_load(stores, name)
+        before = await server_counters(stores)
+        used_before = await redis_used_memory(stores)
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
-    observer = asyncio.create_task(scenario.during_load(stores))
+    # The scenario samples the stores while the load runs: only when they hold the target's data.
+    observer = asyncio.create_task(scenario.during_load(stores) if own else asyncio.sleep(0))
     try:
         result = await driver.run()
         if not result.interrupted:
@@ -135,28 +164,49 @@ async def run_strategy(
     finally:
         if not observer.done():
             observer.cancel()
-    outcome = StrategyOutcome(name, scenario, changes, result, target.published)
+    outcome = StrategyOutcome(name, scenario, changes, result, binding.published)
+    outcome.target, outcome.not_measured = binding.description, binding.not_measured
     if result.interrupted:
-        outcome.deliveries = sync_deliveries(target.published, writes)
+        outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     try:
-        await drain(stores, DRAIN_TIMEOUT_S)
-        if stores.settings.fanout_mode == "async" and keeps_timelines(name):
-            outcome.deliveries = await async_deliveries(stores, name, target.published)
+        if own:
+            await drain(stores, DRAIN_TIMEOUT_S)
+        if own and binding.fanout == "async":
+            outcome.deliveries = await async_deliveries(stores, name, binding.published)
         else:
-            outcome.deliveries = sync_deliveries(target.published, writes)
-        after = await server_counters(stores)
-        outcome.store_counters = after.since(before, result.completed)
-        outcome.memory = await memory(stores, used_before)
-        outcome.oracle = await check_oracle(
-            strategy, graph.user_ids, config.oracle_users, config.page_size, config.seed
-        )
+            outcome.deliveries = receipt_deliveries(binding, writes)
+        if own:
+            after = await server_counters(stores)
+            outcome.store_counters = after.since(before, result.completed)
+            outcome.memory = await memory(stores, used_before)
+        if binding.pages is None:
+            outcome.oracle = {"verdict": "skipped", "users_checked": 0, "detail": binding.oracle_skipped or ""}
+        else:
+            outcome.oracle = await check_oracle(
+                binding.pages, graph.user_ids, config.oracle_users, config.page_size, config.seed, stores=stores
+            )
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
         if not outcome.deliveries:
-            outcome.deliveries = sync_deliveries(target.published, writes)
+            outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     outcome.complete = True
     return outcome
+
+
+def target_note(outcome: StrategyOutcome) -> str | None:
+    """One line on the service a ``--target`` run drove: its namespace, what was not measured, the oracle, the undo."""
+    t = outcome.target
+    if t is None:
+        return None
+    parts = [f"drove {t['url']} ({t['namespace']} namespace: {t['namespace_detail']})"]
+    if t["not_measured"]:
+        parts.append(f"not measured: {', '.join(t['not_measured'])}")
+    if outcome.oracle and outcome.oracle["verdict"] == "skipped":
+        parts.append("oracle skipped")
+    if "undo" in t:
+        parts.append(t["undo"])
+    return "; ".join(parts)
 
 
 def make_workload(
@@ -175,7 +225,7 @@ def make_workload(
     )
 
 
-async def warm_up(target: InProcessTarget, config: BenchConfig, graph: GraphInfo) -> None:
+async def warm_up(target: Callable[[Op], Awaitable[None]], config: BenchConfig, graph: GraphInfo) -> None:
     """Reads only (they change nothing), at the target rate for ``warmup`` seconds, not measured.
 
     Connection pools grow to what the load needs and caches settle, so the first measured second of a strategy is
@@ -186,6 +236,12 @@ async def warm_up(target: InProcessTarget, config: BenchConfig, graph: GraphInfo
     reads = make_workload(config, graph, Mix(1.0), config.seed + 1_000_003)
     driver: Driver[Op] = Driver(target, reads.next_op, Schedule(config.rate, config.warmup))
     await driver.run()
+
+
+def receipt_deliveries(binding: Binding, writes: WriteLog) -> dict[int, Delivery]:
+    """Deliveries as the publish receipts counted them: timed batch by batch by the write hook in process; over HTTP
+    with the entries the service reported and no lag (the client cannot see when each timeline was written)."""
+    return sync_deliveries(binding.published, writes if binding.write_hook else WriteLog())
 
 
 def sync_deliveries(published: Sequence[Published], writes: WriteLog) -> dict[int, Delivery]:
@@ -226,7 +282,9 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
             uncorrected=merged(s.service for s in stats) if stats else empty,
         )
 
-    entries = outcome.entries_written(outcome.published)
+    entries: int | None = outcome.entries_written(outcome.published)
+    if "write_amplification" in outcome.not_measured:
+        entries = None
     errors: Counter[str] = Counter()
     for stats in kinds.values():
         errors.update(stats.errors)
@@ -239,7 +297,7 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         "read": measured("read"),
         "publish": measured("post", *outcome.scenario.publish_kinds),
         "delivery_lag": latency_block(outcome.delivery_lag(outcome.published)),
-        "write_amplification": write_amplification(entries, len(outcome.published)),
+        "write_amplification": None if entries is None else write_amplification(entries, len(outcome.published)),
         "timeline_entries_written": entries,
         "load": {
             "target_rate": config.rate,
@@ -264,6 +322,8 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         doc["memory"] = outcome.memory
     if outcome.oracle is not None:
         doc["oracle"] = outcome.oracle
+    if outcome.target is not None:
+        doc["target"] = outcome.target
     extra = outcome.scenario.result(outcome)
     if extra is not None:
         doc[outcome.scenario.name] = extra

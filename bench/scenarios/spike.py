@@ -152,7 +152,8 @@ class Spike(Scenario):
             return latency_block(reads.window_latency(lo, hi) if reads else new_histogram(), encode=False)
 
         burst = [p for p in outcome.published if p.scenario]
-        entries = outcome.entries_written(burst)
+        # Unobservable through a foreign service with async fan-out: reported as null, not as the receipts' zeros.
+        entries = None if "write_amplification" in outcome.not_measured else outcome.entries_written(burst)
         delivered = [outcome.deliveries[p.post_id] for p in burst if p.post_id in outcome.deliveries]
         done = [d.done for d in delivered if d.done is not None]
         spike_stats = r.kinds.get(SPIKE)
@@ -171,9 +172,10 @@ class Spike(Scenario):
             "time_to_full_delivery_ms": (
                 round((max(done) - min(d.origin for d in delivered)) * 1000, 3) if done else None
             ),
-            "write_amplification": write_amplification(entries, len(burst)),
+            "write_amplification": None if entries is None else write_amplification(entries, len(burst)),
             "timeline_entries_written": entries,
-            "redis_memory_growth_bytes": memory.used_after - memory.used_before if memory else 0,
+            # None when the load ran against a service whose Redis the harness cannot see (never sampled).
+            "redis_memory_growth_bytes": memory.used_after - memory.used_before if memory else None,
             # The server's used_memory counts every client; this is the strategy's own timelines, from a sample.
             "timelines_memory_growth_bytes": memory.timelines_growth if memory else None,
         }

@@ -46,6 +46,7 @@ from targets.service.delivery import DeliveryTracker
 from targets.service.metrics import ServiceMetrics
 from targets.service.openapi import OPENAPI
 from targets.stores.connections import Stores
+from targets.stores.identity import namespace_identity
 from targets.stores.postgres import Post
 from targets.strategies.base import DEFAULT_PAGE, Strategy
 from targets.strategies.registry import STRATEGIES, keeps_timelines, make_strategy
@@ -267,11 +268,25 @@ async def sample_users(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: both stores answer."""
+    """GET /healthz: both stores answer; the strategy, its fan-out mode and the namespace (on which servers) served.
+
+    ``fanout bench --target`` compares the namespace with its own to know whether it may inspect and undo the data.
+    """
     svc = _svc(request)
     await svc.stores.redis.ping()
     await svc.stores.social.ping()
-    return JSONResponse({"status": "ok", "strategy": svc.strategy.name})
+    return JSONResponse(
+        {
+            "status": "ok",
+            "strategy": svc.strategy.name,
+            "fanout": _fanout_mode(svc),
+            "namespace": (await namespace_identity(svc.stores)).to_json(),
+        }
+    )
+
+
+def _fanout_mode(svc: Service) -> str:
+    return svc.strategy.settings.fanout_mode if keeps_timelines(svc.strategy.name) else "none"
 
 
 async def metrics(request: Request) -> Response:
@@ -281,7 +296,7 @@ async def metrics(request: Request) -> Response:
         await svc.delivery.collect()
     snapshot = await svc.metrics.snapshot()
     fanout = {
-        "mode": svc.strategy.settings.fanout_mode if keeps_timelines(svc.strategy.name) else "none",
+        "mode": _fanout_mode(svc),
         "in_process_worker": svc.worker,
         "pending_in_this_process": len(svc.delivery.pending) if svc.delivery else 0,
     }

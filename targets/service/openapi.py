@@ -96,7 +96,10 @@ OPENAPI: dict[str, Any] = {
             }
         },
         routes.HEALTHZ: {
-            "get": {"summary": "Both stores answer", "responses": {"200": _json({"type": "object"}, "ok")}}
+            "get": {
+                "summary": "Both stores answer; the strategy, fan-out mode and namespace served",
+                "responses": {"200": _json(_ref("Health"), "ok")},
+            }
         },
         routes.METRICS: {
             "get": {
@@ -162,6 +165,25 @@ OPENAPI: dict[str, Any] = {
                     "followers": {"type": "array", "items": {"type": "integer"}},
                     "followees": {"type": "array", "items": {"type": "integer"}},
                     "top": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status", "strategy"],
+                "properties": {
+                    "status": {"const": "ok"},
+                    "strategy": {"type": "string", "description": "push, pull, hybrid, or the service's own name"},
+                    "fanout": {"enum": ["sync", "async", "none"], "description": "how posts reach timelines"},
+                    "namespace": {
+                        "type": "object",
+                        "description": (
+                            "a fanout serve's key prefix and schema and the server instances holding them (Redis"
+                            " run_id, PostgreSQL database@start time): fanout bench --target checks the oracle and"
+                            " undoes its posts only when they are its own; other services leave it out"
+                        ),
+                        "required": ["prefix", "schema", "redis", "postgres"],
+                        "properties": {k: {"type": "string"} for k in ("prefix", "schema", "redis", "postgres")},
+                    },
                 },
             },
             "Metrics": {
