@@ -10,8 +10,8 @@ from types import TracebackType
 
 import aiohttp
 
-from bench.bindings.operations import http_call
-from bench.workload import Op
+from bench.bindings.operations import http_call, read_pages
+from bench.workload import READ_KINDS, Op
 
 
 class HttpStatusError(Exception):
@@ -42,8 +42,22 @@ class HttpTarget:
     async def __call__(self, op: Op) -> None:
         """Perform one operation and read the whole answer."""
         assert self.session is not None, "use HttpTarget as an async context manager"
+        if op.kind in READ_KINDS:
+            await read_pages(op, self.page_size, lambda before: self._page(op, before))
+            return
         call = http_call(op, self.page_size)
         async with self.session.request(call.method, call.path, json=call.json) as response:
             await response.read()
             if response.status != call.expected:
                 raise HttpStatusError(f"{op.kind} answered {response.status}")
+
+    async def _page(self, op: Op, before: int | None) -> tuple[int, int | None]:
+        """One page of a read: posts on it and the cursor of the next."""
+        assert self.session is not None
+        call = http_call(op, self.page_size, before)
+        async with self.session.get(call.path) as response:
+            if response.status != call.expected:
+                await response.read()
+                raise HttpStatusError(f"{op.kind} answered {response.status}")
+            page = await response.json()
+        return len(page["posts"]), page["next_before"]

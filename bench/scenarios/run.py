@@ -19,6 +19,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.bindings.inprocess import InProcessTarget, Published
+from bench.bindings.operations import Tally
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
@@ -79,6 +80,8 @@ class StrategyOutcome:
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
     complete: bool = False
+    #: What the workload asked for (the result's ``workload`` block: read mix, pages, body sizes).
+    workload: dict[str, Any] | None = None
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
         """Lag of every timeline entry the posts' fan-out wrote (see :class:`Delivery` for its origin)."""
@@ -108,12 +111,12 @@ async def run_strategy(
     strategy = make_strategy(name, stores, on_written=writes)
     changes = await RunChanges.mark(stores)
     target = InProcessTarget(strategy, config.page_size, churn=changes.churn)
-    mix = Mix(config.read_ratio, config.churn_ratio)
-    workload = make_workload(config, graph, mix, config.seed, scenario.quiet_authors())
+    mix = Mix(config.read_ratio, config.churn_ratio, config.user_timeline_ratio)
+    workload = Tally(make_workload(config, graph, mix, config.seed, scenario.quiet_authors()).next_op)
     await warm_up(target, config, graph)
     driver: Driver[Op] = Driver(
         target,
-        workload.next_op,
+        workload,
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
         kind_of=scenario.kind_of,
@@ -135,7 +138,7 @@ async def run_strategy(
     finally:
         if not observer.done():
             observer.cancel()
-    outcome = StrategyOutcome(name, scenario, changes, result, target.published)
+    outcome = StrategyOutcome(name, scenario, changes, result, target.published, workload=workload.summary())
     if result.interrupted:
         outcome.deliveries = sync_deliveries(target.published, writes)
         return outcome
@@ -172,6 +175,8 @@ def make_workload(
         author_alpha=config.author_alpha,
         followee_counts=graph.followee_counts if config.readers == "followees" else None,
         quiet_authors=quiet_authors,
+        body_sizes=config.body_sizes(),
+        page_depths=config.page_depths(),
     )
 
 
@@ -183,7 +188,7 @@ async def warm_up(target: InProcessTarget, config: BenchConfig, graph: GraphInfo
     """
     if config.warmup <= 0:
         return
-    reads = make_workload(config, graph, Mix(1.0), config.seed + 1_000_003)
+    reads = make_workload(config, graph, Mix(1.0, 0.0, config.user_timeline_ratio), config.seed + 1_000_003)
     driver: Driver[Op] = Driver(target, reads.next_op, Schedule(config.rate, config.warmup))
     await driver.run()
 
@@ -255,9 +260,11 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         "series_window_s": r.window_s,
         "errors": dict(errors),
     }
-    for churn in ("follow", "unfollow"):
-        if churn in kinds:
-            doc[churn] = measured(churn)
+    for optional in ("user_timeline", "follow", "unfollow"):
+        if optional in kinds:
+            doc[optional] = measured(optional)
+    if outcome.workload is not None:
+        doc["workload"] = outcome.workload
     if outcome.store_counters is not None:
         doc["store_counters"] = outcome.store_counters
     if outcome.memory is not None:
