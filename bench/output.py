@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from logging.handlers import QueueListener
 from pathlib import Path
@@ -18,13 +19,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, ProgressColumn, TextColumn, TimeElapsedColumn
 
-from bench.driver import Driver, IntervalStatus
+from bench.driver import Driver, IntervalStatus, LiveStatus
 from bench.report.csvfile import write_csv
 from bench.report.latency import latency_report
 from bench.report.tables import number
 
 DEFAULT_INTERVAL_S = 5.0
+#: Below this width the live display uses a short bar and a short status, so its line fits (80 columns).
+WIDE_CONSOLE = 110
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,33 @@ def interval_line(name: str, status: IntervalStatus) -> str:
         f"{name:<6.6} {status.elapsed_s:5.1f}s offered {number(status.offered_rate):>5}/s "
         f"achieved {number(status.achieved_rate):>5}/s p50 {number(status.p50_ms):>5} "
         f"p99 {number(status.p99_ms):>5} ms errors {status.errors}"
+    )
+
+
+def status(console: Console, text: str) -> AbstractContextManager[Any]:
+    """A spinner with ``text`` on a terminal; elsewhere (no live display to show it) the text as one line."""
+    if console.is_terminal:
+        return console.status(text)
+    console.print(f"{text} ...", highlight=False, soft_wrap=True)
+    return nullcontext()
+
+
+def progress_columns(console: Console) -> list[ProgressColumn]:
+    """The live display's columns: strategy, bar, elapsed time, status (a short bar in a narrow terminal)."""
+    bar = BarColumn() if console.width >= WIDE_CONSOLE else BarColumn(bar_width=10)
+    return [TextColumn("{task.description:<7}"), bar, TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
+
+
+def live_text(live: LiveStatus, console: Console) -> str:
+    """The live display's status of a running strategy, short enough for the console's width."""
+    if console.width >= WIDE_CONSOLE:
+        return (
+            f"offered {live.offered_rate:6.1f}/s  achieved {live.achieved_rate:6.1f}/s  "
+            f"p99 {live.p99_ms:7.2f} ms  in flight {live.in_flight:3d}  errors {live.errors}"
+        )
+    return (
+        f"{number(live.offered_rate):>5}/{number(live.achieved_rate):<5} ops/s p99 {number(live.p99_ms):>5} ms "
+        f"in flight {live.in_flight} err {live.errors}"
     )
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from hdrh.log import HistogramLogReader
 from rich.console import Console
+from rich.progress import Progress
 
-from bench.driver import Driver, DriveResult, Schedule
-from bench.output import IntervalLines, WorkerLogs, interval_line
+from bench.driver import Driver, DriveResult, LiveStatus, Schedule
+from bench.output import IntervalLines, WorkerLogs, interval_line, live_text, progress_columns, status
 from bench.report.csvfile import series_path, write_csv
 from bench.report.hdrlog import write_hdr_logs
 from bench.report.latency import latency_report
@@ -125,3 +126,22 @@ def test_worker_log_records_reach_the_file(tmp_path: Path) -> None:
         child.removeHandler(handler)
         logs.close()
     assert "fan-out worker w1 consuming" in (tmp_path / "workers.log").read_text()
+
+
+def test_live_line_fits_80_columns_whole() -> None:
+    live = LiveStatus(elapsed_s=12.3, offered_rate=2500.0, achieved_rate=2499.5, p99_ms=123.4, errors=17, in_flight=256)
+    for width in (80, 160):
+        console = Console(width=width, record=True, force_terminal=True)
+        progress = Progress(*progress_columns(console), console=console, auto_refresh=False)
+        progress.add_task("hybrid", total=20.0, completed=12.3, status=live_text(live, console))
+        console.print(progress.get_renderable())
+        lines = [line for line in console.export_text().splitlines() if line.strip()]
+        assert len(lines) == 1 and len(lines[0]) <= width, lines
+        assert lines[0].rstrip().endswith("17") and "…" not in lines[0]  # the errors, last, are not cut off
+
+
+def test_status_is_a_line_without_a_terminal() -> None:
+    console = Console(width=80, record=True, force_terminal=False)
+    with status(console, "loading g.txt"):
+        pass
+    assert console.export_text() == "loading g.txt ...\n"

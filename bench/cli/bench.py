@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from bench.cli.options import (
@@ -33,7 +33,15 @@ from bench.cli.options import (
     settings_from,
 )
 from bench.driver import Driver, calibrate
-from bench.output import IntervalLines, OutputOptions, WorkerLogs, print_extras
+from bench.output import (
+    IntervalLines,
+    OutputOptions,
+    WorkerLogs,
+    live_text,
+    print_extras,
+    progress_columns,
+    status,
+)
 from bench.report.hdrlog import write_hdr_logs
 from bench.report.tables import FittedTable, fitted_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
@@ -278,15 +286,9 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         # not start on a freshly loaded table in the middle of a run.
         logs = WorkerLogs(console, plan.output.worker_log)  # above the live display, never into it
         workers = _start_workers(plan, console, logs.queue)
-        progress = Progress(
-            TextColumn("{task.description:<8}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-        )
+        progress = Progress(*progress_columns(console), console=console)
         try:
-            with console.status("vacuuming the tables and warming the post cache"):
+            with status(console, "vacuuming the tables and warming the post cache"):
                 await stores.social.vacuum_analyze()
                 await PostCache(stores.redis, settings.prefix).warm(stores.social)
             with progress:
@@ -350,7 +352,7 @@ async def _run_one(
 async def _load(stores: Stores, plan: Plan, console: Console) -> str:
     """Load the graph the plan names (if any); returns the graph's source for the result."""
     if plan.graph_file:
-        with console.status(f"loading {plan.graph_file}"):
+        with status(console, f"loading {plan.graph_file}"):
             return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed, read=plan.graph_read)
     if plan.users:
         spec = GraphSpec(
@@ -362,7 +364,7 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
             reciprocity=plan.reciprocity,
             params={"m": plan.follows},
         )
-        with console.status(f"generating and loading a {plan.users}-user graph"):
+        with status(console, f"generating and loading a {plan.users}-user graph"):
             return await load_generated(stores, spec, plan.posts_per_user, plan.config.seed)
     return "already loaded"
 
@@ -403,10 +405,7 @@ class _Watch:
             self.progress.update(
                 self.task,
                 completed=min(live.elapsed_s, self.config.duration),
-                status=(
-                    f"offered {live.offered_rate:6.1f}/s  achieved {live.achieved_rate:6.1f}/s  "
-                    f"p99 {live.p99_ms:7.2f} ms  in flight {live.in_flight:3d}  errors {live.errors}"
-                ),
+                status=live_text(live, self.progress.console),
             )
             await asyncio.sleep(0.25)
 
