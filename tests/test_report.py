@@ -251,3 +251,11 @@ def test_interrupted_and_steady_runs_are_reported_for_what_they_hold(tmp_path: P
     assert together.exit_code == 0, together.output
     assert "B (cut short)" in together.output and "B (not run)" in together.output  # pull cut, hybrid never ran
     assert len(list(tmp_path.glob("r-*.png"))) == 4
+
+
+def test_report_latency_prints_every_files_distributions(runs: Any) -> None:
+    a, b, first, _ = runs
+    result = fanout("report", str(a), str(b), "--latency")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Detailed Percentile spectrum:") == 2 * 2 * len(first["strategies"])
+    assert f"push read: {first['strategies']['push']['read']['count']:,} operations" in result.output
