@@ -41,7 +41,7 @@ class OutputOptions:
     latency: bool = False
     #: Directory for HdrHistogram interval logs (``.hlog``), one per strategy and operation.
     hdr_log: Path | None = None
-    #: CSV file of the table (the per-second series goes beside it, see :mod:`bench.report.csv`).
+    #: CSV file of the table (the per-second series goes beside it, see :mod:`bench.report.csvfile`).
     csv: Path | None = None
     #: File for the fan-out workers' log records (default: printed above the live display).
     worker_log: Path | None = None
