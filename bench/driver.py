@@ -101,6 +101,22 @@ class LiveStatus:
     in_flight: int
 
 
+@dataclass(frozen=True)
+class IntervalStatus:
+    """What happened since the previous interval status: wrk2/memtier's periodic line."""
+
+    elapsed_s: float
+    #: Length of the interval in seconds.
+    span_s: float
+    offered_rate: float
+    achieved_rate: float
+    #: Corrected latency of the operations completed in the interval (0.0 when none completed).
+    p50_ms: float
+    p99_ms: float
+    completed: int
+    errors: int
+
+
 @dataclass
 class DriveResult:
     """Everything one run of the driver measured."""
@@ -119,6 +135,8 @@ class DriveResult:
     #: Largest delay between an operation's intended start and the moment the driver started it.
     max_start_delay_s: float
     interrupted: bool
+    #: Wall-clock time (Unix seconds) of the load's start, to which windows are relative (interval logs).
+    started_unix_s: float = 0.0
 
     @property
     def offered_rate(self) -> float:
@@ -200,6 +218,10 @@ class Driver(Generic[Op]):
         self._recent_window = 0
         self._recent = new_histogram(4)
         self._previous = new_histogram(4)
+        # Latencies and counters since the last interval() call, for periodic status lines.
+        self._interval = new_histogram(4)
+        self._interval_mark = (0.0, 0, 0, 0)  # (elapsed, issued, completed, errors) at the last call
+        self._wall_start = 0.0
 
     # -- running ----------------------------------------------------------------------------------------------
     async def run(self) -> DriveResult:
@@ -212,6 +234,7 @@ class Driver(Generic[Op]):
         tasks: set[asyncio.Task[None]] = set()
         interrupted = False
         self._start = time.perf_counter()
+        self._wall_start = time.time()
         self._running = True
         try:
             for offset, op in self._arrivals():
@@ -293,6 +316,7 @@ class Driver(Generic[Op]):
             self._recent.reset()
             self._recent_window = done_window
         record_seconds(self._recent, latency)
+        record_seconds(self._interval, latency)
 
     # -- reporting --------------------------------------------------------------------------------------------
     def live(self) -> LiveStatus:
@@ -307,6 +331,30 @@ class Driver(Generic[Op]):
             errors=self._errors,
             in_flight=self._in_flight,
         )
+
+    def interval(self) -> IntervalStatus:
+        """Numbers of the interval since the previous call (or since the start), then start a new interval.
+
+        After the load the interval ends at the last completion, as :meth:`live`'s elapsed time does.
+        """
+        now = time.perf_counter() if self._running else self._last_done
+        elapsed = max(0.0, now - self._start)
+        was_elapsed, was_issued, was_completed, was_errors = self._interval_mark
+        span = elapsed - was_elapsed
+        completed, errors = self._completed - was_completed, self._errors - was_errors
+        status = IntervalStatus(
+            elapsed_s=elapsed,
+            span_s=span,
+            offered_rate=(self._issued - was_issued) / span if span > 0 else 0.0,
+            achieved_rate=(completed - errors) / span if span > 0 else 0.0,
+            p50_ms=percentile_ms(self._interval, 50.0),
+            p99_ms=percentile_ms(self._interval, 99.0),
+            completed=completed,
+            errors=errors,
+        )
+        self._interval.reset()
+        self._interval_mark = (elapsed, self._issued, self._completed, self._errors)
+        return status
 
     def result(self, interrupted: bool = False) -> DriveResult:
         """What was measured so far."""
@@ -324,6 +372,7 @@ class Driver(Generic[Op]):
             max_in_flight=self._max_in_flight,
             max_start_delay_s=self._max_start_delay,
             interrupted=interrupted,
+            started_unix_s=self._wall_start,
         )
 
 

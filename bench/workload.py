@@ -1,9 +1,11 @@
 """Seeded operation streams for the benchmark: what users do, knowing nothing of stores or strategies.
 
 A :class:`Workload` turns a follower graph's users (ids and follower counts) into an endless, reproducible sequence
-of :class:`Op`: home-timeline reads, posts and, optionally, follow/unfollow churn. The same seed gives the same
-sequence, so every strategy is driven by exactly the same operations. It uses only :mod:`random` and :mod:`bisect`,
-so the asyncio driver and Locust's gevent users can share it.
+of :class:`Op`: home-timeline reads, user-timeline reads (one account's own posts), posts and, optionally,
+follow/unfollow churn. A read may go deeper than the first page (``pages``: the reader follows ``before`` from page
+to page); a post carries the size of its body (``body_bytes``, drawn from a :class:`Sizes` range). The same seed
+gives the same sequence, so every strategy is driven by exactly the same operations. It uses only :mod:`random` and
+:mod:`bisect`, so the asyncio driver and Locust's gevent users can share it.
 
 Activity models:
 
@@ -12,6 +14,10 @@ Activity models:
   ``followee_counts`` are given, by how many accounts a user follows (the most engaged readers follow the most);
 * authors post with weight ``(1 + followers) ** author_alpha`` (0 gives uniform authors, 1 makes posting
   proportional to reach); ``quiet_authors`` never post (the spike scenario keeps its celebrities for the burst);
+* a user-timeline read (``Mix.user_timeline_ratio`` of the reads) views an account chosen by reach like an author,
+  spike celebrities included; ``other`` is the viewer;
+* page depths and body sizes come from a random generator of their own, so that turning them on leaves the rest
+  of the stream (kinds and users) exactly as it was;
 * a follow picks its follower like a reader and its followee like an author (popular accounts gain followers);
   an unfollow undoes one of the workload's own earlier follows, so churn never erodes the loaded graph.
 """
@@ -25,8 +31,12 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
 
-OpKind = Literal["read", "post", "follow", "unfollow"]
-KINDS: tuple[OpKind, ...] = ("read", "post", "follow", "unfollow")
+OpKind = Literal["read", "user_timeline", "post", "follow", "unfollow"]
+KINDS: tuple[OpKind, ...] = ("read", "user_timeline", "post", "follow", "unfollow")
+#: Kinds that read pages (``Op.pages`` of them).
+READ_KINDS: tuple[OpKind, ...] = ("read", "user_timeline")
+#: The largest post body the service accepts (characters; bodies here are ASCII, so bytes too).
+MAX_BODY_BYTES = 2000
 
 DEFAULT_READ_RATIO = 0.95
 DEFAULT_READER_SKEW = 1.0
@@ -35,12 +45,18 @@ DEFAULT_AUTHOR_ALPHA = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One operation: ``user`` reads, posts, or (un)follows ``other``; ``seq`` is its index in the stream."""
+    """One operation: ``user`` reads, posts, or (un)follows ``other``; ``seq`` is its index in the stream.
+
+    A ``user_timeline`` read reads ``user``'s own posts (``other`` is the viewer). Reads fetch ``pages`` pages, each
+    below the last post of the previous one; a post's body is ``body_bytes`` long (0: the short default body).
+    """
 
     kind: OpKind
     user: int
     other: int | None = None
     seq: int = 0
+    pages: int = 1
+    body_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +65,14 @@ class Mix:
 
     read_ratio: float = DEFAULT_READ_RATIO
     churn_ratio: float = 0.0
+    #: Fraction of the reads that read one account's own posts (a user timeline) instead of a home timeline.
+    user_timeline_ratio: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.user_timeline_ratio <= 1.0:
+            raise ValueError(
+                f"user-timeline ratio {self.user_timeline_ratio} is outside 0..1: pass the fraction of reads, e.g. 0.3"
+            )
         if not 0.0 <= self.read_ratio <= 1.0:
             raise ValueError(f"read ratio {self.read_ratio} is outside 0..1: pass a fraction such as 0.95")
         if not 0.0 <= self.churn_ratio <= 1.0 - self.read_ratio:
@@ -63,6 +85,79 @@ class Mix:
     def post_ratio(self) -> float:
         """Fraction of posts."""
         return max(0.0, 1.0 - self.read_ratio - self.churn_ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """Post body sizes in bytes: uniform over ``low..high`` (inclusive); ``Sizes()`` is the short default body."""
+
+    low: int = 0
+    high: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.low, self.high) != (0, 0) and not 1 <= self.low <= self.high <= MAX_BODY_BYTES:
+            raise ValueError(
+                f"body size {self.low}-{self.high} is not within 1..{MAX_BODY_BYTES} bytes (minimum first): "
+                f"pass e.g. 256 or 200-300"
+            )
+
+    @classmethod
+    def parse(cls, text: str | None) -> Sizes:
+        """``"256"`` (every body 256 bytes), ``"200-300"`` (uniform), or None / ``""`` (the short default body)."""
+        if not text:
+            return cls()
+        low, _, high = text.partition("-")
+        try:
+            sizes = cls(int(low), int(high or low))
+        except ValueError as exc:
+            if "invalid literal" in str(exc):
+                raise ValueError(f"body size {text!r} is not N or MIN-MAX bytes: pass e.g. 256 or 200-300") from None
+            raise
+        if sizes == cls():  # "0" is not the default body by another name
+            raise ValueError(f"body size 0 is not within 1..{MAX_BODY_BYTES} bytes: pass e.g. 256 or 200-300")
+        return sizes
+
+    def draw(self, rng: random.Random) -> int:
+        """One body size (0 for the default body)."""
+        return self.low if self.low == self.high else rng.randint(self.low, self.high)
+
+
+@dataclass(frozen=True, slots=True)
+class Depths:
+    """How many pages a read fetches: depth -> weight (``Depths()``: the first page only)."""
+
+    weights: tuple[tuple[int, float], ...] = ((1, 1.0),)
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(d < 1 or w < 0 for d, w in self.weights) or not any(w for _, w in self.weights):
+            raise ValueError("page depths must be at least 1 with weights >= 0, not all 0: pass e.g. 1:0.7,2:0.2,5:0.1")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Depths:
+        """``"3"`` (always 3 pages), ``"1-5"`` (uniform), or ``"1:0.7,2:0.2,5:0.1"`` (depth:weight); None: 1."""
+        if not text:
+            return cls()
+        try:
+            if ":" in text:
+                pairs = [part.split(":") for part in text.split(",")]
+                return cls(tuple((int(d), float(w)) for d, w in pairs))
+            low, _, high = text.partition("-")
+            return cls(tuple((d, 1.0) for d in range(int(low), int(high or low) + 1)))
+        except ValueError as exc:
+            if "must be" in str(exc):
+                raise
+            raise ValueError(f"page depth {text!r} is not N, MIN-MAX or N:W,N:W...: pass e.g. 1-3") from None
+
+    @property
+    def mean(self) -> float:
+        """The expected number of pages per read."""
+        return sum(d * w for d, w in self.weights) / sum(w for _, w in self.weights)
+
+    def draw(self, rng: random.Random) -> int:
+        """One read's depth."""
+        if len(self.weights) == 1:
+            return self.weights[0][0]
+        return self.weights[_pick(rng, list(accumulate(w for _, w in self.weights)))][0]
 
 
 class Workload:
@@ -83,6 +178,8 @@ class Workload:
         author_alpha: float = DEFAULT_AUTHOR_ALPHA,
         followee_counts: Sequence[int] | None = None,
         quiet_authors: Collection[int] = (),
+        body_sizes: Sizes | None = None,
+        page_depths: Depths | None = None,
     ) -> None:
         if len(user_ids) < 2:
             raise ValueError(f"a workload needs at least 2 users, got {len(user_ids)}: load a graph first")
@@ -95,6 +192,10 @@ class Workload:
         self.seed = seed
         self.users = list(user_ids)
         self._rng = random.Random(seed)
+        # Depths, sizes and user-timeline choices draw from their own generator: the main stream stays as it was.
+        self._shape = random.Random(f"shape:{seed}")
+        self.body_sizes = body_sizes or Sizes()
+        self.page_depths = page_depths or Depths()
         self._seq = 0
         # Reader activity is independent of reach: rank users in a seeded random order, then (stably) by followees.
         ranked = self.users[:]
@@ -106,12 +207,12 @@ class Workload:
         self._reader_cum = list(accumulate(1.0 / (rank**reader_skew) for rank in range(1, len(ranked) + 1)))
         counts = follower_counts if follower_counts is not None else [0] * len(self.users)
         quiet = set(quiet_authors)
-        weights = [
-            0.0 if u in quiet else (1.0 + max(0, c)) ** author_alpha for u, c in zip(self.users, counts, strict=True)
-        ]
+        reach = [(1.0 + max(0, c)) ** author_alpha for c in counts]
+        weights = [0.0 if u in quiet else w for u, w in zip(self.users, reach, strict=True)]
         if not any(weights):
             raise ValueError("every user is a quiet author: leave at least one account that posts")
         self._author_cum = list(accumulate(weights))
+        self._viewed_cum = list(accumulate(reach))
         self._read_cut = self.mix.read_ratio
         self._churn_cut = self.mix.read_ratio + self.mix.churn_ratio
         self._followed: list[tuple[int, int]] = []
@@ -140,7 +241,12 @@ class Workload:
         self._seq += 1
         roll = self._rng.random()
         if roll < self._read_cut:
-            return Op("read", self.reader(), None, seq)
+            reader = self.reader()
+            depth = self.page_depths.draw(self._shape)
+            if self.mix.user_timeline_ratio and self._shape.random() < self.mix.user_timeline_ratio:
+                viewed = self.users[_pick(self._shape, self._viewed_cum)]
+                return Op("user_timeline", viewed, reader, seq, pages=depth)
+            return Op("read", reader, None, seq, pages=depth)
         if roll < self._churn_cut:
             if self._followed and self._rng.random() < 0.5:
                 follower, followee = self._followed.pop(self._rng.randrange(len(self._followed)))
@@ -151,7 +257,7 @@ class Workload:
                 followee = self.author()
             self._followed.append((follower, followee))
             return Op("follow", follower, followee, seq)
-        return Op("post", self.author(), None, seq)
+        return Op("post", self.author(), None, seq, body_bytes=self.body_sizes.draw(self._shape))
 
     def ops(self, count: int) -> list[Op]:
         """The next ``count`` operations."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hdrh.log import HistogramLogReader
 
 from bench.results import load_result
 from targets.config import Settings
+from targets.histograms import new_histogram
 from targets.stores.connections import Stores
 from tests.conftest import namespace_settings
 from tests.test_cli_errors import unused_port
@@ -187,5 +190,40 @@ async def test_ctrl_c_writes_what_was_measured_marked_incomplete(bench_namespace
     push = doc["strategies"]["push"]
     assert push["complete"] is False
     assert push["load"]["operations"] == push["read"]["count"] + push["publish"]["count"]
+    async with await Stores.connect(bench_namespace, create=False) as stores:
+        assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+
+
+async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_outputs_agree(
+    bench_namespace: Settings, tmp_path: Path
+) -> None:
+    out, logs, table = tmp_path / "payload.json", tmp_path / "hlog", tmp_path / "run.csv"
+    extra = ["--fanout", "sync", "--strategy", "push,hybrid", "--body-bytes", "256", "--user-timeline-ratio", "0.3"]
+    extra += ["--page-depth", "1-3", "--hdr-log", str(logs), "--csv", str(table), "--latency", "--interval", "0.5"]
+    result = fanout(bench_namespace, *small_run(out, *extra))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load_result(out)  # validates the workload block against the schema
+    assert doc["run"]["parameters"]["body_bytes"] == "256" and doc["run"]["parameters"]["user_timeline_ratio"] == 0.3
+    for name, s in doc["strategies"].items():
+        assert s["oracle"]["verdict"] == "pass", name
+        workload = s["workload"]
+        posts = workload["operations"]["post"]
+        assert workload["body_bytes"] == {"count": posts, "min": 256, "mean": 256.0, "max": 256}, name
+        assert workload["operations"]["read"] == s["read"]["count"], name
+        assert workload["operations"]["user_timeline"] == s["user_timeline"]["count"] > 0, name
+        assert 0.1 < workload["read_mix"]["user_timeline"] < 0.5, name
+        assert set(workload["read_pages"]) <= {"1", "2", "3"} and len(workload["read_pages"]) > 1, name
+        assert s["read"]["count"] + s["user_timeline"]["count"] + s["publish"]["count"] == s["load"]["operations"]
+        # The interval logs add up to the result's counts, operation by operation.
+        for operation in ("read", "user_timeline", "publish"):
+            reader = HistogramLogReader(str(logs / f"{name}-{operation}.hlog"), new_histogram())
+            total = sum(h.get_total_count() for h in iter(reader.get_next_interval_histogram, None))
+            reader.close()
+            assert total == s[operation]["count"], (name, operation)
+    # Not a terminal: interval lines instead of a live display, then the spectrum and the CSV files.
+    lines = result.stdout.splitlines()
+    assert sum(1 for line in lines if re.match(r"push +\d+\.\ds offered +[\d,.]+/s achieved", line)) >= 2
+    assert result.stdout.count("Detailed Percentile spectrum:") == 6
+    assert table.exists() and (tmp_path / "run.series.csv").exists()
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER

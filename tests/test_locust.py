@@ -90,6 +90,13 @@ def test_headless_run_writes_csv_and_html_and_matches_the_service_counts(
         "3",
         "--spike-accounts",
         "2",
+        # The workload's payloads and reads: user timelines, pages beyond the first, 256-byte posts.
+        "--user-timeline-ratio",
+        "0.3",
+        "--page-depth",
+        "1-2",
+        "--body-bytes",
+        "256",
     ]
     result = subprocess.run(
         [*LOCUST, *run, *files, *custom],
@@ -99,9 +106,11 @@ def test_headless_run_writes_csv_and_html_and_matches_the_service_counts(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     totals = locust_totals(Path(f"{out}.json"))
-    reads = totals["GET /users/[id]/timeline"]["requests"]
+    home_reads = totals["GET /users/[id]/timeline"]["requests"]
+    user_reads = totals["GET /users/[id]/posts"]["requests"]
+    reads = home_reads + user_reads  # one request per page
     posts = totals["POST /users/[id]/posts"]["requests"]
-    assert reads > 0 and posts > 0
+    assert home_reads > 0 and user_reads > 0 and posts > 0
     assert totals["spike: POST /users/[id]/posts"]["requests"] == 2 * 3
     assert all(t["failures"] == 0 for t in totals.values())
     # Locust's CSV and HTML report exist, failures 0 there too.
@@ -114,7 +123,7 @@ def test_headless_run_writes_csv_and_html_and_matches_the_service_counts(
     assert any("." in str(k) for k in timeline["response_times"]), "Locust still rounds to whole milliseconds"
     with open(f"{out}_hdr.csv", newline="") as f:
         hdr = {r["name"]: r for r in csv.DictReader(f)}
-    assert int(hdr["GET /users/[id]/timeline"]["count"]) == reads
+    assert int(hdr["GET /users/[id]/timeline"]["count"]) == home_reads
     assert int(hdr["Aggregated"]["count"]) == sum(t["requests"] for t in totals.values())
     # The service counted exactly what Locust sent; the async fan-out delivered every post it acknowledged.
     asyncio.run(drain_namespace(service_namespace()))

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bench.cli.bench import comparison_table
 from bench.cli.main import main
-from bench.report.tables import number
+from bench.report.tables import COMPACT_LABEL, number, strategies_side_by_side
 from bench.results import write_result
 from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result
@@ -123,12 +123,43 @@ def test_bench_prints_the_same_table_as_the_report(tmp_path: Path, cut: bool) ->
         assert "<title>fanout-bench report: r.json</title>" in text
 
 
-def test_bench_table_fits_80_columns_for_three_strategies() -> None:
-    doc = sample_result(dict(RUN))
+def _worst_case(doc: dict[str, Any]) -> dict[str, Any]:
+    """Long cells: a failed oracle, a list of error kinds, a strategy cut short."""
+    doc["strategies"]["pull"]["oracle"] = {"verdict": "fail", "users_checked": 100, "mismatched_users": [3]}
+    doc["strategies"]["push"]["errors"] = {"ReadTimeout": 3, "ConnectionError": 1}
+    doc["strategies"]["hybrid"]["complete"] = False
+    return doc
+
+
+def test_bench_table_is_compact_in_80_columns_and_no_cell_wraps() -> None:
+    doc = _worst_case(sample_result(dict(RUN)))
+    comparison = strategies_side_by_side(doc)
     text = _bench_table(doc, width=80)
-    assert max(len(line) for line in text.splitlines()) <= 80
-    assert _labels(text) == _labels(_bench_table(doc))  # no label cut short to make it fit
-    assert _row(text, "read p99 (ms)") == [number(s["read"]["p99_ms"]) for s in doc["strategies"].values()]
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    body = lines[next(i for i, line in enumerate(lines) if "─" in line) + 1 :]  # below the header rule
+    rows = [line for line in body if line.strip()]
+    # One line per section title and per row: a wrapped cell would add lines.
+    assert len(rows) == len(comparison.labels()) + len(comparison.sections)
+    labels = [line[2:].split("  ")[0] for line in rows]
+    short = [row[0].short for _, section in comparison.sections for row in section]
+    assert [label for label in labels if label in short] == short  # every short label whole, in order
+    assert all(len(label) <= COMPACT_LABEL for label in short)
+    assert "p50" in labels and "home reads (ms)" in labels and "read p99 (ms)" not in text
+    p99 = next(line for line in rows if line.split()[0] == "p99")  # the home reads' p99, the first of them
+    assert p99.split()[1:] == [number(s["read"]["p99_ms"]) for s in doc["strategies"].values()]
+    assert "FAIL (100 users)" in text and "hybrid (cut)" in text
+
+
+def test_bench_table_is_wide_where_there_is_room() -> None:
+    doc = _worst_case(sample_result(dict(RUN)))
+    text = _bench_table(doc, width=220)
+    assert _labels(text) == [
+        label
+        for section, rows in strategies_side_by_side(doc).sections
+        for label in [section] + [r[0].text for r in rows]
+    ]
+    assert "ReadTimeout 3, ConnectionError 1" in text and "hybrid (cut short)" in text
 
 
 def test_several_runs_show_changes_from_the_first(runs: Any) -> None:
@@ -220,3 +251,11 @@ def test_interrupted_and_steady_runs_are_reported_for_what_they_hold(tmp_path: P
     assert together.exit_code == 0, together.output
     assert "B (cut short)" in together.output and "B (not run)" in together.output  # pull cut, hybrid never ran
     assert len(list(tmp_path.glob("r-*.png"))) == 4
+
+
+def test_report_latency_prints_every_files_distributions(runs: Any) -> None:
+    a, b, first, _ = runs
+    result = fanout("report", str(a), str(b), "--latency")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Detailed Percentile spectrum:") == 2 * 2 * len(first["strategies"])
+    assert f"push read: {first['strategies']['push']['read']['count']:,} operations" in result.output

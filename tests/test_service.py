@@ -16,9 +16,10 @@ import pytest
 import requests
 
 from bench.bindings.http import HttpTarget
+from bench.bindings.operations import Tally
 from bench.driver import Driver, DriveResult, Schedule
 from bench.service_process import ServiceProcess
-from bench.workload import Mix, Workload
+from bench.workload import Depths, Mix, Sizes, Workload
 from targets.service.metrics import ServiceMetrics
 from targets.stores.connections import Stores
 from targets.stores.identity import NamespaceIdentity, namespace_identity
@@ -55,6 +56,7 @@ def test_openapi_describes_every_route(service: ServiceProcess) -> None:
         "/openapi.json",
     }
     assert set(spec["paths"]["/users/{user_id}/following/{other_id}"]) == {"put", "delete"}
+    assert set(spec["paths"]["/users/{user_id}/posts"]) == {"get", "post"}
 
 
 def test_sample_lists_the_loaded_users_and_the_most_followed(service: ServiceProcess, graph: nx.DiGraph) -> None:
@@ -264,6 +266,36 @@ def test_open_loop_driver_over_http_is_counted_by_the_service(service: ServicePr
         assert counters[counter] == done, kind
 
 
+def test_deep_and_user_timeline_reads_over_http_are_one_request_per_page(
+    service: ServiceProcess, graph: nx.DiGraph
+) -> None:
+    requests.delete(service.url + "/metrics", timeout=10)
+    users = sorted(graph.nodes)
+    workload = Workload(
+        users,
+        [graph.in_degree(u) for u in users],
+        Mix(read_ratio=0.8, user_timeline_ratio=0.5),
+        seed=3,
+        body_sizes=Sizes(256, 256),
+        page_depths=Depths.parse("1-3"),
+    )
+    tally = Tally(workload.next_op)
+
+    async def drive() -> DriveResult:
+        async with HttpTarget(service.url, page_size=2, connections=8) as target:
+            return await Driver(target, tally, Schedule(rate=200, duration=0.5), max_in_flight=8).run()
+
+    result = asyncio.run(drive())
+    assert result.errors == 0 and result.completed == 100
+    summary = tally.summary()
+    counters = requests.get(service.url + "/metrics", timeout=10).json()["counters"]
+    reads = summary["operations"]["read"] + summary["operations"]["user_timeline"]
+    pages = sum(int(depth) * n for depth, n in summary["read_pages"].items())
+    assert reads < counters["reads"] <= pages  # deeper pages were read, none beyond what was asked
+    assert counters["posts"] == summary["body_bytes"]["count"] == result.kinds["post"].count
+    assert summary["body_bytes"]["min"] == summary["body_bytes"]["max"] == 256
+
+
 def test_pull_and_hybrid_services_serve_the_same_pages_as_push(service: ServiceProcess, graph: nx.DiGraph) -> None:
     # Posts by a few authors through the push service, delivered; then hybrid's timelines built for its threshold.
     authors = sorted(graph.nodes, key=lambda u: -graph.in_degree(u))[:5]
@@ -307,3 +339,14 @@ def test_serve_on_a_taken_port_is_one_line_and_exit_2() -> None:
         result.stderr
         == f"error: cannot listen on 127.0.0.1:{port} (Address already in use): pass another --port or --host\n"
     )
+
+
+def test_user_posts_page_through_an_accounts_own_posts(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    author = min(graph.nodes)
+    ids = [call(service, "POST", f"/users/{author}/posts", json={"body": f"own {i}"}).json()["id"] for i in range(3)]
+    first = call(service, "GET", f"/users/{author}/posts", params={"limit": 2}).json()
+    assert [p["id"] for p in first["posts"]] == ids[::-1][:2] and first["next_before"] == ids[1]
+    rest = call(service, "GET", f"/users/{author}/posts", params={"limit": 2, "before": first["next_before"]}).json()
+    assert rest["posts"][0]["id"] == ids[0] and all(p["author_id"] == author for p in rest["posts"])
+    assert call(service, "GET", "/users/999999/posts").status_code == 404
+    assert call(service, "GET", f"/users/{author}/posts", params={"limit": 0}).status_code == 422

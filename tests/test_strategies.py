@@ -71,6 +71,23 @@ async def test_hybrid_does_not_push_celebrity_posts(stores: Stores) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+async def test_user_timeline_is_the_accounts_own_posts_newest_first(small: Stores, name: str) -> None:
+    strategy = make_strategy(name, small)
+    own = [(await strategy.publish(2, f"mine {i}")).post_id for i in range(3)]
+    await strategy.publish(3, "someone else's")
+    page = await strategy.user_timeline(2)
+    assert [(p.id, p.author_id) for p in page] == [(i, 2) for i in reversed(own)]
+    assert [p.body for p in page] == ["mine 2", "mine 1", "mine 0"]
+    first = await strategy.user_timeline(2, limit=2)
+    assert first == page[:2] and await strategy.user_timeline(2, limit=2, before=first[-1].id) == page[2:]
+    assert await strategy.user_timeline(5) == []  # an account without posts
+    with pytest.raises(UnknownUser):
+        await strategy.user_timeline(99)
+    with pytest.raises(InvalidOperation, match="page size"):
+        await strategy.user_timeline(2, limit=0)
+
+
+@pytest.mark.parametrize("name", ALL)
 async def test_errors(small: Stores, name: str) -> None:
     strategy = make_strategy(name, small)
     with pytest.raises(UnknownUser, match="user 99 does not exist"):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
-from bench.workload import Mix, Op, Workload
+from bench.bindings.operations import Tally, post_body
+from bench.workload import Depths, Mix, Op, Sizes, Workload
 
 USERS = list(range(100, 1100))
 # One account with most of the reach, the rest ordinary.
@@ -108,3 +110,68 @@ def test_bad_arguments(kwargs: dict, message: str | None) -> None:
 def test_bad_mix(read: float, churn: float) -> None:
     with pytest.raises(ValueError):
         Mix(read, churn)
+
+
+# -- payloads and reads ---------------------------------------------------------------------------------------------
+def test_user_timeline_reads_are_their_share_of_the_reads_and_leave_the_rest_of_the_stream_alone() -> None:
+    plain = Workload(USERS, FOLLOWERS, Mix(0.9, 0.04), seed=5).ops(20_000)
+    mixed = Workload(
+        USERS, FOLLOWERS, Mix(0.9, 0.04, 0.3), seed=5, body_sizes=Sizes(200, 300), page_depths=Depths.parse("1-3")
+    ).ops(20_000)
+    kinds = Counter(op.kind for op in mixed)
+    reads = kinds["read"] + kinds["user_timeline"]
+    assert 0.27 < kinds["user_timeline"] / reads < 0.33
+    # Reads stay reads and posts stay posts, by the same users: user reads name the reader as ``other``.
+    home = {"user_timeline": "read"}
+    assert [home.get(op.kind, op.kind) for op in mixed] == [op.kind for op in plain]
+    assert [op.other if op.kind == "user_timeline" else op.user for op in mixed] == [op.user for op in plain]
+    assert all(op.user in set(USERS) for op in mixed)
+
+
+def test_page_depths_and_body_sizes_follow_their_distributions() -> None:
+    ops = Workload(
+        USERS, FOLLOWERS, Mix(0.5), seed=2, body_sizes=Sizes.parse("200-300"), page_depths=Depths.parse("1:3,4:1")
+    ).ops(8000)
+    depths = Counter(op.pages for op in ops if op.kind == "read")
+    assert set(depths) == {1, 4} and 2.5 < depths[1] / depths[4] < 3.5
+    sizes = [op.body_bytes for op in ops if op.kind == "post"]
+    assert min(sizes) >= 200 and max(sizes) <= 300 and len(set(sizes)) > 50
+    assert all(op.pages == 1 for op in ops if op.kind == "post")
+    # The body a post sends is exactly its size, and the default body is the short one.
+    post = next(op for op in ops if op.kind == "post")
+    assert len(post_body(post).encode()) == post.body_bytes
+    assert post_body(Op("post", 7, None, 3)) == "bench post 3 by 7"
+    assert Sizes.parse("256") == Sizes(256, 256) and Sizes.parse(None) == Sizes()
+    assert Depths.parse("2").mean == 2 and Depths.parse("1-3").mean == 2
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (Sizes.parse, "0", "not within 1..2000"),
+        (Sizes.parse, "300-200", "minimum first"),
+        (Sizes.parse, "5000", "not within"),
+        (Sizes.parse, "big", "not N or MIN-MAX"),
+        (Depths.parse, "0", "at least 1"),
+        (Depths.parse, "1:x", "not N, MIN-MAX"),
+        (Depths.parse, "1:0,2:0", "not all 0"),
+    ],
+)
+def test_bad_sizes_and_depths_name_the_fix(parse: Any, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse(text)
+    with pytest.raises(ValueError, match="user-timeline ratio"):
+        Mix(0.9, 0.0, 1.5)
+
+
+def test_tally_counts_what_was_issued() -> None:
+    workload = Workload(USERS, FOLLOWERS, Mix(0.8, 0.0, 0.25), seed=4, body_sizes=Sizes(256, 256))
+    tally = Tally(workload.next_op)
+    ops = [tally() for _ in range(3000)]
+    summary = tally.summary()
+    kinds = Counter(op.kind for op in ops)
+    assert summary["operations"] == {k: kinds[k] for k in ("read", "user_timeline", "post", "follow", "unfollow")}
+    reads = kinds["read"] + kinds["user_timeline"]
+    assert summary["read_mix"]["user_timeline"] == round(kinds["user_timeline"] / reads, 6)
+    assert summary["read_pages"] == {"1": reads}
+    assert summary["body_bytes"] == {"count": kinds["post"], "min": 256, "mean": 256.0, "max": 256}

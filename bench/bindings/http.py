@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.bindings.operations import http_call
+from bench.bindings.operations import http_call, read_pages
 from bench.bindings.receipts import Published
-from bench.workload import Op
+from bench.workload import READ_KINDS, Op
 from targets.service import routes
 
 
@@ -70,6 +70,9 @@ class HttpTarget:
     async def __call__(self, op: Op) -> None:
         """Perform one operation and read the whole answer (posts and follow changes are recorded)."""
         assert self.session is not None, "use HttpTarget as an async context manager"
+        if op.kind in READ_KINDS:
+            await read_pages(op, self.page_size, lambda before: self._page(op, before))
+            return
         call = http_call(op, self.page_size)
         began = time.perf_counter()
         async with self.session.request(call.method, call.path, json=call.json) as response:
@@ -77,8 +80,6 @@ class HttpTarget:
             acked = time.perf_counter()
             if response.status != call.expected:
                 raise HttpStatusError(f"{op.kind} answered {response.status}")
-        if op.kind == "read":
-            return
         data = _json_object(body, op.kind)
         if op.kind == "post":
             post_id, written = data.get("id"), data.get("entries_written")
@@ -92,6 +93,17 @@ class HttpTarget:
             if changed:
                 assert op.other is not None
                 self.churn.append((1 if op.kind == "follow" else -1, op.user, op.other))
+
+    async def _page(self, op: Op, before: int | None) -> tuple[int, int | None]:
+        """One page of a read: posts on it and the cursor of the next."""
+        assert self.session is not None
+        call = http_call(op, self.page_size, before)
+        async with self.session.get(call.path) as response:
+            body = await response.read()
+            if response.status != call.expected:
+                raise HttpStatusError(f"{op.kind} answered {response.status}")
+        page = _json_object(body, op.kind)
+        return len(page["posts"]), page.get("next_before")
 
     async def revert_churn(self) -> int:
         """Undo the recorded follow changes through the API, newest first; returns how many were reverted."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from bench.bindings.operations import post_body
+from bench.bindings.operations import post_body, read_pages
 from bench.bindings.receipts import Published
 from bench.workload import Op
 from targets.strategies.base import Strategy
@@ -28,8 +28,14 @@ class InProcessTarget:
 
     async def __call__(self, op: Op) -> None:
         s = self.strategy
-        if op.kind == "read":
-            await s.home_timeline(op.user, self.page_size)
+        if op.kind == "read" or op.kind == "user_timeline":
+            read = s.home_timeline if op.kind == "read" else s.user_timeline
+
+            async def page(before: int | None) -> tuple[int, int | None]:
+                posts = await read(op.user, self.page_size, before)
+                return len(posts), posts[-1].id if posts else None
+
+            await read_pages(op, self.page_size, page)
         elif op.kind == "post":
             began = time.perf_counter()
             receipt = await s.publish(op.user, post_body(op))

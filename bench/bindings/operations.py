@@ -2,20 +2,49 @@
 
 The in-process binding calls the strategy; the HTTP bindings (the open-loop driver's aiohttp target and Locust's
 user) send :func:`http_call`'s request. One definition each, so every way of driving a target sends the same thing.
+A read of several pages is one request per page, each ``before`` the last post of the previous page
+(:func:`read_pages` walks them for every transport).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.workload import Op
+from bench.workload import KINDS, READ_KINDS, Op
 from targets.service import routes
+
+#: Text that pads a post body to its size (ASCII: one byte per character).
+_FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore " * 21
 
 
 def post_body(op: Op) -> str:
-    """The body of the post a ``post`` operation publishes."""
-    return f"bench post {op.seq} by {op.user}"
+    """The body of the post a ``post`` operation publishes: exactly ``op.body_bytes`` bytes when that is set."""
+    head = f"bench post {op.seq} by {op.user}"
+    if not op.body_bytes:
+        return head
+    return (head + " " + _FILLER)[: op.body_bytes]
+
+
+async def read_pages(op: Op, page_size: int, fetch: Callable[[int | None], Awaitable[tuple[int, int | None]]]) -> int:
+    """Read ``op.pages`` pages with ``fetch(before) -> (posts on the page, next before)``; returns pages read.
+
+    Stops early at the end of the timeline (a page shorter than ``page_size``, or no cursor to follow).
+    """
+    before: int | None = None
+    page = 0
+    while True:
+        page += 1
+        count, before = await fetch(before)
+        if not another_page(op, page, count, before, page_size):
+            return page
+
+
+def another_page(op: Op, read: int, count: int, next_before: int | None, page_size: int) -> bool:
+    """Whether a read that has read ``read`` pages, the last with ``count`` posts, goes on to the next one."""
+    return read < op.pages and count >= page_size and next_before is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +61,15 @@ class HttpCall:
     json: dict[str, Any] | None = None
 
 
-def http_call(op: Op, page_size: int) -> HttpCall:
-    """The request that performs ``op`` (a read asks for a first page of ``page_size`` posts)."""
-    if op.kind == "read":
-        return _call("GET", routes.TIMELINE, op, 200, query=f"?limit={page_size}")
+def http_call(op: Op, page_size: int, before: int | None = None) -> HttpCall:
+    """The request that performs ``op``; for a read, the page of ``page_size`` posts below ``before``.
+
+    Every page of a read is one such call, ``before`` the previous answer's ``next_before`` (see :func:`read_pages`).
+    """
+    if op.kind in ("read", "user_timeline"):
+        query = f"?limit={page_size}" + (f"&before={before}" if before is not None else "")
+        template = routes.TIMELINE if op.kind == "read" else routes.POSTS
+        return _call("GET", template, op, 200, query=query)
     if op.kind == "post":
         return _call("POST", routes.POSTS, op, 201, json={"body": post_body(op)})
     if op.kind == "follow":
@@ -50,3 +84,42 @@ def _call(
 ) -> HttpCall:
     path = routes.path(template, op.user, op.other) + query
     return HttpCall(method, path, routes.request_name(method, template), expected, json)
+
+
+class Tally:
+    """Counts what a stream of operations asked for: operations by kind, pages per read, post body sizes.
+
+    Wraps a source of operations (``Tally(workload.next_op)`` is one too), so it counts exactly what the driver
+    issued, whatever the transport; :meth:`summary` is the result's ``workload`` block.
+    """
+
+    def __init__(self, source: Callable[[], Op]) -> None:
+        self.source = source
+        self.kinds: Counter[str] = Counter()
+        self.pages: Counter[int] = Counter()
+        self.body_bytes: list[int] = []
+
+    def __call__(self) -> Op:
+        op = self.source()
+        self.kinds[op.kind] += 1
+        if op.kind in READ_KINDS:
+            self.pages[op.pages] += 1
+        elif op.kind == "post":
+            self.body_bytes.append(len(post_body(op).encode()))
+        return op
+
+    def summary(self) -> dict[str, Any]:
+        """Operations by kind, the share of each kind of read, reads by pages asked for, and body sizes (bytes)."""
+        reads = sum(self.kinds[k] for k in READ_KINDS)
+        sizes = self.body_bytes
+        return {
+            "operations": {kind: self.kinds[kind] for kind in KINDS},
+            "read_mix": {k: round(self.kinds[k] / reads, 6) if reads else 0.0 for k in READ_KINDS},
+            "read_pages": {str(depth): n for depth, n in sorted(self.pages.items())},
+            "body_bytes": {
+                "count": len(sizes),
+                "min": min(sizes, default=None),
+                "mean": round(sum(sizes) / len(sizes), 3) if sizes else None,
+                "max": max(sizes, default=None),
+            },
+        }

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from bench.bindings.service import check_target, target_graph
@@ -27,12 +27,24 @@ from bench.cli.options import (
     click_options,
     format_options,
     from_options,
+    output_from,
+    output_options,
     read_options,
     setting_options,
     settings_from,
 )
 from bench.driver import Driver, calibrate
-from bench.report.tables import rich_table, strategies_side_by_side
+from bench.output import (
+    IntervalLines,
+    OutputOptions,
+    WorkerLogs,
+    live_text,
+    print_extras,
+    progress_columns,
+    status,
+)
+from bench.report.hdrlog import write_hdr_logs
+from bench.report.tables import FittedTable, fitted_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
@@ -157,6 +169,7 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--calibrate", "calibrate_only", is_flag=True, help="Only measure the driver's own overhead against a no-op target."
 )
+@output_options
 @click.pass_context
 def bench(ctx: click.Context, **options: Any) -> None:
     """Run the strategies one after another under the same open-loop load and compare them."""
@@ -174,6 +187,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
     if graph_read != ReadOptions() and not options["graph_file"]:
         raise click.UsageError("--format, --undirected and --ignore-extra-columns describe a --graph FILE: pass one")
     settings = settings_from(ctx, **quick_settings)
+    output = output_from(options)
     scenario = SCENARIOS[options["scenario"]]
     try:
         config = from_options(BenchConfig, options, options=from_options(scenario.Options, options))
@@ -195,10 +209,12 @@ def bench(ctx: click.Context, **options: Any) -> None:
         options["posts_per_user"],
         options["out"],
         graph_read=graph_read,
+        output=output,
     )
     console = Console()
     outcome = run(_bench(plan, console))
     console.print(outcome.table)
+    print_extras(console, outcome.doc, output)
     console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
     if outcome.interrupted:
         console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
@@ -224,16 +240,19 @@ class Plan:
     posts_per_user: int
     out: Path | None
     graph_read: ReadOptions | None = None
+    output: OutputOptions = field(default_factory=OutputOptions)
 
 
 @dataclass
 class Outcome:
     """What the command prints at the end."""
 
-    table: Table
+    table: FittedTable
     path: Path
     interrupted: bool
     oracle_failed: bool
+    #: The result document written to ``path``.
+    doc: dict[str, Any]
 
 
 async def _bench(plan: Plan, console: Console) -> Outcome:
@@ -274,16 +293,11 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         interrupted = False
         # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
         # not start on a freshly loaded table in the middle of a run.
-        workers = _start_workers(plan, console)
-        progress = Progress(
-            TextColumn("{task.description:<8}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-        )
+        logs = WorkerLogs(console, plan.output.worker_log)  # above the live display, never into it
+        workers = _start_workers(plan, console, logs.queue)
+        progress = Progress(*progress_columns(console), console=console)
         try:
-            with console.status("vacuuming the tables and warming the post cache"):
+            with status(console, "vacuuming the tables and warming the post cache"):
                 await stores.social.vacuum_analyze()
                 await PostCache(stores.redis, settings.prefix).warm(stores.social)
             with progress:
@@ -298,6 +312,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                     outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
                     valid.discard(name)
                     doc["strategies"][name] = block(outcome, config)
+                    if plan.output.hdr_log is not None:
+                        write_hdr_logs(plan.output.hdr_log, name, outcome.drive, outcome.scenario.publish_kinds)
                     await outcome.changes.undo(stores, social)
                     if not outcome.complete:
                         interrupted = True
@@ -310,10 +326,11 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             raise
         finally:
             stop_workers(workers)
+            logs.close()
         finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
-    return Outcome(comparison_table(doc), path, interrupted, failed)
+    return Outcome(comparison_table(doc), path, interrupted, failed, doc)
 
 
 async def _run_one(
@@ -328,7 +345,12 @@ async def _run_one(
         progress.console.print(
             f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
         )
-    watch = _Watch(progress, task, config)
+    # Without a terminal the live display shows nothing until it ends: print interval lines instead.
+    watch: _Watch | IntervalLines = (
+        _Watch(progress, task, config)
+        if progress.console.is_terminal
+        else IntervalLines(progress.console, name, plan.output.interval, _announce(name, config))
+    )
     try:
         outcome = await run_strategy(stores, name, config, graph, watch.attach)
     finally:
@@ -344,7 +366,7 @@ async def _run_one(
 async def _load(stores: Stores, plan: Plan, console: Console) -> str:
     """Load the graph the plan names (if any); returns the graph's source for the result."""
     if plan.graph_file:
-        with console.status(f"loading {plan.graph_file}"):
+        with status(console, f"loading {plan.graph_file}"):
             return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed, read=plan.graph_read)
     if plan.users:
         spec = GraphSpec(
@@ -356,17 +378,21 @@ async def _load(stores: Stores, plan: Plan, console: Console) -> str:
             reciprocity=plan.reciprocity,
             params={"m": plan.follows},
         )
-        with console.status(f"generating and loading a {plan.users}-user graph"):
+        with status(console, f"generating and loading a {plan.users}-user graph"):
             return await load_generated(stores, spec, plan.posts_per_user, plan.config.seed)
     return "already loaded"
 
 
-def _start_workers(plan: Plan, console: Console) -> list[BaseProcess]:
+def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[BaseProcess]:
     """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
     if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies) or plan.config.target:
         return []  # a service (--target) delivers its posts itself
     console.print(f"starting {plan.workers} fan-out worker process(es)")
-    return start_workers(plan.settings, plan.workers)
+    return start_workers(plan.settings, plan.workers, log_queue)
+
+
+def _announce(name: str, config: BenchConfig) -> str:
+    return f"{name}: load running, {config.rate:g} ops/s for {config.duration:g}s"
 
 
 class _Watch:
@@ -379,9 +405,7 @@ class _Watch:
     def attach(self, driver: Driver[Any]) -> None:
         """Start following ``driver`` (its load starts right after this)."""
         name = self.progress.tasks[self.task].description
-        self.progress.console.print(
-            f"{name}: load running, {self.config.rate:g} ops/s for {self.config.duration:g}s", highlight=False
-        )
+        self.progress.console.print(_announce(name, self.config), highlight=False)
         self._loop = asyncio.create_task(self._refresh(driver))
 
     def stop(self) -> None:
@@ -395,10 +419,7 @@ class _Watch:
             self.progress.update(
                 self.task,
                 completed=min(live.elapsed_s, self.config.duration),
-                status=(
-                    f"offered {live.offered_rate:6.1f}/s  achieved {live.achieved_rate:6.1f}/s  "
-                    f"p99 {live.p99_ms:7.2f} ms  in flight {live.in_flight:3d}  errors {live.errors}"
-                ),
+                status=live_text(live, self.progress.console),
             )
             await asyncio.sleep(0.25)
 
@@ -421,6 +442,6 @@ def _calibrate(rate: float, duration: float, max_in_flight: int) -> None:
 
 
 # -- the final table --------------------------------------------------------------------------------------------------
-def comparison_table(doc: dict[str, Any]) -> Table:
-    """The strategies side by side: the very table `fanout report` prints for this result file."""
-    return rich_table(strategies_side_by_side(doc))
+def comparison_table(doc: dict[str, Any]) -> FittedTable:
+    """The strategies side by side: the very table `fanout report` prints for this result file (compact if narrow)."""
+    return fitted_table(strategies_side_by_side(doc))

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import click
 
+from bench.output import DEFAULT_INTERVAL_S, OutputOptions
 from graphs.formats import FORMATS, IGNORE_FLAG, ReadOptions
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared
 from targets.declared import Declared, declarations, flag_of
@@ -182,3 +184,43 @@ def read_options(options: dict[str, Any]) -> ReadOptions:
         undirected=options.pop("undirected"),
         ignore_extra_columns=options.pop("ignore_extra_columns"),
     )
+
+
+# -- what fanout bench prints and writes besides its table (bench.output) ---------------------------------------------
+def output_options(command: F) -> F:
+    """Add ``--interval``, ``--latency``, ``--hdr-log``, ``--csv`` and ``--worker-log``; see :func:`output_from`."""
+    decorators = [
+        click.option(
+            "--interval",
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_INTERVAL_S,
+            show_default=True,
+            help="Seconds between status lines when the output is not a terminal (piped or logged).",
+        ),
+        click.option(
+            "--latency", is_flag=True, help="Print the latency distribution per strategy and operation (as wrk2)."
+        ),
+        click.option(
+            "--hdr-log",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Write HdrHistogram interval logs (.hlog) per strategy and operation into this directory.",
+        ),
+        click.option(
+            "--csv",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the table to this CSV file, and the per-second series beside it (NAME.series.csv).",
+        ),
+        click.option(
+            "--worker-log",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the fan-out workers' log to this file [default: shown above the live display].",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+def output_from(options: dict[str, Any]) -> OutputOptions:
+    """The :class:`bench.output.OutputOptions` the output options give; removes them from ``options``."""
+    return OutputOptions(**{f.name: options.pop(f.name) for f in fields(OutputOptions)})

@@ -16,7 +16,8 @@ from rich.console import Console
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write one self-contained HTML report here (its PNG plots are written beside it).",
 )
-def report(results: tuple[Path, ...], html_path: Path | None) -> None:
+@click.option("--latency", is_flag=True, help="Also print each file's latency distributions (as wrk2 --latency).")
+def report(results: tuple[Path, ...], html_path: Path | None, latency: bool) -> None:
     """Compare result files of `fanout bench`: strategies side by side, and changes from the first file."""
     # Imported here so that other commands never load matplotlib.
     from bench.report.html import write_html
@@ -26,6 +27,12 @@ def report(results: tuple[Path, ...], html_path: Path | None) -> None:
     runs = load_runs(results)  # every file is checked before anything is printed or written
     console = Console()
     print_report(runs, console)
+    if latency:
+        from bench.report.latency import latency_report
+
+        for run in runs:
+            console.print(f"{run.path}:", highlight=False, soft_wrap=True)
+            console.out(latency_report(run.doc), highlight=False)
     if html_path is not None:
         try:
             written = write_html(runs, html_path)

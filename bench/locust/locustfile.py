@@ -33,11 +33,11 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from locust.user.wait_time import constant_throughput
 
-from bench.bindings.operations import http_call
+from bench.bindings.operations import another_page, http_call
 from bench.locust.service_client import ServiceClient, ServiceError
 from bench.locust.stats import HdrStats, use_submillisecond_buckets
 from bench.locust.webui import extend_web_ui
-from bench.workload import DEFAULT_READ_RATIO, Mix, Op, Workload
+from bench.workload import DEFAULT_READ_RATIO, READ_KINDS, Depths, Mix, Op, Sizes, Workload
 from targets.strategies.registry import STRATEGIES
 
 log = logging.getLogger("fanout.locust")
@@ -66,6 +66,25 @@ def _arguments(parser: Any) -> None:
         "--churn-ratio", type=float, default=0.0, include_in_web_ui=True, help="Fraction of follows/unfollows."
     )
     parser.add_argument("--page-size", type=int, default=50, include_in_web_ui=True, help="Posts per timeline page.")
+    parser.add_argument(
+        "--user-timeline-ratio",
+        type=float,
+        default=0.0,
+        include_in_web_ui=True,
+        help="Fraction of reads that read one account's own posts (GET /users/[id]/posts) instead of a home timeline.",
+    )
+    parser.add_argument(
+        "--page-depth",
+        default="1",
+        include_in_web_ui=True,
+        help="Pages per read, following next_before: N, MIN-MAX, or N:W,N:W (depth:weight), as in `fanout bench`.",
+    )
+    parser.add_argument(
+        "--body-bytes",
+        default="",
+        include_in_web_ui=True,
+        help="Post body size in bytes: N or MIN-MAX (seeded); empty: a short body, as in `fanout bench`.",
+    )
     parser.add_argument(
         "--spike-at",
         type=float,
@@ -113,6 +132,12 @@ def _validate(options: Any) -> str | None:
         return f"--page-size {options.page_size} is outside 1..1000"
     if options.spike_size < 1 or options.spike_accounts < 1:
         return "--spike-size and --spike-accounts must be at least 1"
+    try:
+        Mix(options.read_ratio, options.churn_ratio, options.user_timeline_ratio)
+        Sizes.parse(options.body_bytes)
+        Depths.parse(options.page_depth)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -233,10 +258,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         WORKLOAD = Workload(
             sample.users,
             sample.followers,
-            Mix(options.read_ratio, options.churn_ratio),
+            Mix(options.read_ratio, options.churn_ratio, options.user_timeline_ratio),
             seed=options.workload_seed + index,
             followee_counts=sample.followees if options.readers == "followees" else None,
             quiet_authors=[account for account, _ in sample.top],
+            body_sizes=Sizes.parse(options.body_bytes),
+            page_depths=Depths.parse(options.page_depth),
         )
     except (ServiceError, ValueError) as exc:
         _refuse(environment, str(exc))
@@ -271,6 +298,18 @@ class TimelineUser(FastHttpUser):
         self.perform(WORKLOAD.next_op())
 
     def perform(self, op: Op) -> None:
-        """Send one operation to the service (the same request the open-loop driver's HTTP binding sends)."""
-        call = http_call(op, _options(self.environment).page_size)
-        self.client.request(call.method, call.path, json=call.json, name=call.name)
+        """Send one operation to the service (the same requests the open-loop driver's HTTP binding sends)."""
+        page_size = _options(self.environment).page_size
+        if op.kind not in READ_KINDS:
+            call = http_call(op, page_size)
+            self.client.request(call.method, call.path, json=call.json, name=call.name)
+            return
+        before, read = None, 0
+        while True:  # one request per page, each below the last post of the previous one
+            call = http_call(op, page_size, before)
+            response = self.client.request(call.method, call.path, name=call.name)
+            read += 1
+            page = response.json() if response.status_code == call.expected else {"posts": [], "next_before": None}
+            before = page["next_before"]
+            if not another_page(op, read, len(page["posts"]), before, page_size):
+                return

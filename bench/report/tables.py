@@ -6,6 +6,10 @@ table per strategy with the runs side by side and each run's change from the fir
 
 Units: latencies in ms, memory in MB (10^6 bytes), rates in ops/s. A row is shown when at least one column has a
 value; the best numeric value of a row is marked when lower or higher is better.
+
+Two layouts of the same model: wide (every label says what and in which unit) and compact (short labels, the unit of a
+section's latencies in its title, no cell wrapped: three strategies fit 80 columns). :func:`fitted_table` picks the
+wide one when it fits the console, else the compact one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -32,11 +39,18 @@ class Metric:
     get: Callable[[Figures], Any]
     better: str | None = "lower"  # "lower", "higher" or None (neither)
     unit: str = "ms"
+    #: The compact layout's label (ms is in the section's title there, other units stay in the label).
+    short: str | None = None
 
     @property
     def label(self) -> str:
         """The row's label: the name with its unit."""
         return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def short_label(self) -> str:
+        """The row's label in the compact layout."""
+        return self.short or self.name
 
 
 def _at(*keys: str) -> Callable[[Figures], Any]:
@@ -49,9 +63,13 @@ def _at(*keys: str) -> Callable[[Figures], Any]:
     return get
 
 
-def _latency(prefix: str, *keys: str, percentiles: Sequence[str] = ("p50", "p99", "p999", "max")) -> list[Metric]:
+def _latency(
+    prefix: str, *keys: str, percentiles: Sequence[str] = ("p50", "p99", "p999", "max"), short: str = ""
+) -> list[Metric]:
     names = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
-    return [Metric(f"{prefix} {names[p]}", _at(*keys, f"{p}_ms")) for p in percentiles]
+    return [
+        Metric(f"{prefix} {names[p]}", _at(*keys, f"{p}_ms"), short=f"{short} {names[p]}".strip()) for p in percentiles
+    ]
 
 
 def _mb(*keys: str) -> Callable[[Figures], float | None]:
@@ -92,38 +110,74 @@ def _oracle(figures: Figures) -> str:
     return text if oracle["verdict"] != "fail" else f"FAIL {text[5:]}"
 
 
+def _user_timeline_share(figures: Figures) -> float | None:
+    """Fraction of the workload's reads that were user-timeline reads (one account's own posts)."""
+    mix = _at("workload", "read_mix")(figures)
+    return None if not mix else mix.get("user_timeline")
+
+
+def _mean_pages(figures: Figures) -> float | None:
+    """Pages each read asked for, on average (1 when every read is a first page)."""
+    pages = _at("workload", "read_pages")(figures)
+    total = sum(pages.values()) if pages else 0
+    return None if not total else sum(int(depth) * n for depth, n in pages.items()) / total
+
+
 #: The rows of every table, in sections.
 SECTIONS: list[tuple[str, list[Metric]]] = [
     (
         "reads",
         [
-            Metric("reads", _at("read", "count"), None, ""),
+            Metric("reads", _at("read", "count"), None, "", short="count"),
             *_latency("read", "read", percentiles=("p50", "p90", "p99", "p999", "max")),
-            Metric("read p99 uncorrected", _at("read", "uncorrected", "p99_ms")),
+            Metric("read p99 uncorrected", _at("read", "uncorrected", "p99_ms"), short="p99 uncorrected"),
+        ],
+    ),
+    (
+        "user-timeline reads",
+        [
+            Metric("user-timeline reads", _at("user_timeline", "count"), None, "", short="count"),
+            *_latency("user-timeline", "user_timeline", percentiles=("p50", "p99", "p999", "max")),
         ],
     ),
     (
         "publishes",
         [
-            Metric("posts", _at("publish", "count"), None, ""),
+            Metric("posts", _at("publish", "count"), None, "", short="count"),
             *_latency("publish", "publish", percentiles=("p50", "p99", "max")),
-            *_latency("delivery lag", "delivery_lag", percentiles=("p50", "p99", "max")),
-            Metric("write amplification", _at("write_amplification"), "lower", "entries/post"),
+            *_latency("delivery lag", "delivery_lag", percentiles=("p50", "p99", "max"), short="lag"),
+            Metric("write amplification", _at("write_amplification"), "lower", "entries/post", short="entries/post"),
+        ],
+    ),
+    (
+        "workload",
+        [
+            Metric("post body mean", _at("workload", "body_bytes", "mean"), None, "bytes", short="body (bytes)"),
+            Metric("user-timeline share of reads", _user_timeline_share, None, "", short="user-timeline share"),
+            Metric("pages per read", _mean_pages, None, "", short="pages/read"),
         ],
     ),
     (
         "load and stores",
         [
-            Metric("offered rate", _at("load", "offered_rate"), None, "ops/s"),
-            Metric("achieved rate", _at("load", "achieved_rate"), "higher", "ops/s"),
-            Metric("in-flight bound", _at("load", "in_flight_limit"), None, ""),
-            Metric("in-flight bound hits", _at("load", "in_flight_limit_hits"), "lower", ""),
-            Metric("Redis commands/op (server)", _at("store_counters", "redis_commands_per_op"), "lower", ""),
-            Metric("Redis commands/op (driver)", _driver_commands_per_op, "lower", ""),
+            Metric("offered rate", _at("load", "offered_rate"), None, "ops/s", short="offered (ops/s)"),
+            Metric("achieved rate", _at("load", "achieved_rate"), "higher", "ops/s", short="achieved (ops/s)"),
+            Metric("in-flight bound", _at("load", "in_flight_limit"), None, "", short="in-flight bound"),
+            Metric("in-flight bound hits", _at("load", "in_flight_limit_hits"), "lower", "", short="bound hits"),
+            Metric(
+                "Redis commands/op (server)",
+                _at("store_counters", "redis_commands_per_op"),
+                "lower",
+                "",
+                short="Redis cmd/op server",
+            ),
+            Metric("Redis commands/op (driver)", _driver_commands_per_op, "lower", "", short="Redis cmd/op driver"),
             Metric("PG rows read/op", _at("store_counters", "pg_rows_read_per_op"), "lower", ""),
             Metric("PG rows written/op", _at("store_counters", "pg_rows_written_per_op"), "lower", ""),
-            Metric("Redis used memory", _mb("memory", "redis_used_memory_bytes"), "lower", "MB"),
-            Metric("PG tables", _pg_bytes, None, "MB"),
+            Metric(
+                "Redis used memory", _mb("memory", "redis_used_memory_bytes"), "lower", "MB", short="Redis mem (MB)"
+            ),
+            Metric("PG tables", _pg_bytes, None, "MB", short="PG tables (MB)"),
         ],
     ),
     (
@@ -132,14 +186,39 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
             *(
                 m
                 for phase in ("before", "during", "after")
-                for m in _latency(f"others' read {phase}", "spike", "reads", phase, percentiles=("p50", "p99", "p999"))
+                for m in _latency(
+                    f"others' read {phase}",
+                    "spike",
+                    "reads",
+                    phase,
+                    percentiles=("p50", "p99", "p999"),
+                    short=f"others' {phase}",
+                )
             ),
-            Metric("celebrity publish p99", _at("spike", "publish", "p99_ms")),
-            *_latency("spike delivery lag", "spike", "delivery_lag", percentiles=("p50", "p99", "max")),
-            Metric("time to full delivery", _at("spike", "time_to_full_delivery_ms")),
-            Metric("spike write amplification", _at("spike", "write_amplification"), "lower", "entries/post"),
-            Metric("Redis memory growth", _mb("spike", "redis_memory_growth_bytes"), "lower", "MB"),
-            Metric("timelines memory growth", _mb("spike", "timelines_memory_growth_bytes"), "lower", "MB"),
+            Metric("celebrity publish p99", _at("spike", "publish", "p99_ms"), short="publish p99"),
+            *_latency("spike delivery lag", "spike", "delivery_lag", percentiles=("p50", "p99", "max"), short="lag"),
+            Metric("time to full delivery", _at("spike", "time_to_full_delivery_ms"), short="full delivery"),
+            Metric(
+                "spike write amplification",
+                _at("spike", "write_amplification"),
+                "lower",
+                "entries/post",
+                short="entries/post",
+            ),
+            Metric(
+                "Redis memory growth",
+                _mb("spike", "redis_memory_growth_bytes"),
+                "lower",
+                "MB",
+                short="Redis mem +(MB)",
+            ),
+            Metric(
+                "timelines memory growth",
+                _mb("spike", "timelines_memory_growth_bytes"),
+                "lower",
+                "MB",
+                short="timelines mem +(MB)",
+            ),
         ],
     ),
     (
@@ -151,6 +230,13 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
         ],
     ),
 ]
+#: The compact layout's section titles: the unit of the section's latency rows is said once, here.
+COMPACT_TITLES = {
+    "reads": "home reads (ms)",
+    "user-timeline reads": "user reads (ms)",
+    "publishes": "publishes (ms)",
+    "celebrity spike": "celebrity spike (ms)",
+}
 
 
 # -- the table model ------------------------------------------------------------------------------------------------
@@ -160,6 +246,8 @@ class Cell:
 
     text: str
     tone: str | None = None
+    #: A row label's text in the compact layout.
+    short: str | None = None
 
 
 @dataclass
@@ -197,7 +285,8 @@ def title(doc: dict[str, Any]) -> str:
     return f"{doc['scenario']} run, {graph['users']:,} users, {graph['follows']:,} follows{state}"
 
 
-def _visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:
+def visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:
+    """The metrics of which at least one of ``figures`` has a value (the rows a table shows)."""
     figures = list(figures)
     return [m for m in metrics if any(m.get(f) is not None for f in figures)]
 
@@ -208,16 +297,20 @@ def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
     comparison = Comparison(title(doc), ["", *(name + _cut(figures) for name, figures in strategies.items())])
     for section, metrics in SECTIONS:
         rows = []
-        for metric in _visible(metrics, strategies.values()):
+        for metric in visible(metrics, strategies.values()):
             values = [metric.get(figures) for figures in strategies.values()]
             numeric = [v for v in values if isinstance(v, int | float)]
             best = None
             if metric.better and len(numeric) > 1 and min(numeric) != max(numeric):
                 best = min(numeric) if metric.better == "lower" else max(numeric)
-            rows.append([Cell(metric.label), *(_cell(v, best) for v in values)])
+            rows.append([_label(metric), *(_cell(v, best) for v in values)])
         if rows:
             comparison.sections.append((section, rows))
     return comparison
+
+
+def _label(metric: Metric) -> Cell:
+    return Cell(metric.label, short=metric.short_label)
 
 
 def _cut(figures: Figures | None) -> str:
@@ -244,9 +337,9 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
     present = [f for f in figures if f is not None]
     for section, metrics in SECTIONS:
         rows = []
-        for metric in _visible(metrics, present):
+        for metric in visible(metrics, present):
             base = metric.get(figures[0]) if figures[0] is not None else None
-            row = [Cell(metric.label)]
+            row = [_label(metric)]
             for i, f in enumerate(figures):
                 value = metric.get(f) if f is not None else None
                 row.append(_cell(value, None) if i == 0 else _delta_cell(metric, base, value))
@@ -283,17 +376,61 @@ def comparisons(runs: Labelled) -> list[Comparison]:
 STYLES = {"best": "bold green", "better": "green", "worse": "red", "bad": "bold red"}
 
 
-def rich_table(comparison: Comparison) -> Table:
-    """The comparison as a rich table (a section title row, then its rows)."""
-    table = Table(title=comparison.title, title_style="bold", header_style="bold")
+#: Widths of the compact layout's label and value columns: a label column and three strategies fit 80 columns.
+COMPACT_LABEL = 20
+COMPACT_VALUE = 16
+
+
+def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
+    """The comparison as a rich table (a section title row, then its rows), wide or compact (see the module)."""
+    if compact:
+        table = Table(title=comparison.title, title_style="bold", header_style="bold", box=box.SIMPLE_HEAD)
+    else:
+        table = Table(title=comparison.title, title_style="bold", header_style="bold")
     for i, column in enumerate(comparison.columns):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        if not compact:
+            table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        elif i == 0:
+            table.add_column(column, no_wrap=True, min_width=COMPACT_LABEL)
+        else:  # never wrapped: a text too long for its column (a list of error kinds) ends in an ellipsis instead
+            table.add_column(
+                column.replace(" (cut short)", " (cut)"), justify="right", no_wrap=True, max_width=COMPACT_VALUE
+            )
     for section, rows in comparison.sections:
-        table.add_row(Text(section, style="bold cyan"))
+        table.add_row(Text(COMPACT_TITLES.get(section, section) if compact else section, style="bold cyan"))
         for row in rows:
-            table.add_row(*(Text(c.text, style=STYLES.get(c.tone or "", "")) for c in row))
+            label, *values = row
+            text = (label.short or label.text) if compact else label.text
+            table.add_row(Text(text), *(Text(c.text, style=STYLES.get(c.tone or "", "")) for c in values))
         table.add_section()
     return table
+
+
+UNBOUNDED_WIDTH = 10_000
+
+
+class FittedTable:
+    """A comparison that renders wide when that fits the width it is given, else compact (rich renderable)."""
+
+    def __init__(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+
+    def layout(self, console: Console, width: int) -> Table:
+        """The table this comparison renders as in ``width`` columns."""
+        wide = rich_table(self.comparison)
+        # Measured without a width limit: a table's measurement is otherwise clamped to the width it is given.
+        unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+        if Measurement.get(console, unbounded, wide).maximum <= width:
+            return wide
+        return rich_table(self.comparison, compact=True)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.layout(console, options.max_width)
+
+
+def fitted_table(comparison: Comparison) -> FittedTable:
+    """The comparison, wide where there is room and compact in a narrow terminal (80 columns and fewer)."""
+    return FittedTable(comparison)
 
 
 def html_table(comparison: Comparison) -> str:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.report.runs import Run, heading, labelled, run_facts
-from bench.report.tables import comparisons, rich_table
+from bench.report.tables import comparisons, fitted_table
 
 
 def print_report(runs: Sequence[Run], console: Console | None = None) -> None:
@@ -23,4 +23,4 @@ def print_report(runs: Sequence[Run], console: Console | None = None) -> None:
             facts.add_row(name, value)
         console.print(Group(Text(heading(run, runs), style="bold underline"), facts), "")
     for comparison in comparisons(labelled(runs)):
-        console.print(rich_table(comparison))
+        console.print(fitted_table(comparison))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Arrival, Schedule
-from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW, Mix, Op
+from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW, Depths, Mix, Op, Sizes
 from graphs.info import GraphInfo
 from targets.declared import option
 from targets.stores.connections import Stores
@@ -47,6 +47,15 @@ class BenchConfig:
     arrival: Arrival = option("constant", "Arrival process.", choices=ARRIVALS)
     max_in_flight: int = option(DEFAULT_MAX_IN_FLIGHT, "Bound on concurrent operations.", min=1)
     page_size: int = option(50, "Posts per timeline read.", min=1, max=1000)
+    user_timeline_ratio: float = option(
+        0.0, "Fraction of reads that read one account's own posts (a user timeline), not a home timeline.", min=0, max=1
+    )
+    page_depth: str = option(
+        "1", "Pages per read, each below the previous page's last post: N, MIN-MAX, or N:W,N:W (depth:weight)."
+    )
+    body_bytes: str | None = option(
+        None, "Post body size in bytes: N or MIN-MAX (uniform, seeded) [default: a short body of about 20 bytes]."
+    )
     reader_skew: float = option(DEFAULT_READER_SKEW, "Zipf exponent of reader activity.", min=0)
     #: "followees": the most active readers are those who follow the most accounts; "random": a seeded order.
     readers: str = option(
@@ -75,8 +84,18 @@ class BenchConfig:
             raise ValueError(
                 f"target {self.target!r} is not an http:// or https:// URL: pass --target http://HOST:PORT"
             )
-        Mix(self.read_ratio, self.churn_ratio)  # validates the mix
+        Mix(self.read_ratio, self.churn_ratio, self.user_timeline_ratio)  # validates the mix
+        self.body_sizes()
+        self.page_depths()
         Schedule(self.rate, self.duration, self.arrival)  # validates the schedule
+
+    def body_sizes(self) -> Sizes:
+        """The post body sizes ``body_bytes`` asks for (raises ValueError naming the option)."""
+        return Sizes.parse(self.body_bytes)
+
+    def page_depths(self) -> Depths:
+        """The read depths ``page_depth`` asks for (raises ValueError naming the option)."""
+        return Depths.parse(self.page_depth)
 
     def parameters(self) -> dict[str, Any]:
         """The parameters as JSON values, the scenario's options among them."""

@@ -21,6 +21,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.bindings.factory import Binding, open_binding, undo_through_api
+from bench.bindings.operations import Tally
 from bench.bindings.receipts import Published
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
@@ -85,6 +86,8 @@ class StrategyOutcome:
     target: dict[str, Any] | None = None
     #: Result figures the binding could not observe (reported as null and named, never made up).
     not_measured: tuple[str, ...] = ()
+    #: What the workload asked for (the result's ``workload`` block: read mix, pages, body sizes).
+    workload: dict[str, Any] | None = None
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
         """Lag of every timeline entry the posts' fan-out wrote (see :class:`Delivery` for its origin)."""
@@ -135,12 +138,12 @@ async def _drive(
 ) -> StrategyOutcome:
     """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
     own = binding.own_namespace
-    mix = Mix(config.read_ratio, config.churn_ratio)
-    workload = make_workload(config, graph, mix, config.seed, scenario.quiet_authors())
+    mix = Mix(config.read_ratio, config.churn_ratio, config.user_timeline_ratio)
+    workload = Tally(make_workload(config, graph, mix, config.seed, scenario.quiet_authors()).next_op)
     await warm_up(binding.target, config, graph)
     driver: Driver[Op] = Driver(
         binding.target,
-        workload.next_op,
+        workload,
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
         kind_of=scenario.kind_of,
@@ -164,7 +167,7 @@ async def _drive(
     finally:
         if not observer.done():
             observer.cancel()
-    outcome = StrategyOutcome(name, scenario, changes, result, binding.published)
+    outcome = StrategyOutcome(name, scenario, changes, result, binding.published, workload=workload.summary())
     outcome.target, outcome.not_measured = binding.description, binding.not_measured
     if result.interrupted:
         outcome.deliveries = receipt_deliveries(binding, writes)
@@ -222,6 +225,8 @@ def make_workload(
         author_alpha=config.author_alpha,
         followee_counts=graph.followee_counts if config.readers == "followees" else None,
         quiet_authors=quiet_authors,
+        body_sizes=config.body_sizes(),
+        page_depths=config.page_depths(),
     )
 
 
@@ -233,7 +238,7 @@ async def warm_up(target: Callable[[Op], Awaitable[None]], config: BenchConfig, 
     """
     if config.warmup <= 0:
         return
-    reads = make_workload(config, graph, Mix(1.0), config.seed + 1_000_003)
+    reads = make_workload(config, graph, Mix(1.0, 0.0, config.user_timeline_ratio), config.seed + 1_000_003)
     driver: Driver[Op] = Driver(target, reads.next_op, Schedule(config.rate, config.warmup))
     await driver.run()
 
@@ -313,9 +318,11 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         "series_window_s": r.window_s,
         "errors": dict(errors),
     }
-    for churn in ("follow", "unfollow"):
-        if churn in kinds:
-            doc[churn] = measured(churn)
+    for optional in ("user_timeline", "follow", "unfollow"):
+        if optional in kinds:
+            doc[optional] = measured(optional)
+    if outcome.workload is not None:
+        doc["workload"] = outcome.workload
     if outcome.store_counters is not None:
         doc["store_counters"] = outcome.store_counters
     if outcome.memory is not None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.handlers
 import multiprocessing
 import os
 import signal
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from targets.config import Settings
 from targets.eventloop import run
@@ -21,9 +23,18 @@ from targets.stores.connections import Stores
 log = logging.getLogger(__name__)
 
 
-def run_fanout_worker(settings: Settings) -> None:
-    """Run one fan-out worker in this process until SIGINT or SIGTERM, then finish its jobs and leave the group."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+def run_fanout_worker(settings: Settings, log_queue: Any = None) -> None:
+    """Run one fan-out worker in this process until SIGINT or SIGTERM, then finish its jobs and leave the group.
+
+    With ``log_queue`` (a multiprocessing queue) its log records go to the parent, which decides where they are shown
+    (a live display must not be written into); otherwise to stderr.
+    """
+    if log_queue is not None:
+        handler = logging.handlers.QueueHandler(log_queue)
+        handler.setFormatter(logging.Formatter("%(processName)s: %(message)s"))  # time and level: the parent's
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
 
     async def _run() -> None:
         async with await Stores.connect(settings) as stores:
@@ -38,11 +49,15 @@ def run_fanout_worker(settings: Settings) -> None:
     run(_run())
 
 
-def start_workers(settings: Settings, count: int) -> list[BaseProcess]:
-    """Start ``count`` fan-out worker processes (spawned, so each has its own event loop and connections)."""
+def start_workers(settings: Settings, count: int, log_queue: Any = None) -> list[BaseProcess]:
+    """Start ``count`` fan-out worker processes (spawned, so each has its own event loop and connections).
+
+    ``log_queue``: where their log records go (see :func:`run_fanout_worker`).
+    """
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=run_fanout_worker, args=(settings,), name=f"fanout-worker-{i}") for i in range(count)
+        context.Process(target=run_fanout_worker, args=(settings, log_queue), name=f"fanout-worker-{i}")
+        for i in range(count)
     ]
     for child in children:
         child.start()

@@ -200,6 +200,21 @@ async def timeline(request: Request) -> Response:
     )
 
 
+async def user_posts(request: Request) -> Response:
+    """GET /users/{id}/posts: one page of the account's own posts (its user timeline), newest first."""
+    user_id = _path_id(request, "user_id")
+    limit = _query_int(request, "limit", DEFAULT_PAGE)
+    before = _query_int(request, "before", None)
+    svc = _svc(request)
+    started = time.perf_counter()
+    posts = await svc.strategy.user_timeline(user_id, limit, before)  # type: ignore[arg-type]
+    svc.metrics.record("read", time.perf_counter() - started)
+    svc.metrics.count("reads")
+    return JSONResponse(
+        {"user_id": user_id, "posts": [_post_json(p) for p in posts], "next_before": posts[-1].id if posts else None}
+    )
+
+
 async def publish(request: Request) -> Response:
     """POST /users/{id}/posts: store a post and deliver it as the strategy does."""
     user_id = _path_id(request, "user_id")
@@ -403,6 +418,7 @@ def create_app(config: ServiceConfig) -> Starlette:
     table = [
         Route(routes.SAMPLE, sample_users, methods=["GET"]),
         Route(routes.TIMELINE, timeline, methods=["GET"]),
+        Route(routes.POSTS, user_posts, methods=["GET"]),
         Route(routes.POSTS, publish, methods=["POST"]),
         Route(routes.FOLLOWING, follow, methods=["PUT"]),
         Route(routes.FOLLOWING, unfollow, methods=["DELETE"]),

@@ -54,6 +54,20 @@ OPENAPI: dict[str, Any] = {
             }
         },
         routes.POSTS: {
+            "get": {
+                "summary": "A page of the account's own posts (its user timeline), newest first",
+                "parameters": [
+                    _USER,
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "exclusive upper bound: the next_before of the previous page",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                ],
+                "responses": {"200": _json(_ref("Timeline"), "the page"), **_errors(400, 404, 422, 503)},
+            },
             "post": {
                 "summary": "Publish a post",
                 "parameters": [_USER],
@@ -70,7 +84,7 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {"201": _json(_ref("Published"), "stored and delivered"), **_errors(400, 404, 413, 503)},
-            }
+            },
         },
         routes.FOLLOWING: {
             "put": {

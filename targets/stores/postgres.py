@@ -230,6 +230,17 @@ class Social:
         rows = await self.pg.fetch("DELETE FROM posts WHERE id > $1 RETURNING id", post_id)
         return [r["id"] for r in rows]
 
+    async def user_posts(self, author_id: int, limit: int, before: int | None = None) -> list[Post]:
+        """The author's own posts below ``before`` (all when None), newest first, at most ``limit``."""
+        rows = await self.pg.fetch(
+            "SELECT id, author_id, created_at, body FROM posts WHERE author_id = $1 AND id < $2 "
+            "ORDER BY id DESC LIMIT $3",
+            author_id,
+            MAX_POST_ID + 1 if before is None else before,
+            limit,
+        )
+        return [Post.from_row(r) for r in rows]
+
     async def recent_post_ids(self, author_id: int, limit: int) -> list[int]:
         """The author's newest ``limit`` post ids, newest first."""
         rows = await self.pg.fetch(

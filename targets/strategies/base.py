@@ -5,7 +5,9 @@ state it keeps (Redis timelines). The public operations are the same for all thr
 
 * :meth:`Strategy.publish` stores the post, then calls :meth:`Strategy.distribute` (the strategy's write path);
 * :meth:`Strategy.follow` / :meth:`Strategy.unfollow` change the edge, then call the ``on_*`` hook;
-* :meth:`Strategy.home_timeline` validates and calls :meth:`Strategy.read` (the strategy's read path).
+* :meth:`Strategy.home_timeline` validates and calls :meth:`Strategy.read` (the strategy's read path);
+* :meth:`Strategy.user_timeline` validates and calls :meth:`Strategy.read_user` (one account's own posts: from
+  Postgres by default, from an author timeline where a strategy keeps one).
 
 The hooks are public so that several strategies can keep their derived state over one source of truth (the
 correctness oracle applies each operation to Postgres once and to every strategy's hooks).
@@ -89,14 +91,22 @@ class Strategy(ABC):
         Raises :class:`~targets.errors.UnknownUser` for a user that does not exist and
         :class:`~targets.errors.InvalidOperation` for a page size outside 1..1000 or a ``before`` that is no post id.
         """
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidOperation(f"page size {limit} is outside 1..{MAX_PAGE}: pass a limit in that range")
-        if before is not None and not 0 < before <= MAX_POST_ID + 1:
-            raise InvalidOperation(f"before={before} is not a post id: pass an id from a previous page")
+        _check_page(limit, before)
         posts = await self.read(user_id, limit, before)
         if not posts:
             # Only an empty page pays for the existence check, so reads of real users stay one lookup.
             await self.social.require_user(user_id)
+        return posts
+
+    async def user_timeline(self, author_id: int, limit: int = DEFAULT_PAGE, before: int | None = None) -> list[Post]:
+        """The author's own posts (a user timeline): at most ``limit`` with ids below ``before``, newest first.
+
+        Not capped: every post the author ever made, paged with ``before``. Raises like :meth:`home_timeline`.
+        """
+        _check_page(limit, before)
+        posts = await self.read_user(author_id, limit, before)
+        if not posts:
+            await self.social.require_user(author_id)
         return posts
 
     # -- what each strategy implements ------------------------------------------------------------------------
@@ -107,6 +117,11 @@ class Strategy(ABC):
     @abstractmethod
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
         """The read path: one page, newest first, at most ``limit``, within the timeline cap."""
+
+    async def read_user(self, author_id: int, limit: int, before: int | None) -> list[Post]:
+        """The user-timeline read path: the author's posts from the source of truth (override to serve them from
+        derived state, e.g. an author timeline)."""
+        return await self.social.user_posts(author_id, limit, before)
 
     async def on_follow(self, follower_id: int, followee_id: int, change: FollowChange) -> None:
         """Derived-state update after a new follow edge (nothing for strategies without derived state)."""
@@ -131,6 +146,14 @@ class Strategy(ABC):
             await self.posts.put(list(fetched.values()))
             found.update(fetched)
         return [found[p] for p in post_ids if p in found]
+
+
+def _check_page(limit: int, before: int | None) -> None:
+    """Raise :class:`InvalidOperation` for a page size outside 1..1000 or a ``before`` that is no post id."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidOperation(f"page size {limit} is outside 1..{MAX_PAGE}: pass a limit in that range")
+    if before is not None and not 0 < before <= MAX_POST_ID + 1:
+        raise InvalidOperation(f"before={before} is not a post id: pass an id from a previous page")
 
 
 def capped_page(posts: list[Post], newer: int, limit: int, cap: int) -> list[Post]:
