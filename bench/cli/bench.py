@@ -29,7 +29,8 @@ from bench.report.tables import rich_table, strategies_side_by_side
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
-from bench.scenarios.run import StrategyOutcome, block, run_strategy
+from bench.scenarios.rounds import finish_run, run_rounds
+from bench.scenarios.run import StrategyOutcome, run_strategy
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
 from graphs.load import load_file, load_generated
@@ -158,6 +159,13 @@ def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
 )
 @click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Rounds: each runs every strategy once, in a rotated order; figures become medians with 95% intervals.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Result file [default: results/<time>-<scenario>.json].",
@@ -207,6 +215,7 @@ def bench(ctx: click.Context, **options: Any) -> None:
         options["reciprocity"],
         options["posts_per_user"],
         options["out"],
+        options["repeat"],
     )
     console = Console()
     outcome = run(_bench(plan, console))
@@ -235,6 +244,7 @@ class Plan:
     reciprocity: float
     posts_per_user: int
     out: Path | None
+    repeat: int = 1
 
 
 @dataclass
@@ -274,16 +284,16 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "follows": plan.follows if plan.users else None,
             "reciprocity": plan.reciprocity if plan.users else None,
             "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
+            "repeat": plan.repeat,
         }
         meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
         doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
-        social = stores.social
         interrupted = False
         # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
         # not start on a freshly loaded table in the middle of a run.
         workers = _start_workers(plan, console)
         progress = Progress(
-            TextColumn("{task.description:<8}"),
+            TextColumn("{task.description:<10}"),
             BarColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[status]}"),
@@ -298,15 +308,14 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
-                valid = set(timeline_owners(plan.strategies)) if fresh else set()
-                for name in plan.strategies:
-                    outcome = await _run_one(stores, name, plan, graph, progress, rebuild=name not in valid)
-                    valid.discard(name)
-                    doc["strategies"][name] = block(outcome, config)
-                    await outcome.changes.undo(stores, social)
-                    if not outcome.complete:
-                        interrupted = True
-                        break
+
+                async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
+                    label = name if plan.repeat == 1 else f"{name} r{round_no}"
+                    outcome = await _run_one(stores, name, plan, graph, progress, rebuild=rebuild, label=label)
+                    return await finish_run(stores, config, outcome)
+
+                valid = timeline_owners(plan.strategies) if fresh else {}
+                interrupted = await run_rounds(plan.strategies, plan.repeat, run_one, doc, valid=valid)
         except asyncio.CancelledError:
             interrupted = True
         except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
@@ -322,16 +331,16 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
 
 
 async def _run_one(
-    stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress, *, rebuild: bool
+    stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress, *, rebuild: bool, label: str
 ) -> StrategyOutcome:
     """Reset derived state, then run one strategy with a live progress line."""
     config = plan.config
-    task = progress.add_task(name, total=config.duration, status="resetting derived state")
+    task = progress.add_task(label, total=config.duration, status="resetting derived state")
     began = time.perf_counter()
     if rebuild and keeps_timelines(name):
         entries = await rebuild_timelines(stores, timeline_owners([name]))
         progress.console.print(
-            f"{name}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
+            f"{label}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
         )
     watch = _Watch(progress, task, config)
     try:

@@ -18,6 +18,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from bench.stats import Interval, differences, median_interval, tail_samples
+
 Figures = dict[str, Any]
 #: (run label, result document) pairs, in the order the report lists them.
 Labelled = Sequence[tuple[str, dict[str, Any]]]
@@ -32,6 +34,8 @@ class Metric:
     get: Callable[[Figures], Any]
     better: str | None = "lower"  # "lower", "higher" or None (neither)
     unit: str = "ms"
+    #: For a tail percentile: how many samples it summarises, and the percentile (its cells say what it rests on).
+    tail: tuple[Callable[[Figures], Any], float] | None = None
 
     @property
     def label(self) -> str:
@@ -51,7 +55,15 @@ def _at(*keys: str) -> Callable[[Figures], Any]:
 
 def _latency(prefix: str, *keys: str, percentiles: Sequence[str] = ("p50", "p99", "p999", "max")) -> list[Metric]:
     names = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
-    return [Metric(f"{prefix} {names[p]}", _at(*keys, f"{p}_ms")) for p in percentiles]
+    tails = {"p99": 99.0, "p999": 99.9}
+    return [
+        Metric(
+            f"{prefix} {names[p]}",
+            _at(*keys, f"{p}_ms"),
+            tail=(_at(*keys, "count"), tails[p]) if p in tails else None,
+        )
+        for p in percentiles
+    ]
 
 
 def _mb(*keys: str) -> Callable[[Figures], float | None]:
@@ -156,19 +168,21 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
 # -- the table model ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cell:
-    """A rendered value; ``tone`` is "best", "better", "worse", "bad" or None."""
+    """A rendered value; ``tone`` is "best", "better", "worse", "bad" or None; ``notes`` are printed under it."""
 
     text: str
     tone: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
 class Comparison:
-    """One table: a title, column headers, and rows grouped in sections."""
+    """One table: a title, column headers, rows grouped in sections, and a caption saying how to read it."""
 
     title: str
     columns: list[str]
     sections: list[tuple[str, list[list[Cell]]]] = field(default_factory=list)
+    caption: str | None = None
 
     def labels(self) -> list[str]:
         """The row labels, in order."""
@@ -203,21 +217,81 @@ def _visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:
 
 
 def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
-    """One result: a row per metric, a column per strategy; the best numeric value of each row marked."""
+    """One result: a row per metric, a column per strategy; the best numeric value of each row marked.
+
+    A result of several rounds shows each figure's median over rounds with its 95% interval under it, and a last
+    column naming the pairs of strategies whose intervals do not overlap ("no clear difference" when none). Tail
+    percentiles say how many samples they rest on.
+    """
     strategies = doc["strategies"]
-    comparison = Comparison(title(doc), ["", *(name + _cut(figures) for name, figures in strategies.items())])
+    rounds = [r["strategies"] for r in doc.get("rounds") or []]
+    repeated = len(rounds) > 1
+    columns = ["", *(name + _cut(figures) for name, figures in strategies.items())]
+    comparison = Comparison(title(doc), columns + (["differences"] if repeated else []))
+    comparison.caption = (
+        f"Median of {len(rounds)} rounds (strategy order rotated each round), under it its 95% bootstrap interval "
+        "over rounds (none: the same in every round). Differences: the pairs whose intervals do not overlap "
+        "(a<b); pairs not listed show no clear difference."
+        if repeated
+        else "one round: no intervals (--repeat N gives medians over N rounds with 95% intervals)"
+    )
     for section, metrics in SECTIONS:
         rows = []
         for metric in _visible(metrics, strategies.values()):
             values = [metric.get(figures) for figures in strategies.values()]
-            numeric = [v for v in values if isinstance(v, int | float)]
+            intervals = _intervals(metric, strategies, rounds) if repeated else {}
+            values = [intervals[n].median if n in intervals else v for n, v in zip(strategies, values, strict=True)]
+            numeric = [v for v in values if _numeric(v)]
             best = None
             if metric.better and len(numeric) > 1 and min(numeric) != max(numeric):
                 best = min(numeric) if metric.better == "lower" else max(numeric)
-            rows.append([Cell(metric.label), *(_cell(v, best) for v in values)])
+            row = [Cell(metric.label)]
+            for (name, figures), value in zip(strategies.items(), values, strict=True):
+                notes = []
+                interval = intervals.get(name)
+                if interval is not None and interval.low != interval.high:
+                    notes.append(f"{number(interval.low)}–{number(interval.high)}")
+                if metric.tail and _numeric(value):
+                    samples = tail_samples(metric.tail[0](figures), metric.tail[1])
+                    if samples is not None:
+                        notes.append(f"{samples:,} sample{'' if samples == 1 else 's'}")
+                cell = _cell(value, best)
+                row.append(Cell(cell.text, cell.tone, tuple(notes)))
+            if repeated:
+                row.append(Cell(_differences_text(intervals)))
+            rows.append(row)
         if rows:
             comparison.sections.append((section, rows))
     return comparison
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _intervals(metric: Metric, strategies: dict[str, Figures], rounds: list[dict[str, Figures]]) -> dict[str, Interval]:
+    """Each strategy's median and 95% interval of ``metric`` over the rounds (strategies without numbers left out)."""
+    out = {}
+    for name in strategies:
+        values = [v for v in (metric.get(r[name]) for r in rounds if name in r) if _numeric(v)]
+        interval = median_interval(values)
+        if interval is not None:
+            if all(isinstance(v, int) for v in values):  # counts stay whole numbers
+                interval = Interval(
+                    *(round(x) for x in (interval.median, interval.low, interval.high)), interval.rounds
+                )
+            out[name] = interval
+    return out
+
+
+def _differences_text(intervals: dict[str, Interval]) -> str:
+    """ "hybrid < push, pull < push" for the pairs whose intervals do not overlap, and which pairs show none."""
+    if len(intervals) < 2:
+        return ""
+    pairs = differences(intervals)
+    if not any(d.clear for d in pairs):
+        return "no clear difference"
+    return " ".join(f"{d.lower}{'<' if d.clear else '~'}{d.higher}" for d in pairs)
 
 
 def _cut(figures: Figures | None) -> str:
@@ -284,16 +358,31 @@ STYLES = {"best": "bold green", "better": "green", "worse": "red", "bad": "bold 
 
 
 def rich_table(comparison: Comparison) -> Table:
-    """The comparison as a rich table (a section title row, then its rows)."""
-    table = Table(title=comparison.title, title_style="bold", header_style="bold")
+    """The comparison as a rich table (a section title row, then its rows; a cell's notes dim under its value)."""
+    table = Table(
+        title=comparison.title,
+        title_style="bold",
+        header_style="bold",
+        caption=comparison.caption,
+        caption_justify="left",
+    )
     for i, column in enumerate(comparison.columns):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        # Labels wrap only beside a column of differences (several rounds), which needs the room.
+        wrap_labels = comparison.columns[-1] == "differences"
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0 and not wrap_labels)
     for section, rows in comparison.sections:
         table.add_row(Text(section, style="bold cyan"))
         for row in rows:
-            table.add_row(*(Text(c.text, style=STYLES.get(c.tone or "", "")) for c in row))
+            table.add_row(*(_rich_cell(c) for c in row))
         table.add_section()
     return table
+
+
+def _rich_cell(cell: Cell) -> Text:
+    text = Text(cell.text, style=STYLES.get(cell.tone or "", ""))
+    for note in cell.notes:
+        text.append("\n" + note, style="dim")
+    return text
 
 
 def html_table(comparison: Comparison) -> str:
@@ -305,7 +394,13 @@ def html_table(comparison: Comparison) -> str:
         body.append(f'<tr class="section"><td colspan="{len(comparison.columns)}">{esc(section)}</td></tr>')
         for row in rows:
             cells = "".join(
-                f'<td class="{c.tone}">{esc(c.text)}</td>' if c.tone else f"<td>{esc(c.text)}</td>" for c in row
+                f'<td class="{c.tone}">{_html_text(c)}</td>' if c.tone else f"<td>{_html_text(c)}</td>" for c in row
             )
             body.append(f"<tr>{cells}</tr>")
-    return f"<h2>{esc(comparison.title)}</h2>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
+    caption = f'<p class="caption">{esc(comparison.caption)}</p>\n' if comparison.caption else ""
+    return f"<h2>{esc(comparison.title)}</h2>\n{caption}<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
+
+
+def _html_text(cell: Cell) -> str:
+    text = html.escape(cell.text).replace("\n", "<br>")
+    return text + "".join(f'<br><small class="note">{html.escape(n)}</small>' for n in cell.notes)
