@@ -9,7 +9,8 @@ everything that reads one round reads the summary too. How each kind of value is
 - an encoded ``histogram``: every round's samples merged (to re-analyse all of them), while the figures beside it
   are medians of the rounds' own figures;
 - ``complete``: true only if every round completed; ``errors``: summed over rounds; the oracle's verdict: the worst
-  of the rounds (fail, then skipped, then pass), with every round's mismatched users;
+  of the rounds (fail, then skipped, then pass), with every round's mismatched users; ``disturbance.disturbed``:
+  true if any round was, with every round's reasons;
 - other strings and lists (the per-second ``series``, the celebrities): the first round's.
 """
 
@@ -108,6 +109,10 @@ def _merge(values: Sequence[Any], path: tuple[str, ...]) -> Any:
             merged.update({k: None for k in merged if k.endswith("_ms") and k != "min_ms"})
             merged.pop("min_ms", None)
         return merged
+    if key == "disturbed":  # one disturbed round is enough to say so
+        return any(bool(v) for v in present)
+    if key == "reasons":
+        return list(dict.fromkeys(reason for v in present for reason in v))
     if isinstance(first, bool):
         return all(bool(v) for v in present)
     if isinstance(first, int | float) and all(isinstance(v, int | float) for v in present):

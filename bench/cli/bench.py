@@ -344,7 +344,8 @@ async def _run_one(
         )
     watch = _Watch(progress, task, config)
     try:
-        outcome = await run_strategy(stores, name, config, graph, watch.attach)
+        workers = plan.workers if plan.settings.fanout_mode == "async" else 0
+        outcome = await run_strategy(stores, name, config, graph, watch.attach, workers=workers)
     finally:
         watch.stop()
     oracle = outcome.oracle["verdict"] if outcome.oracle else "not checked"

@@ -32,6 +32,7 @@ table.facts td {{ text-align: left; }}
 .bad {{ color: #b00; font-weight: bold; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
+p.caption {{ color: #555; }} p.warning {{ color: #a60; font-weight: bold; }} small.note {{ color: #777; }}
 </style>
 </head>
 <body>

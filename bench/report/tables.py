@@ -18,6 +18,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from bench.disturbance import warnings as disturbance_warnings
 from bench.stats import Interval, differences, median_interval, tail_samples
 
 Figures = dict[str, Any]
@@ -183,6 +184,8 @@ class Comparison:
     columns: list[str]
     sections: list[tuple[str, list[list[Cell]]]] = field(default_factory=list)
     caption: str | None = None
+    #: Runs that were disturbed (:mod:`bench.disturbance`), one line each, printed under the table.
+    warnings: list[str] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         """The row labels, in order."""
@@ -235,6 +238,7 @@ def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
         if repeated
         else "one round: no intervals (--repeat N gives medians over N rounds with 95% intervals)"
     )
+    comparison.warnings = disturbance_warnings(doc)
     for section, metrics in SECTIONS:
         rows = []
         for metric in _visible(metrics, strategies.values()):
@@ -285,13 +289,11 @@ def _intervals(metric: Metric, strategies: dict[str, Figures], rounds: list[dict
 
 
 def _differences_text(intervals: dict[str, Interval]) -> str:
-    """ "hybrid < push, pull < push" for the pairs whose intervals do not overlap, and which pairs show none."""
+    """``hybrid<push`` for each pair whose intervals do not overlap, one per line; "no clear difference" when none."""
     if len(intervals) < 2:
         return ""
-    pairs = differences(intervals)
-    if not any(d.clear for d in pairs):
-        return "no clear difference"
-    return " ".join(f"{d.lower}{'<' if d.clear else '~'}{d.higher}" for d in pairs)
+    clear = [f"{d.lower}<{d.higher}" for d in differences(intervals) if d.clear]
+    return "\n".join(clear) if clear else "no clear difference"
 
 
 def _cut(figures: Figures | None) -> str:
@@ -315,6 +317,9 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
         for i, ((label, _), f) in enumerate(zip(runs, figures, strict=True))
     ]
     comparison = Comparison(strategy, ["", *headers])
+    comparison.warnings = [
+        f"run {label}: {line}" for label, doc in runs for line in disturbance_warnings(doc) if f", {strategy}: " in line
+    ]
     present = [f for f in figures if f is not None]
     for section, metrics in SECTIONS:
         rows = []
@@ -359,11 +364,14 @@ STYLES = {"best": "bold green", "better": "green", "worse": "red", "bad": "bold 
 
 def rich_table(comparison: Comparison) -> Table:
     """The comparison as a rich table (a section title row, then its rows; a cell's notes dim under its value)."""
+    caption = Text(comparison.caption or "")
+    for line in comparison.warnings:
+        caption.append(("\n" if caption else "") + "WARNING " + line, style="bold yellow")
     table = Table(
         title=comparison.title,
         title_style="bold",
         header_style="bold",
-        caption=comparison.caption,
+        caption=caption if caption else None,
         caption_justify="left",
     )
     for i, column in enumerate(comparison.columns):
@@ -398,6 +406,7 @@ def html_table(comparison: Comparison) -> str:
             )
             body.append(f"<tr>{cells}</tr>")
     caption = f'<p class="caption">{esc(comparison.caption)}</p>\n' if comparison.caption else ""
+    caption += "".join(f'<p class="warning">WARNING {esc(line)}</p>\n' for line in comparison.warnings)
     return f"<h2>{esc(comparison.title)}</h2>\n{caption}<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from bench.bindings.inprocess import InProcessTarget, Published
+from bench.disturbance import Guard
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
@@ -78,6 +79,8 @@ class StrategyOutcome:
     store_counters: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
+    #: What else loaded the machine and the stores during the load (:mod:`bench.disturbance`).
+    disturbance: dict[str, Any] | None = None
     complete: bool = False
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
@@ -97,11 +100,14 @@ async def run_strategy(
     config: BenchConfig,
     graph: GraphInfo,
     on_driver: Callable[[Driver[Op]], None] | None = None,
+    *,
+    workers: int = 0,
 ) -> StrategyOutcome:
     """Drive one strategy with the seeded workload and the scenario, then measure counters, memory and the oracle.
 
     The caller resets derived state before and undoes the run's changes after (``outcome.changes``). A cancelled
-    load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks.
+    load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks. ``workers``:
+    fan-out worker processes running beside it (the disturbance guard allows for their own Redis commands).
     """
     scenario = SCENARIOS[config.scenario](config, graph)
     writes = WriteLog()
@@ -122,6 +128,8 @@ async def run_strategy(
     await scenario.before_load(stores, name)
     before = await server_counters(stores)
     used_before = await redis_used_memory(stores)
+    guard = Guard(stores)
+    await guard.start()
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
     observer = asyncio.create_task(scenario.during_load(stores))
@@ -137,6 +145,7 @@ async def run_strategy(
             observer.cancel()
     outcome = StrategyOutcome(name, scenario, changes, result, target.published)
     if result.interrupted:
+        guard.cancel()
         outcome.deliveries = sync_deliveries(target.published, writes)
         return outcome
     try:
@@ -145,6 +154,9 @@ async def run_strategy(
             outcome.deliveries = await async_deliveries(stores, name, target.published)
         else:
             outcome.deliveries = sync_deliveries(target.published, writes)
+        outcome.disturbance = await guard.stop(
+            entries_written=outcome.entries_written(target.published), posts=len(target.published), workers=workers
+        )
         after = await server_counters(stores)
         outcome.store_counters = after.since(before, result.completed)
         outcome.memory = await memory(stores, used_before)
@@ -152,6 +164,7 @@ async def run_strategy(
             strategy, graph.user_ids, config.oracle_users, config.page_size, config.seed
         )
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
+        guard.cancel()
         if not outcome.deliveries:
             outcome.deliveries = sync_deliveries(target.published, writes)
         return outcome
@@ -264,6 +277,8 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         doc["memory"] = outcome.memory
     if outcome.oracle is not None:
         doc["oracle"] = outcome.oracle
+    if outcome.disturbance is not None:
+        doc["disturbance"] = outcome.disturbance
     extra = outcome.scenario.result(outcome)
     if extra is not None:
         doc[outcome.scenario.name] = extra
