@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -31,6 +32,7 @@ from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
 from bench.scenarios.rounds import finish_run, run_rounds
 from bench.scenarios.run import StrategyOutcome, run_strategy
+from bench.sweep import Point
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
 from graphs.load import load_file, load_generated
@@ -184,6 +186,21 @@ def bench(ctx: click.Context, **options: Any) -> None:
     if options.pop("calibrate_only"):
         _calibrate(options["rate"], options["duration"], options["max_in_flight"])
         return
+    plan = plan_from(ctx, options)
+    console = Console()
+    outcome = run_plan(plan, console)
+    console.print(outcome.table)
+    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
+        sys.exit(130)
+    if outcome.oracle_failed:
+        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
+        sys.exit(1)
+
+
+def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
+    """The plan of a ``fanout bench`` invocation (also of a sweep, which takes the same options); usage errors raise."""
     if options.pop("quick"):
         for name, value in QUICK.items():
             if ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
@@ -217,16 +234,12 @@ def bench(ctx: click.Context, **options: Any) -> None:
         options["out"],
         options["repeat"],
     )
-    console = Console()
-    outcome = run(_bench(plan, console))
-    console.print(outcome.table)
-    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
-    if outcome.interrupted:
-        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
-        sys.exit(130)
-    if outcome.oracle_failed:
-        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
-        sys.exit(1)
+    return plan
+
+
+def run_plan(plan: Plan, console: Console) -> Outcome:
+    """Run a plan to its result file (printing progress to ``console``)."""
+    return run(_bench(plan, console))
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,8 @@ class Plan:
     posts_per_user: int
     out: Path | None
     repeat: int = 1
+    #: A sweep's points for the loaded graph (``fanout sweep``); None runs ``strategies`` as they are.
+    points: Callable[[GraphInfo], Sequence[Point]] | None = None
 
 
 @dataclass
@@ -270,9 +285,11 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             SCENARIOS[config.scenario](config, graph)  # options that do not fit the loaded graph fail here
         except ValueError as exc:
             raise FanoutError(str(exc)) from None
+        points = {p.name: p for p in plan.points(graph)} if plan.points else {}
+        names = tuple(points) or plan.strategies
         parameters = {
             **config.parameters(),
-            "strategies": list(plan.strategies),
+            "strategies": list(names),
             "celebrity_threshold": settings.celebrity_threshold,
             "timeline_cap": settings.timeline_cap,
             "fanout_batch": settings.fanout_batch,
@@ -286,6 +303,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
             "repeat": plan.repeat,
         }
+        if points:
+            parameters["points"] = [p.as_json() for p in points.values()]
         meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
         doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
         interrupted = False
@@ -311,11 +330,15 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
-                    outcome = await _run_one(stores, name, plan, graph, progress, rebuild=rebuild, label=label)
-                    return await finish_run(stores, config, outcome)
+                    point = points.get(name)
+                    strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
+                    outcome = await _run_one(here, strategy, plan, graph, progress, rebuild=rebuild, label=label)
+                    return await finish_run(here, config, outcome)
 
-                valid = timeline_owners(plan.strategies) if fresh else {}
-                interrupted = await run_rounds(plan.strategies, plan.repeat, run_one, doc, valid=valid)
+                # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
+                loaded = timeline_owners(plan.strategies) if fresh else {}
+                valid = [n for n in names if _loaded_as(points.get(n), n, loaded, settings.celebrity_threshold)]
+                interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid)
         except asyncio.CancelledError:
             interrupted = True
         except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
@@ -328,6 +351,21 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
     return Outcome(comparison_table(doc), path, interrupted, failed)
+
+
+def _stores_for(stores: Stores, point: Point) -> Stores:
+    """The stores as a sweep point sees them: the same connections, with the point's hybrid threshold."""
+    if point.threshold is None:
+        return stores
+    settings = stores.settings.with_(celebrity_threshold=point.threshold)
+    return Stores(settings, stores.redis, stores.pg, stores.counters)
+
+
+def _loaded_as(point: Point | None, name: str, loaded: dict[str, Any], threshold: int) -> bool:
+    """Whether a fresh load left this strategy (or sweep point) exactly the timelines its run starts from."""
+    if point is None:
+        return name in loaded
+    return point.strategy in loaded and point.threshold in (None, threshold)
 
 
 async def _run_one(

@@ -213,3 +213,90 @@ PLOTS = [
     ("write-amplification", "Timeline entries written per post, counted as written.", write_amplification_bars),
     ("delivery-lag", "Delivery lag p50 / p99 / max over followers' timelines.", delivery_lag_bars),
 ]
+
+
+# -- sweeps ---------------------------------------------------------------------------------------------------------
+#: The panes of the sweep plot: (figure key of bench.sweep, axis label, log y axis).
+SWEEP_PANES = [
+    ("read-p99", "read p99 (ms)", True),
+    ("read-p999", "read p99.9 (ms)", True),
+    ("publish-p99", "publish p99 (ms)", True),
+    ("delivery-p99", "delivery lag p99 (ms)", True),
+    ("spike-read-p99", "others' read p99, spike (ms)", True),
+    ("write-amplification", "write amplification (entries/post)", False),
+    ("timelines-mb", "timelines memory (MB)", False),
+    ("redis-cpu", "Redis CPU per op (µs)", False),
+    ("pg-rows-per-read", "PG rows read per read", False),
+    ("cost", "store cost per op", False),
+]
+
+
+def sweep_plot(runs: Labelled) -> bytes:
+    """Each sweep figure against hybrid's threshold (log x) with 95% interval bars; pull and push as bands."""
+    figure, panes = plt.subplots(2, 5, figsize=(20, 7.5), squeeze=False)
+    for pane, (key, ylabel, log_y) in zip(panes.flat, SWEEP_PANES, strict=True):
+        for r, (label, doc) in enumerate(runs):
+            block = doc.get("sweep")
+            if not block:
+                continue
+            hybrid = [(p["threshold"], block["figures"].get(p["name"], {}).get(key)) for p in block["points"]]
+            hybrid = [(t, v) for t, v in hybrid if t is not None and v is not None]
+            if hybrid:
+                x = np.array([t for t, _ in hybrid], dtype=float)
+                y = np.array([v["median"] for _, v in hybrid])
+                errors = np.array(
+                    [[v["median"] - v["low"] for _, v in hybrid], [v["high"] - v["median"] for _, v in hybrid]]
+                )
+                pane.errorbar(
+                    x,
+                    y,
+                    yerr=np.clip(errors, 0, None),
+                    fmt="o" + LINESTYLES[r % len(LINESTYLES)],
+                    color=colour("hybrid"),
+                    capsize=3,
+                    label=_series_label(runs, label, "hybrid"),
+                )
+            for end, style in (("pull", ":"), ("push", "--")):
+                value = block["figures"].get(end, {}).get(key)
+                if value is None:
+                    continue
+                pane.axhline(value["median"], linestyle=style, color=colour(end), label=_series_label(runs, label, end))
+                if value["low"] != value["high"]:
+                    pane.axhspan(value["low"], value["high"], color=colour(end), alpha=0.12)
+            limit = block.get("slo_ms", {}).get(key)
+            if limit is not None and r == 0:
+                pane.axhline(limit, color="black", linewidth=1.2, label="SLO")
+        if not pane.get_lines():
+            pane.text(0.5, 0.5, "not measured", ha="center", va="center", transform=pane.transAxes, color="#777")
+        pane.set_xscale("log")
+        _plain_log_axis(pane.xaxis)
+        if log_y and all(v > 0 for line in pane.get_lines() for v in np.atleast_1d(line.get_ydata())):
+            pane.set_yscale("log")
+            _plain_log_axis(pane.yaxis)
+        pane.set_xlabel("hybrid threshold (followers, log)")
+        pane.set_title(ylabel, fontsize="medium")
+        pane.grid(True, which="both", alpha=0.3)
+    legend: dict[str, Any] = {}
+    for pane in panes.flat:  # every series once (the SLO line appears only on bounded figures)
+        for handle, text in zip(*pane.get_legend_handles_labels(), strict=True):
+            legend.setdefault(text, handle)
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="upper center", ncol=len(legend), fontsize="small")
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    return png(figure)
+
+
+#: Plots only sweep results have: (file suffix, caption, function).
+SWEEP_PLOTS = [
+    (
+        "sweep",
+        "Threshold sweep: each figure against hybrid's threshold (log x), bars the 95% interval over rounds; "
+        "pull dotted and push dashed, shaded by their intervals.",
+        sweep_plot,
+    ),
+]
+
+
+def plots_for(runs: Labelled) -> list[tuple[str, str, Any]]:
+    """The plots a report of these runs has: every run's, and the sweep's when any run is a sweep."""
+    return PLOTS + (SWEEP_PLOTS if any(doc.get("sweep") for _, doc in runs) else [])

@@ -10,6 +10,7 @@ a sample of users. :func:`block` turns the outcome into the strategy's result bl
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
+from targets.stores.timelines import Timelines
 from targets.strategies.registry import keeps_timelines, make_strategy
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
@@ -159,7 +161,7 @@ async def run_strategy(
         )
         after = await server_counters(stores)
         outcome.store_counters = after.since(before, result.completed)
-        outcome.memory = await memory(stores, used_before)
+        outcome.memory = await memory(stores, used_before, timelines=_timeline_sample(stores, name, graph, config.seed))
         outcome.oracle = await check_oracle(
             strategy, graph.user_ids, config.oracle_users, config.page_size, config.seed
         )
@@ -170,6 +172,20 @@ async def run_strategy(
         return outcome
     outcome.complete = True
     return outcome
+
+
+#: Users whose home timelines are weighed (MEMORY USAGE) to estimate a strategy's timelines memory.
+TIMELINE_SAMPLE = 500
+
+
+def _timeline_sample(stores: Stores, name: str, graph: GraphInfo, seed: int) -> tuple[list[str], int] | None:
+    """A seeded sample of the strategy's timeline keys and the user count, or None if it keeps no timelines."""
+    if not keeps_timelines(name):
+        return None
+    users = graph.user_ids
+    sample = random.Random(seed).sample(list(users), min(TIMELINE_SAMPLE, len(users)))
+    timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)
+    return [timelines.key(u) for u in sample], len(users)
 
 
 def make_workload(
