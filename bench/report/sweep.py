@@ -15,54 +15,68 @@ from bench.disturbance import warnings as disturbance_warnings
 from bench.report.tables import Cell, Comparison, Labelled, number, rich_table
 from bench.sweep import FIGURES
 
+#: Short column headers of the sweep table, by figure key (the result file names every figure in full).
+HEADERS = {
+    "read-p50": "read p50 ms",
+    "read-p99": "read p99 ms",
+    "read-p999": "read p99.9 ms",
+    "publish-p99": "publish p99 ms",
+    "delivery-p99": "lag p99 ms",
+    "spike-read-p99": "spike: others' read p99 ms",
+    "write-amplification": "entries /post",
+    "timelines-mb": "timelines MB",
+    "redis-cpu": "Redis CPU µs/op",
+    "pg-rows-per-read": "PG rows /read",
+    "cost": "store cost /op",
+}
 
-def _ms(limit: float) -> str:
-    return f"{number(limit / 1000)} s" if limit >= 1000 else f"{number(limit)} ms"
+
+#: The figures of the compact table (the terminal's) besides those an SLO bounds.
+COMPACT = ("read-p99", "publish-p99", "delivery-p99", "write-amplification")
 
 
-def sweep_comparison(doc: dict[str, Any]) -> Comparison:
-    """The sweep's table: figures by point, with intervals, SLO verdicts and store cost."""
+def sweep_comparison(doc: dict[str, Any], *, compact: bool = False) -> Comparison:
+    """The sweep's table: a row per point (pull, hybrid by threshold, push), a column per figure, the verdict last.
+
+    Figures are medians with their 95% interval under them; a figure over its SLO is marked, the recommended point
+    is starred and its cost marked best. ``compact`` keeps the SLOs' figures, read and publish p99, delivery lag
+    p99 and write amplification (the HTML page and the result file have all of them).
+    """
     block = doc["sweep"]
     points = [p for p in block["points"] if p["name"] in block["figures"]]
     recommendation = block["recommendation"]
-    columns = [""]
-    for p in points:
-        star = " *" if p["name"] == recommendation.get("point") else ""
-        columns.append(p["name"].replace("hybrid-", "hybrid ") + star)
-    rounds = len(doc.get("rounds") or []) or 1
-    comparison = Comparison(f"threshold sweep, {doc['graph']['users']:,} users, {rounds} round(s) per point", columns)
     slos = block.get("slo_ms", {})
-    rows = []
-    for figure in FIGURES:
-        if not any(figure.key in block["figures"][p["name"]] for p in points):
-            continue
-        label = f"{figure.label} ({figure.unit})"
-        if figure.key in slos:
-            label += f" <= {_ms(slos[figure.key])}"
-        row = [Cell(label)]
-        for p in points:
-            value = block["figures"][p["name"]].get(figure.key)
-            limit = slos.get(figure.key)
-            tone = None if value is None or limit is None else ("bad" if value["median"] > limit else None)
-            row.append(_cell(value, tone))
-        rows.append(row)
-    evaluations = recommendation.get("evaluations", {})
+    keys = [f.key for f in FIGURES if any(f.key in block["figures"][p["name"]] for p in points)]
+    if compact:
+        keys = [k for k in keys if k in slos or k in COMPACT]
+    keys.append("cost")
+    columns = ["point"]
+    for key in keys:
+        columns.append(HEADERS.get(key, key) + (f" ≤ {number(slos[key])}" if key in slos else ""))
+    rounds = len(doc.get("rounds") or []) or 1
     weights = block["weights"]
-    cost_label = f"store cost/op ({number(weights['redis_cpu_us'])} x CPU µs + {number(weights['pg_rows'])} x rows)"
-    cost_row = [Cell(cost_label)]
+    comparison = Comparison(
+        f"threshold sweep, {doc['graph']['users']:,} users, {rounds} round(s) per point",
+        [*columns, "SLOs"],
+    )
+    evaluations = recommendation.get("evaluations", {})
+    rows = []
     for p in points:
-        value = block["figures"][p["name"]].get("cost")
-        cost_row.append(_cell(value, "best" if p["name"] == recommendation.get("point") else None))
-    slo_row = [Cell("meets every SLO")]
-    for p in points:
+        chosen = p["name"] == recommendation.get("point")
+        row = [Cell(p["name"] + (" *" if chosen else ""), "best" if chosen else None)]
+        for key in keys:
+            value = block["figures"][p["name"]].get(key)
+            limit = slos.get(key)
+            tone = "bad" if value is not None and limit is not None and value["median"] > limit else None
+            row.append(_cell(value, "best" if chosen and key == "cost" else tone))
         verdict = evaluations.get(p["name"], {})
-        fails = verdict.get("fails", [])
-        slo_row.append(
-            Cell("yes") if verdict.get("meets") else Cell("fails " + ", ".join(f["slo"] for f in fails), "bad")
-        )
-    comparison.sections = [("figures", rows), ("decision", [cost_row, slo_row])]
-    comparison.caption = (
-        f"Median over rounds, under it the 95% bootstrap interval. Recommended (*): {recommendation['text']}"
+        fails = [f["slo"] for f in verdict.get("fails", [])]
+        row.append(Cell("meets") if verdict.get("meets") else Cell("fails " + ", ".join(fails), "bad"))
+        rows.append(row)
+    comparison.sections = [("points", rows)]
+    cost = f"store cost = {number(weights['redis_cpu_us'])} x Redis CPU µs + {number(weights['pg_rows'])} x PG rows"
+    comparison.caption = f"Median over rounds, under it the 95% bootstrap interval; {cost} per op. " + (
+        f"Recommended (*): {recommendation['text']}"
         if recommendation.get("point")
         else f"No recommendation: {recommendation['text']}"
     )
@@ -77,12 +91,12 @@ def _cell(value: dict[str, float] | None, tone: str | None) -> Cell:
     return Cell(number(value["median"]), tone, notes)
 
 
-def sweep_comparisons(runs: Labelled) -> list[Comparison]:
+def sweep_comparisons(runs: Labelled, *, compact: bool = False) -> list[Comparison]:
     """The sweep table of every run that is a sweep (titled with its label among several runs)."""
     out = []
     for label, doc in runs:
         if doc.get("sweep"):
-            comparison = sweep_comparison(doc)
+            comparison = sweep_comparison(doc, compact=compact)
             if len(runs) > 1:
                 comparison.title = f"run {label}: {comparison.title}"
             out.append(comparison)
@@ -91,4 +105,4 @@ def sweep_comparisons(runs: Labelled) -> list[Comparison]:
 
 def print_sweep(doc: dict[str, Any], console: Console) -> None:
     """Print the sweep's table, whose caption holds the recommendation and any disturbance warnings."""
-    console.print(rich_table(sweep_comparison(doc)))
+    console.print(rich_table(sweep_comparison(doc, compact=True)))

@@ -379,7 +379,12 @@ def rich_table(comparison: Comparison) -> Table:
     for i, column in enumerate(comparison.columns):
         # Labels wrap only beside a column of differences (several rounds), which needs the room.
         wrap_labels = comparison.columns[-1] == "differences"
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0 and not wrap_labels)
+        table.add_column(
+            column,
+            justify="left" if i == 0 else "right",
+            no_wrap=i == 0 and not wrap_labels,
+            overflow="ellipsis" if i == 0 else "fold",  # a narrow figure column wraps rather than hides digits
+        )
     for section, rows in comparison.sections:
         table.add_row(Text(section, style="bold cyan"))
         for row in rows:

@@ -23,5 +23,5 @@ def print_report(runs: Sequence[Run], console: Console | None = None) -> None:
         for name, value in run_facts(run):
             facts.add_row(name, value)
         console.print(Group(Text(heading(run, runs), style="bold underline"), facts), "")
-    for comparison in [*comparisons(labelled(runs)), *sweep_comparisons(labelled(runs))]:
+    for comparison in [*comparisons(labelled(runs)), *sweep_comparisons(labelled(runs), compact=True)]:
         console.print(rich_table(comparison))
