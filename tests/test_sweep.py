@@ -11,6 +11,7 @@ import copy
 import random
 import re
 import subprocess
+import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -22,9 +23,11 @@ from bench.repeat import summarise
 from bench.results import latency_block, load_result, write_result
 from bench.sweep import Point, auto_thresholds, parse_slo, parse_thresholds, parse_weights, recommend, sweep_block
 from bench.sweep import sweep_points as make_points
+from targets.config import Settings
 from targets.histograms import new_histogram, record_us
 from tests.browser import CHROMIUM, HEADLESS_FLAGS
 from tests.result_factory import sample_result, strategy_figures
+from tests.test_bench_cli import CELEBRITY_FOLLOWERS, bench_namespace, namespace_args, small_run  # noqa: F401
 from tests.test_report import RUN, fanout
 
 POINTS = make_points([10, 100, 1001])
@@ -152,3 +155,30 @@ def test_sweep_results_validate_and_the_report_shows_the_sweep(tmp_path: Path) -
                 check=True,
             ).stdout
         assert f'<body data-plots-loaded="{len(alts)}/{len(alts)}">' in dom
+
+
+def test_a_threshold_sweep_on_real_stores_spans_pull_to_push(bench_namespace: Settings, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "sweep.json"
+    top = CELEBRITY_FOLLOWERS + 2  # above the celebrity: hybrid pushes every post, as push does
+    args = small_run(out, "--fanout", "sync", "--scenario", "steady")
+    at = args.index("--threshold")  # the sweep sets the threshold itself
+    del args[at : at + 2]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *namespace_args(bench_namespace), "sweep", "threshold", *args,
+         "--thresholds", f"1,{top}", "--slo", "read-p99=5s"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load_result(out)
+    names = ["pull", "hybrid-1", f"hybrid-{top}", "push"]
+    assert list(doc["strategies"]) == names
+    amplification = {n: doc["strategies"][n]["write_amplification"] for n in names}
+    assert amplification["hybrid-1"] == amplification["pull"] == 0  # every poster is a celebrity: nothing written
+    assert amplification[f"hybrid-{top}"] == amplification["push"] > 0  # nobody is: the same entries as push
+    assert all(doc["strategies"][n]["oracle"]["verdict"] == "pass" for n in names)
+    sweep = doc["sweep"]
+    assert [p["threshold"] for p in sweep["points"]] == [None, 1, top, None]
+    assert sweep["recommendation"]["point"] in names  # a 5 s read p99 is met by every point
+    assert "Recommended (*)" in " ".join(result.stdout.split())
