@@ -21,7 +21,18 @@ import pytest
 
 from bench.repeat import summarise
 from bench.results import latency_block, load_result, write_result
-from bench.sweep import Point, auto_thresholds, parse_slo, parse_thresholds, parse_weights, recommend, sweep_block
+from bench.sweep import (
+    Point,
+    auto_thresholds,
+    parse_slo,
+    parse_thresholds,
+    parse_weights,
+    rate_block,
+    rate_points,
+    rate_skip,
+    recommend,
+    sweep_block,
+)
 from bench.sweep import sweep_points as make_points
 from targets.config import Settings
 from targets.histograms import new_histogram, record_us
@@ -182,3 +193,44 @@ def test_a_threshold_sweep_on_real_stores_spans_pull_to_push(bench_namespace: Se
     assert [p["threshold"] for p in sweep["points"]] == [None, 1, top, None]
     assert sweep["recommendation"]["point"] in names  # a 5 s read p99 is met by every point
     assert "Recommended (*)" in " ".join(result.stdout.split())
+
+
+def _rate_doc() -> tuple[dict[str, Any], list[Point], list[str]]:
+    """A rate sweep where push keeps up to 1,000 ops/s and pull only to 250 (it falls behind at 500)."""
+    rng = random.Random(8)
+    template = strategy_figures(random.Random(1), "push", "steady")
+    points = rate_points(["push", "pull"], [250, 500, 1000, 2000])
+    doc = sample_result(dict(RUN), scenario="steady", strategies=())
+    doc["strategies"] = {}
+    skip = rate_skip(points, parse_slo("read-p99=50ms"))
+    ran = []
+    for p in points:
+        if skip(p.name, doc):
+            continue
+        ran.append(p.name)
+        rate = p.rate or 0
+        keeps_up = rate <= (1000 if p.strategy == "push" else 250)
+        block = copy.deepcopy(template)
+        block["read"] = _latency(rng, 100, 2_000 if keeps_up else 200_000)
+        block["load"] = {**block["load"], "target_rate": rate, "offered_rate": rate}
+        block["load"]["achieved_rate"] = rate if keeps_up or p.strategy == "push" else rate * 0.6
+        doc["strategies"][p.name] = block
+    doc["run"]["parameters"]["points"] = [p.as_json() for p in points]
+    return doc, points, ran
+
+
+def test_a_rate_sweep_stops_each_strategy_at_its_first_unsustained_rate(tmp_path: Path) -> None:
+    doc, points, ran = _rate_doc()
+    # pull fails at 500 (falls behind), push at 2,000 (read p99 over the SLO): nothing above is run.
+    assert ran == ["push-r250", "pull-r250", "push-r500", "pull-r500", "push-r1000", "push-r2000"]
+    doc["sweep"] = rate_block(doc, points, parse_slo("read-p99=50ms"))
+    assert doc["sweep"]["sustained"] == {"push": 1000, "pull": 250}
+    assert doc["sweep"]["stopped"]["pull"].startswith("at 500 ops/s: achieved 300 < 95% of 500")
+    assert doc["sweep"]["stopped"]["push"].startswith("at 2,000 ops/s: read-p99")
+    assert doc["sweep"]["recommendation"]["point"] == "push-r1000"
+    path = write_result(doc, tmp_path / "rate.json")
+    load_result(path)
+    result = fanout("report", str(path), "--html", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, result.output
+    assert "rate sweep" in result.output and "push 1,000 ops/s, pull 250 ops/s" in " ".join(result.output.split())
+    assert (tmp_path / "r-rate-sweep.png").stat().st_size > 5000

@@ -9,6 +9,7 @@ marked incomplete.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -260,6 +261,8 @@ class Plan:
     repeat: int = 1
     #: A sweep's points for the loaded graph (``fanout sweep``); None runs ``strategies`` as they are.
     points: Callable[[GraphInfo], Sequence[Point]] | None = None
+    #: A sweep's stopping rule: (point name, the result so far) -> skip that point.
+    skip: Callable[[str, dict[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -332,13 +335,15 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
                     point = points.get(name)
                     strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
-                    outcome = await _run_one(here, strategy, plan, graph, progress, rebuild=rebuild, label=label)
-                    return await finish_run(here, config, outcome)
+                    at = config if point is None or point.rate is None else dataclasses.replace(config, rate=point.rate)
+                    outcome = await _run_one(here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label)
+                    return await finish_run(here, at, outcome)
 
                 # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
                 loaded = timeline_owners(plan.strategies) if fresh else {}
                 valid = [n for n in names if _loaded_as(points.get(n), n, loaded, settings.celebrity_threshold)]
-                interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid)
+                skip = (lambda name: plan.skip(name, doc)) if plan.skip else None
+                interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid, skip=skip)
         except asyncio.CancelledError:
             interrupted = True
         except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
@@ -369,10 +374,17 @@ def _loaded_as(point: Point | None, name: str, loaded: dict[str, Any], threshold
 
 
 async def _run_one(
-    stores: Stores, name: str, plan: Plan, graph: GraphInfo, progress: Progress, *, rebuild: bool, label: str
+    stores: Stores,
+    name: str,
+    plan: Plan,
+    config: BenchConfig,
+    graph: GraphInfo,
+    progress: Progress,
+    *,
+    rebuild: bool,
+    label: str,
 ) -> StrategyOutcome:
     """Reset derived state, then run one strategy with a live progress line."""
-    config = plan.config
     task = progress.add_task(label, total=config.duration, status="resetting derived state")
     began = time.perf_counter()
     if rebuild and keeps_timelines(name):

@@ -1,15 +1,17 @@
-"""``fanout sweep threshold``: hybrid at a range of celebrity thresholds between pull and push, and which to pick.
+"""``fanout sweep threshold`` and ``fanout sweep rate``: one setting swept over one graph and one seeded workload.
 
-It takes every option of ``fanout bench`` (graph, load, scenario, ``--repeat``; not ``--strategy`` and
-``--threshold``, which the sweep sets), runs every point as one "strategy" of a benchmark run, then adds the sweep's
-figures, intervals and recommendation (:mod:`bench.sweep`) to the result file and prints them.
+Both take the options of ``fanout bench`` (graph, load, scenario, ``--repeat``; not those the sweep sets itself),
+run every point as one "strategy" of a benchmark run, then add the sweep's figures, intervals and verdict
+(:mod:`bench.sweep`) to the result file and print them. ``threshold``: hybrid at a range of celebrity thresholds
+between pure pull and pure push, and the cheapest point within the SLOs. ``rate``: each strategy at rising rates
+until it no longer keeps up or breaks the SLO, and its highest sustained rate.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -19,11 +21,24 @@ from bench.cli.bench import bench as bench_command
 from bench.cli.bench import plan_from, run_plan
 from bench.report.sweep import print_sweep
 from bench.results import load_result, write_result
-from bench.sweep import Point, auto_thresholds, parse_slo, parse_thresholds, parse_weights, sweep_block, sweep_points
+from bench.sweep import (
+    Point,
+    auto_thresholds,
+    parse_rates,
+    parse_slo,
+    parse_thresholds,
+    parse_weights,
+    rate_block,
+    rate_points,
+    rate_skip,
+    sweep_block,
+    sweep_points,
+)
 from graphs.info import GraphInfo
 
-#: Options of ``fanout bench`` the sweep sets itself (or that do not apply to it).
+#: Options of ``fanout bench`` each sweep sets itself (or that do not apply to it).
 NOT_SWEPT = {"strategies", "threshold", "calibrate_only"}
+NOT_RATE_SWEPT = {"rate", "calibrate_only"}
 
 
 def _parsed(parse: Any) -> Any:
@@ -34,6 +49,15 @@ def _parsed(parse: Any) -> Any:
             raise click.BadParameter(str(exc)) from None
 
     return callback
+
+
+_SLO_OPTION = dict(
+    default="",
+    callback=_parsed(parse_slo),
+    metavar="FIGURE=LIMIT,...",
+    help="Service-level objectives, e.g. read-p99=10ms,publish-p99=50ms,delivery-p99=5s (any subset of "
+    "read-p50, read-p99, read-p999, publish-p99, delivery-p99, spike-read-p99).",
+)
 
 
 @click.group()
@@ -53,14 +77,7 @@ def sweep() -> None:
             help="Hybrid thresholds (followers), comma-separated, or auto: 1, then 6 log-spaced from the graph's "
             "median to one above its maximum follower count. Pull and push are always the two ends.",
         ),
-        click.Option(
-            ["--slo"],
-            default="",
-            callback=_parsed(parse_slo),
-            metavar="FIGURE=LIMIT,...",
-            help="Service-level objectives, e.g. read-p99=10ms,publish-p99=50ms,delivery-p99=5s (any subset of "
-            "read-p50, read-p99, read-p999, publish-p99, delivery-p99, spike-read-p99).",
-        ),
+        click.Option(["--slo"], **_SLO_OPTION),  # type: ignore[arg-type]
         click.Option(
             ["--weights"],
             default="",
@@ -82,11 +99,45 @@ def threshold(ctx: click.Context, **options: Any) -> None:
         return sweep_points(thresholds or auto_thresholds(graph.follower_counts))
 
     plan = dataclasses.replace(plan_from(ctx, options), points=points)
+    _run_and_finish(plan, lambda doc, swept: sweep_block(doc, swept, slos, weights))
+
+
+@sweep.command(
+    "rate",
+    params=[
+        *(p for p in bench_command.params if p.name not in NOT_RATE_SWEPT),
+        click.Option(
+            ["--rates"],
+            required=True,
+            callback=_parsed(parse_rates),
+            metavar="250,500,1000,...",
+            help="Target rates (operations per second), each a run of every strategy still keeping up.",
+        ),
+        click.Option(["--slo"], **_SLO_OPTION),  # type: ignore[arg-type]
+    ],
+)
+@click.pass_context
+def rate(ctx: click.Context, **options: Any) -> None:
+    """Each strategy at rising rates: read p50/p99 against achieved rate, and its highest sustained rate.
+
+    A strategy stops at the first rate it does not sustain: achieved below 95% of the rate, or an SLO broken.
+    """
+    rates: list[float] = options.pop("rates")
+    slos: dict[str, float] = options.pop("slo")
+    options["rate"] = rates[0]
+    base = plan_from(ctx, options)
+    chosen = rate_points(base.strategies, rates)
+    plan = dataclasses.replace(base, points=lambda graph: chosen, skip=rate_skip(chosen, slos))
+    _run_and_finish(plan, lambda doc, swept: rate_block(doc, swept, slos))
+
+
+def _run_and_finish(plan: Any, block: Callable[[dict[str, Any], list[Point]], dict[str, Any]]) -> None:
+    """Run the sweep's plan, add its ``sweep`` block to the result file, print its table; exit as ``fanout bench``."""
     console = Console()
     outcome = run_plan(plan, console)
     doc = load_result(outcome.path)
-    swept = [Point(p["name"], p["strategy"], p["threshold"]) for p in doc["run"]["parameters"]["points"]]
-    doc["sweep"] = sweep_block(doc, swept, slos, weights)
+    swept = [Point.from_json(p) for p in doc["run"]["parameters"]["points"]]
+    doc["sweep"] = block(doc, swept)
     write_result(doc, outcome.path)
     print_sweep(doc, console)
     console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)

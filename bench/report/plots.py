@@ -237,7 +237,7 @@ def sweep_plot(runs: Labelled) -> bytes:
     for pane, (key, ylabel, log_y) in zip(panes.flat, SWEEP_PANES, strict=True):
         for r, (label, doc) in enumerate(runs):
             block = doc.get("sweep")
-            if not block:
+            if not block or block["kind"] != "threshold":
                 continue
             hybrid = [(p["threshold"], block["figures"].get(p["name"], {}).get(key)) for p in block["points"]]
             hybrid = [(t, v) for t, v in hybrid if t is not None and v is not None]
@@ -286,6 +286,45 @@ def sweep_plot(runs: Labelled) -> bytes:
     return png(figure)
 
 
+def rate_plot(runs: Labelled) -> bytes:
+    """Read p99 (and p50, thin) against the offered rate, one line per strategy; achieved against offered beside it."""
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 4.8))
+    widest = 0.0
+    for r, (label, doc) in enumerate(runs):
+        block = doc.get("sweep")
+        if not block or block["kind"] != "rate":
+            continue
+        for strategy, curve in block["curves"].items():
+            offered = np.array([p.get("offered") or p["rate"] for p in curve], dtype=float)
+            style = LINESTYLES[r % len(LINESTYLES)]
+            name = _series_label(runs, label, strategy)
+            p99 = np.array([p.get("read_p99_ms") or np.nan for p in curve], dtype=float)
+            p50 = np.array([p.get("read_p50_ms") or np.nan for p in curve], dtype=float)
+            latency.plot(offered, p99, "o" + style, color=colour(strategy), label=f"{name} p99")
+            latency.plot(offered, p50, "." + style, color=colour(strategy), linewidth=0.8, alpha=0.7)
+            achieved = np.array([p.get("achieved") or 0.0 for p in curve], dtype=float)
+            throughput.plot(offered, achieved, "o" + style, color=colour(strategy), label=name)
+            widest = max(widest, float(offered.max(initial=0)))
+        limit = block.get("slo_ms", {}).get("read-p99")
+        if limit is not None and r == 0:
+            latency.axhline(limit, color="black", linewidth=1.2, label="SLO read p99")
+    throughput.plot([0, widest], [0, widest], ":", color="#999", label="achieved = offered")
+    for axes in (latency, throughput):
+        axes.set_xscale("log")
+        _plain_log_axis(axes.xaxis)
+        axes.set_xlabel("offered rate (ops/s, log)")
+        axes.grid(True, which="both", alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize="small")
+    latency.set_yscale("log")
+    _plain_log_axis(latency.yaxis)
+    latency.set_ylabel("read latency (ms, log; dots p50)")
+    latency.set_title("read p99 against offered rate")
+    throughput.set_ylabel("achieved rate (ops/s)")
+    throughput.set_title("achieved against offered rate")
+    return png(figure)
+
+
 #: Plots only sweep results have: (file suffix, caption, function).
 SWEEP_PLOTS = [
     (
@@ -297,6 +336,16 @@ SWEEP_PLOTS = [
 ]
 
 
+RATE_PLOTS = [
+    (
+        "rate-sweep",
+        "Rate sweep: read p99 (dots p50) against offered rate per strategy, and achieved against offered rate.",
+        rate_plot,
+    ),
+]
+
+
 def plots_for(runs: Labelled) -> list[tuple[str, str, Any]]:
-    """The plots a report of these runs has: every run's, and the sweep's when any run is a sweep."""
-    return PLOTS + (SWEEP_PLOTS if any(doc.get("sweep") for _, doc in runs) else [])
+    """The plots a report of these runs has: every run's, and a sweep's when any run is one."""
+    kinds = {doc["sweep"]["kind"] for _, doc in runs if doc.get("sweep")}
+    return PLOTS + (SWEEP_PLOTS if "threshold" in kinds else []) + (RATE_PLOTS if "rate" in kinds else [])

@@ -43,6 +43,8 @@ def sweep_comparison(doc: dict[str, Any], *, compact: bool = False) -> Compariso
     p99 and write amplification (the HTML page and the result file have all of them).
     """
     block = doc["sweep"]
+    if block["kind"] == "rate":
+        return rate_comparison(doc)
     points = [p for p in block["points"] if p["name"] in block["figures"]]
     recommendation = block["recommendation"]
     slos = block.get("slo_ms", {})
@@ -79,6 +81,47 @@ def sweep_comparison(doc: dict[str, Any], *, compact: bool = False) -> Compariso
         f"Recommended (*): {recommendation['text']}"
         if recommendation.get("point")
         else f"No recommendation: {recommendation['text']}"
+    )
+    comparison.warnings = disturbance_warnings(doc)
+    return comparison
+
+
+def rate_comparison(doc: dict[str, Any]) -> Comparison:
+    """A rate sweep's table: a row per strategy and rate with offered and achieved rate, read p50 and p99."""
+    block = doc["sweep"]
+    slos = block.get("slo_ms", {})
+    limit = slos.get("read-p99")
+    comparison = Comparison(
+        f"rate sweep, {doc['graph']['users']:,} users",
+        [
+            "strategy",
+            "rate ops/s",
+            "offered",
+            "achieved",
+            "read p50 ms",
+            "read p99 ms" + (f" ≤ {number(limit)}" if limit else ""),
+            "sustained",
+        ],
+    )
+    rows = []
+    for strategy, curve in block["curves"].items():
+        for point in curve:
+            p99 = point.get("read_p99_ms")
+            rows.append(
+                [
+                    Cell(strategy),
+                    Cell(number(point["rate"])),
+                    Cell(number(point.get("offered"))),
+                    Cell(number(point.get("achieved")), None if point["sustained"] else "bad"),
+                    Cell(number(point.get("read_p50_ms"))),
+                    Cell(number(p99), "bad" if limit is not None and p99 is not None and p99 > limit else None),
+                    Cell("yes" if point["sustained"] else "no", None if point["sustained"] else "bad"),
+                ]
+            )
+    comparison.sections = [("points", rows)]
+    comparison.caption = (
+        "Sustained: achieved at least 95% of the rate and every SLO met; a strategy stops at its first rate that is "
+        f"not. {block['recommendation']['text'][:1].upper()}{block['recommendation']['text'][1:]}."
     )
     comparison.warnings = disturbance_warnings(doc)
     return comparison

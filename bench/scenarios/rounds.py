@@ -31,12 +31,19 @@ async def finish_run(stores: Stores, config: BenchConfig, outcome: StrategyOutco
 
 
 async def run_rounds(
-    strategies: Sequence[str], repeat: int, run_one: RunOne, doc: dict[str, Any], *, valid: Iterable[str] = ()
+    strategies: Sequence[str],
+    repeat: int,
+    run_one: RunOne,
+    doc: dict[str, Any],
+    *,
+    valid: Iterable[str] = (),
+    skip: Callable[[str], bool] | None = None,
 ) -> bool:
     """Run ``repeat`` rounds of ``strategies`` into the result ``doc``; returns whether a run was cut short.
 
     ``valid``: strategies whose derived state is already what a rebuild would make (a graph just loaded with posts
     materialised their timelines); each is rebuilt only after it first ran.
+    ``skip`` (a sweep's stopping rule) is asked before each run; a skipped strategy is left out of that round.
     ``doc`` stays a consistent result after every run (``strategies`` summarised, ``rounds`` so far), so a caller
     that catches an error mid-way can still write it.
     """
@@ -50,6 +57,8 @@ async def run_rounds(
         if repeat > 1:
             rounds.append(current)
         for name in order:
+            if skip is not None and skip(name):
+                continue
             result, complete = await run_one(name, index + 1, name not in valid)
             valid.discard(name)
             current["strategies"][name] = result
