@@ -214,11 +214,12 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _ms(value: float) -> str:
-    return f"{_num(value / 1000)} s" if value >= 1000 else f"{_num(value)} ms"
+def ms_text(value: float) -> str:
+    """A latency limit or value given in ms, as the verdicts print it (``10.0 ms``, ``5.00 s``)."""
+    return f"{num_text(value / 1000)} s" if value >= 1000 else f"{num_text(value)} ms"
 
 
-def _num(value: float) -> str:
+def num_text(value: float) -> str:
     """About three significant digits, no exponent (as the report's tables print figures)."""
     if value == 0 or abs(value) >= 100:
         return f"{value:,.0f}"
@@ -261,7 +262,7 @@ def recommend(
     cost = evaluations[best]["cost"]
     text = f"{where}: meets every SLO"
     if cost is not None:
-        text += f" at the lowest store cost ({_num(cost)} per op)"
+        text += f" at the lowest store cost ({num_text(cost)} per op)"
     if neighbours:
         text += "; " + "; ".join(f"{n['point']} {n['reason']}" for n in neighbours)
     return {
@@ -278,12 +279,12 @@ def _why_lost(other: str, best: str, evaluations: dict[str, dict[str, Any]]) -> 
     fails = evaluations[other]["fails"]
     if fails:
         first = fails[0]
-        value = "not measured" if first["value_ms"] is None else _ms(first["value_ms"])
-        return f"fails {first['slo']} ({value} > {_ms(first['limit_ms'])})"
+        value = "not measured" if first["value_ms"] is None else ms_text(first["value_ms"])
+        return f"fails {first['slo']} ({value} > {ms_text(first['limit_ms'])})"
     mine, theirs = evaluations[best]["cost"], evaluations[other]["cost"]
     if theirs is None:
         return "meets every SLO but its store cost was not measured"
-    return f"meets every SLO but costs more ({_num(theirs)} vs {_num(mine)} per op)"
+    return f"meets every SLO but costs more ({num_text(theirs)} vs {num_text(mine)} per op)"
 
 
 def _nothing_meets(slos: dict[str, float], figures: dict[str, dict[str, Interval]], order: list[str]) -> str:
@@ -295,11 +296,11 @@ def _nothing_meets(slos: dict[str, float], figures: dict[str, dict[str, Interval
     }
     first = min(slos, key=lambda key: len(met[key]))
     values = [(figures[n][first].median, n) for n in order if first in figures[n]]
-    best = f"; the best is {min(values)[1]} at {_ms(min(values)[0])}" if values else ""
+    best = f"; the best is {min(values)[1]} at {ms_text(min(values)[0])}" if values else ""
     if not met[first]:
-        return f"no point meets every SLO: {first} <= {_ms(slos[first])} fails first (no point meets it{best})"
+        return f"no point meets every SLO: {first} <= {ms_text(slos[first])} fails first (no point meets it{best})"
     alone = ", ".join(f"{k} by {', '.join(v) or 'none'}" for k, v in met.items())
-    return f"no point meets every SLO at once: {first} <= {_ms(slos[first])} fails first (met: {alone})"
+    return f"no point meets every SLO at once: {first} <= {ms_text(slos[first])} fails first (met: {alone})"
 
 
 def sweep_block(
@@ -310,7 +311,7 @@ def sweep_block(
     for p in points:
         if p.name in doc["strategies"]:
             figures[p.name] = {
-                key: {"median": _plain(i.median), "low": _plain(i.low), "high": _plain(i.high)}
+                key: {"median": plain(i.median), "low": plain(i.low), "high": plain(i.high)}
                 for key, i in point_figures(doc, p.name, weights).items()
             }
     return {
@@ -323,121 +324,6 @@ def sweep_block(
     }
 
 
-def _plain(value: float) -> float:
+def plain(value: float) -> float:
+    """A figure rounded for the result file."""
     return round(value, 6)
-
-
-# -- the rate sweep (capacity) --------------------------------------------------------------------------------------
-#: A point sustains its rate when it completes at least this fraction of the offered operations per second.
-SUSTAINED_FRACTION = 0.95
-
-
-def parse_rates(text: str) -> list[float]:
-    """``250,500,1000`` -> those rates, ascending. Raises ValueError naming a bad value."""
-    rates = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        try:
-            rate = float(part)
-        except ValueError:
-            raise ValueError(f"rate {part!r} is not a number of operations per second") from None
-        if not rate > 0:
-            raise ValueError(f"rate {part!r} must be above 0")
-        rates.append(rate)
-    if not rates:
-        raise ValueError("no rates given (e.g. 250,500,1000)")
-    return sorted(set(rates))
-
-
-def rate_points(strategies: Sequence[str], rates: Sequence[float]) -> list[Point]:
-    """The points of a rate sweep: every strategy at each rate, lowest rates first."""
-    return [Point(f"{s}-r{_rate_name(r)}", s, None, r) for r in sorted(rates) for s in strategies]
-
-
-def _rate_name(rate: float) -> str:
-    return f"{rate:g}".replace(".", "_")
-
-
-def sustains(figures: Figures, rate: float, slos: dict[str, float]) -> tuple[bool, str | None]:
-    """Whether one run sustained ``rate``: achieved >= 95% of it and every SLO met; else why not."""
-    achieved = (figures.get("load") or {}).get("achieved_rate")
-    if achieved is None or achieved < SUSTAINED_FRACTION * rate:
-        return False, f"achieved {_num(achieved or 0)} < {SUSTAINED_FRACTION:.0%} of {_num(rate)} ops/s"
-    for key, limit in slos.items():
-        value = FIGURES_BY_KEY[key].get(figures)
-        if value is None or value > limit:
-            return False, f"{key} {'not measured' if value is None else _ms(value)} > {_ms(limit)}"
-    return True, None
-
-
-def rate_skip(points: Sequence[Point], slos: dict[str, float]) -> Callable[[str, dict[str, Any]], bool]:
-    """The rate sweep's stopping rule: skip a strategy's point once one of its lower rates was not sustained."""
-    by_name = {p.name: p for p in points}
-
-    def skip(name: str, doc: dict[str, Any]) -> bool:
-        point = by_name[name]
-        for lower in points:
-            if lower.strategy == point.strategy and (lower.rate or 0) < (point.rate or 0):
-                figures = doc["strategies"].get(lower.name)
-                if figures is not None and not sustains(figures, lower.rate or 0, slos)[0]:
-                    return True
-        return False
-
-    return skip
-
-
-def rate_block(doc: dict[str, Any], points: Sequence[Point], slos: dict[str, float]) -> dict[str, Any]:
-    """The ``sweep`` block of a rate sweep: each strategy's latency-throughput curve and highest sustained rate."""
-    weights = dict(DEFAULT_WEIGHTS)
-    figures: dict[str, Any] = {}
-    curves: dict[str, list[dict[str, Any]]] = {}
-    sustained: dict[str, float | None] = {}
-    stopped: dict[str, str] = {}
-    for p in points:
-        block = doc["strategies"].get(p.name)
-        if block is None:
-            continue
-        intervals = point_figures(doc, p.name, weights)
-        figures[p.name] = {
-            k: {"median": _plain(i.median), "low": _plain(i.low), "high": _plain(i.high)} for k, i in intervals.items()
-        }
-        ok, why = sustains(block, p.rate or 0, slos)
-        load = block.get("load") or {}
-        curves.setdefault(p.strategy, []).append(
-            {
-                "rate": p.rate,
-                "offered": load.get("offered_rate"),
-                "achieved": load.get("achieved_rate"),
-                "read_p50_ms": block["read"].get("p50_ms"),
-                "read_p99_ms": block["read"].get("p99_ms"),
-                "sustained": ok,
-            }
-        )
-        sustained.setdefault(p.strategy, None)
-        if ok and p.strategy not in stopped:
-            sustained[p.strategy] = p.rate
-        elif not ok and p.strategy not in stopped:
-            stopped[p.strategy] = f"at {_num(p.rate or 0)} ops/s: {why}"
-    ranked = sorted(sustained, key=lambda s: -(sustained[s] or 0))
-    parts = [f"{s} {_num(sustained[s]) + ' ops/s' if sustained[s] else 'none of the rates'}" for s in ranked]
-    text = "highest sustained rate" + (" within the SLOs" if slos else "") + ": " + ", ".join(parts)
-    if stopped:
-        text += "; stopped " + "; ".join(f"{s} {why}" for s, why in stopped.items())
-    best = ranked[0] if ranked and sustained[ranked[0]] else None
-    best_point = next((p for p in points if p.strategy == best and p.rate == sustained.get(best or "")), None)
-    return {
-        "kind": "rate",
-        "points": [p.as_json() for p in points],
-        "figures": figures,
-        "slo_ms": slos,
-        "weights": weights,
-        "curves": curves,
-        "sustained": sustained,
-        "stopped": stopped,
-        "recommendation": {
-            "point": best_point.name if best_point else None,
-            **({"strategy": best} if best else {}),
-            "threshold": None,
-            "text": text,
-            "evaluations": {},
-        },
-    }

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.capacity import rate_block, rate_points, rate_skip
 from bench.repeat import summarise
 from bench.results import latency_block, load_result, write_result
 from bench.sweep import (
@@ -27,9 +28,6 @@ from bench.sweep import (
     parse_slo,
     parse_thresholds,
     parse_weights,
-    rate_block,
-    rate_points,
-    rate_skip,
     recommend,
     sweep_block,
 )

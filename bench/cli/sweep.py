@@ -17,6 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from bench.capacity import parse_rates, rate_block, rate_points, rate_skip
 from bench.cli.bench import bench as bench_command
 from bench.cli.bench import plan_from, run_plan
 from bench.report.sweep import print_sweep
@@ -24,13 +25,9 @@ from bench.results import load_result, write_result
 from bench.sweep import (
     Point,
     auto_thresholds,
-    parse_rates,
     parse_slo,
     parse_thresholds,
     parse_weights,
-    rate_block,
-    rate_points,
-    rate_skip,
     sweep_block,
     sweep_points,
 )
