@@ -18,8 +18,11 @@ from bench.repeat import rotated, summarise
 from bench.report.tables import number, rich_table, strategies_side_by_side
 from bench.results import latency_block, load_result, write_result
 from bench.scenarios.rounds import run_rounds
+from bench.scenarios.snapshot import TimelineSnapshot
 from bench.stats import difference_interval, median_interval, tail_samples
 from targets.histograms import new_histogram, record_us
+from targets.stores.connections import Stores
+from targets.stores.timelines import Timelines
 from tests.result_factory import sample_result, strategy_figures
 from tests.test_report import RUN
 
@@ -156,3 +159,24 @@ def test_summary_keeps_failures_and_errors_of_every_round() -> None:
     assert push["oracle"]["verdict"] == "fail" and push["oracle"]["mismatched_users"] == [7]
     assert push["complete"] is True
     assert push["intervals"]["write_amplification"] == [base["write_amplification"]] * 2
+
+
+async def test_a_timeline_copy_restores_the_exact_rebuilt_state(stores: Stores) -> None:
+    timelines = Timelines(stores.redis, stores.settings.prefix, "push", stores.settings.timeline_cap)
+    users = list(range(1, 41))
+    for u in users[:30]:  # users 31..40 have empty timelines: no key
+        await stores.redis.zadd(timelines.key(u), {str(u * 1000 + i): u * 1000 + i for i in range(u % 7 + 1)})
+
+    async def state() -> list[list[tuple[bytes, float]]]:
+        return [await stores.redis.zrange(timelines.key(u), 0, -1, withscores=True) for u in users]
+
+    before = await state()
+    copy = await TimelineSnapshot.take(stores, "push", users)
+    assert sum(p is not None for p in copy.payloads) == 30
+    for u in users[::3]:  # a run's writes: new posts everywhere, trims, timelines that appeared
+        await stores.redis.zadd(timelines.key(u), {"999999": 999999})
+        await stores.redis.zremrangebyrank(timelines.key(u), 0, 0)
+    assert await state() != before
+    assert await copy.restore(stores) == 30
+    assert await state() == before
+    assert await stores.redis.exists(*(timelines.key(u) for u in users[30:])) == 0

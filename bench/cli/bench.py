@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -33,6 +32,7 @@ from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
 from bench.scenarios.rounds import finish_run, run_rounds
 from bench.scenarios.run import StrategyOutcome, run_strategy
+from bench.scenarios.snapshot import DerivedState
 from bench.sweep import Point
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
@@ -42,9 +42,8 @@ from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.fanout.worker import DEFAULT_INFLIGHT
 from targets.stores.connections import Stores
-from targets.stores.materialise import rebuild_timelines
 from targets.stores.post_cache import PostCache
-from targets.strategies.registry import STRATEGIES, keeps_timelines, timeline_owners
+from targets.strategies.registry import STRATEGIES, timeline_owners
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
 #: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
@@ -330,13 +329,17 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
+                # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding.
+                derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points))
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
                     point = points.get(name)
                     strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
                     at = config if point is None or point.rate is None else dataclasses.replace(config, rate=point.rate)
-                    outcome = await _run_one(here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label)
+                    outcome = await _run_one(
+                        here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label, derived=derived
+                    )
                     return await finish_run(here, at, outcome)
 
                 # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
@@ -383,15 +386,13 @@ async def _run_one(
     *,
     rebuild: bool,
     label: str,
+    derived: DerivedState,
 ) -> StrategyOutcome:
     """Reset derived state, then run one strategy with a live progress line."""
     task = progress.add_task(label, total=config.duration, status="resetting derived state")
-    began = time.perf_counter()
-    if rebuild and keeps_timelines(name):
-        entries = await rebuild_timelines(stores, timeline_owners([name]))
-        progress.console.print(
-            f"{label}: derived state rebuilt ({entries:,} timeline entries) in {time.perf_counter() - began:.1f}s"
-        )
+    done = await derived.reset(stores, name, rebuild=rebuild)
+    if done:
+        progress.console.print(f"{label}: {done}")
     watch = _Watch(progress, task, config)
     try:
         workers = plan.workers if plan.settings.fanout_mode == "async" else 0
