@@ -62,16 +62,22 @@ async def run_rounds(
             result, complete = await run_one(name, index + 1, name not in valid)
             valid.discard(name)
             current["strategies"][name] = result
-            _record(doc, rounds, current, strategies)
+            _record(doc, rounds, current, strategies, name)
             if not complete:
                 return True
     return False
 
 
-def _record(doc: dict[str, Any], rounds: list[dict[str, Any]], current: dict[str, Any], names: Sequence[str]) -> None:
-    """Bring ``doc`` up to date: one round's blocks as they are, or every round and their summary."""
+def _record(
+    doc: dict[str, Any], rounds: list[dict[str, Any]], current: dict[str, Any], names: Sequence[str], ran: str
+) -> None:
+    """Bring ``doc`` up to date after ``ran`` ran: one round's blocks as they are, or every round and the summaries.
+
+    Only the strategy that just ran is summarised again (a summary bootstraps every figure of it).
+    """
     if not rounds:  # a single round: the classic result
         doc["strategies"] = {n: current["strategies"][n] for n in names if n in current["strategies"]}
         return
     doc["rounds"] = rounds
-    doc["strategies"] = summarise(rounds, names)
+    summaries = {**doc["strategies"], **summarise(rounds, [ran])}
+    doc["strategies"] = {n: summaries[n] for n in names if n in summaries}
