@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display: render straight to PNG
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.tables import Labelled
 from bench.results import block_histogram
@@ -270,6 +270,7 @@ def sweep_plot(runs: Labelled) -> bytes:
             pane.text(0.5, 0.5, "not measured", ha="center", va="center", transform=pane.transAxes, color="#777")
         pane.set_xscale("log")
         _plain_log_axis(pane.xaxis)
+        pane.xaxis.set_minor_formatter(NullFormatter())  # thresholds span decades: label the powers of ten only
         if log_y and all(v > 0 for line in pane.get_lines() for v in np.atleast_1d(line.get_ydata())):
             pane.set_yscale("log")
             _plain_log_axis(pane.yaxis)
