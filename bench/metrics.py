@@ -30,6 +30,8 @@ class ServerCounters:
     pg_rows_read: int
     pg_rows_written: int
     client: StoreCounters
+    #: Redis INFO used_cpu_sys + used_cpu_user: CPU seconds the server spent (for every client), cumulative.
+    redis_cpu_s: float = 0.0
 
     def since(self, earlier: ServerCounters, operations: int) -> dict[str, Any]:
         """The ``store_counters`` block of a result: deltas since ``earlier``, totals and per operation.
@@ -47,8 +49,9 @@ class ServerCounters:
         rows_read = max(0, self.pg_rows_read - earlier.pg_rows_read)
         rows_written = max(0, self.pg_rows_written - earlier.pg_rows_written)
         client = self.client.since(earlier.client)
+        cpu_s = max(0.0, self.redis_cpu_s - earlier.redis_cpu_s)
 
-        def per_op(total: int) -> float | None:
+        def per_op(total: float) -> float | None:
             return round(total / operations, 3) if operations else None
 
         return {
@@ -60,6 +63,8 @@ class ServerCounters:
             "pg_rows_written": rows_written,
             "pg_rows_read_per_op": per_op(rows_read),
             "pg_rows_written_per_op": per_op(rows_written),
+            "redis_cpu_s": round(cpu_s, 6),
+            "redis_cpu_us_per_op": per_op(cpu_s * 1e6),
             "client": asdict(client),
         }
 
@@ -93,13 +98,17 @@ async def flush_pg_stats(stores: Stores) -> None:
 
 
 async def server_counters(stores: Stores) -> ServerCounters:
-    """The servers' counters now: Redis calls per command, rows read and written in the harness schema."""
+    """The servers' counters now: Redis calls per command and CPU, rows read and written in the harness schema."""
     await flush_pg_stats(stores)
     stats = await stores.redis.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items() if isinstance(v, dict)}
+    cpu = await stores.redis.info("cpu")
+    cpu_s = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
     row = await stores.pg.fetchrow(_PG_ROWS, stores.settings.schema)
     assert row is not None
-    return ServerCounters(calls, int(row["rows_read"]), int(row["rows_written"]), stores.counters.snapshot())
+    return ServerCounters(
+        calls, int(row["rows_read"]), int(row["rows_written"]), stores.counters.snapshot(), redis_cpu_s=cpu_s
+    )
 
 
 # -- memory ---------------------------------------------------------------------------------------------------------
@@ -128,10 +137,25 @@ async def pg_table_bytes(stores: Stores) -> dict[str, int]:
     return {r["relname"]: int(r["bytes"]) for r in rows}
 
 
-async def memory(stores: Stores, used_memory_before: int | None = None) -> dict[str, Any]:
-    """The ``memory`` block of a result (with the growth when the earlier ``used_memory`` is given)."""
+async def timelines_bytes(stores: Stores, timeline_keys: Sequence[str], users: int) -> int:
+    """Bytes all ``users`` home timelines of a strategy take, scaled from MEMORY USAGE of the sampled keys."""
+    if not timeline_keys:
+        return 0
+    return round(await keys_memory(stores, timeline_keys) * users / len(timeline_keys))
+
+
+async def memory(
+    stores: Stores, used_memory_before: int | None = None, *, timelines: tuple[Sequence[str], int] | None = None
+) -> dict[str, Any]:
+    """The ``memory`` block of a result (with the growth when the earlier ``used_memory`` is given).
+
+    ``timelines``: (a sample of the strategy's timeline keys, the number of users) adds ``timelines_bytes``, the
+    strategy's own timelines, which the server-wide used_memory cannot separate from other clients' keys.
+    """
     used = await redis_used_memory(stores)
     block: dict[str, Any] = {"redis_used_memory_bytes": used, "pg_table_bytes": await pg_table_bytes(stores)}
     if used_memory_before is not None:
         block["redis_used_memory_growth_bytes"] = used - used_memory_before
+    if timelines is not None:
+        block["timelines_bytes"] = await timelines_bytes(stores, *timelines)
     return block

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "drain": "bench.cli.worker:drain",
     "bench": "bench.cli.bench:bench",
     "report": "bench.cli.report:report",
+    "sweep": "bench.cli.sweep:sweep",
     "serve": "bench.cli.serve:serve",
     "locust": "bench.cli.locust:locust",
     "perf": "bench.cli.perf:perf",

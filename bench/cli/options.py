@@ -18,9 +18,13 @@ from typing import Any, TypeVar, get_type_hints
 import click
 
 from bench.output import DEFAULT_INTERVAL_S, OutputOptions
+from bench.runner import QUICK, Plan
+from bench.scenarios.base import BenchConfig
+from bench.scenarios.registry import SCENARIOS
 from graphs.formats import FORMATS, IGNORE_FLAG, ReadOptions
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared
 from targets.declared import Declared, declarations, flag_of
+from targets.strategies.registry import STRATEGIES
 from targets.urls import check_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -224,3 +228,146 @@ def output_options(command: F) -> F:
 def output_from(options: dict[str, Any]) -> OutputOptions:
     """The :class:`bench.output.OutputOptions` the output options give; removes them from ``options``."""
     return OutputOptions(**{f.name: options.pop(f.name) for f in fields(OutputOptions)})
+
+
+# -- the options of fanout bench (fanout sweep takes them too) --------------------------------------------------------
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (value or ",".join(STRATEGIES)).split(",") if n.strip())
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown strategy {', '.join(unknown) or '(none)'}: choose from {', '.join(STRATEGIES)} (comma-separated)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def bench_options(command: F) -> F:
+    """Every option of ``fanout bench``, in the order ``--help`` lists them."""
+    for decorate in reversed(_BENCH_OPTIONS):
+        command = decorate(command)
+    return command
+
+
+_BENCH_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option(
+        "--strategy",
+        "strategies",
+        callback=_strategies,
+        metavar="push,pull,hybrid",
+        help="Strategies to run, in order [default: all].",
+    ),
+    click.option(
+        "--scenario",
+        type=click.Choice(list(SCENARIOS)),
+        default="steady",
+        show_default=True,
+        help="Steady load, or a celebrity spike during it.",
+    ),
+    click_options(BenchConfig, *(s.Options for s in SCENARIOS.values()), skip=("scenario",)),
+    click.option(
+        "--graph",
+        "graph_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Edge list to load first (read as the format options below say).",
+    ),
+    format_options,
+    click.option(
+        "--users",
+        type=click.IntRange(min=100),
+        help="Generate and load a graph of N users first (Barabási–Albert plus one celebrity).",
+    ),
+    click.option(
+        "--follows",
+        type=click.IntRange(min=1),
+        default=5,
+        show_default=True,
+        help="With --users: accounts each new user follows (Barabási–Albert m).",
+    ),
+    click.option(
+        "--reciprocity",
+        type=click.FloatRange(0, 1),
+        default=0.1,
+        show_default=True,
+        help="With --users: fraction of follows followed back (gives popular accounts many followees).",
+    ),
+    click.option(
+        "--posts-per-user",
+        type=click.IntRange(min=0),
+        default=10,
+        show_default=True,
+        help="Post history seeded when loading a graph.",
+    ),
+    setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch"),
+    click.option(
+        "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
+    ),
+    setting_options("worker_inflight"),
+    click.option(
+        "--repeat",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Rounds: each runs every strategy once, in a rotated order; figures become medians with 95% intervals.",
+    ),
+    click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Result file [default: results/<time>-<scenario>.json].",
+    ),
+    click.option(
+        "--quick",
+        is_flag=True,
+        help="A complete spike run on a generated 20,000-user graph with a celebrity (under 3 minutes).",
+    ),
+    click.option(
+        "--calibrate",
+        "calibrate_only",
+        is_flag=True,
+        help="Only measure the driver's own overhead against a no-op target.",
+    ),
+    output_options,
+]
+
+
+def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
+    """The plan of a ``fanout bench`` invocation (also of a sweep, which takes the same options); usage errors raise."""
+    quick_settings: dict[str, Any] = {}
+    if options.pop("quick"):
+        for name, value in QUICK.items():
+            if ctx.get_parameter_source(name) in (click.core.ParameterSource.DEFAULT, None):
+                (quick_settings if name in SETTING_NAMES else options)[name] = value
+    if options["graph_file"] and options["users"]:
+        raise click.UsageError("pass either --graph FILE or --users N, not both")
+    graph_read = read_options(options)
+    if graph_read != ReadOptions() and not options["graph_file"]:
+        raise click.UsageError("--format, --undirected and --ignore-extra-columns describe a --graph FILE: pass one")
+    settings = settings_from(ctx, **quick_settings)
+    output = output_from(options)
+    scenario = SCENARIOS[options["scenario"]]
+    try:
+        config = from_options(BenchConfig, options, options=from_options(scenario.Options, options))
+        scenario.check(config)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    strategies = options["strategies"]
+    if config.target and ctx.get_parameter_source("strategies") in (click.core.ParameterSource.DEFAULT, None):
+        strategies = ()  # the one the service serves
+    plan = Plan(
+        settings,
+        options["workers"],
+        config,
+        strategies,
+        options["graph_file"],
+        options["users"],
+        options["follows"],
+        options["reciprocity"],
+        options["posts_per_user"],
+        options["out"],
+        graph_read=graph_read,
+        output=output,
+        repeat=options["repeat"],
+    )
+    return plan

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.report import plots
 from bench.report.runs import Run, heading, labelled, run_facts
+from bench.report.sweep import sweep_comparisons
 from bench.report.tables import comparisons, html_table
 from bench.results import atomic_write
 
@@ -32,6 +33,7 @@ table.facts td {{ text-align: left; }}
 .bad {{ color: #b00; font-weight: bold; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
+p.caption {{ color: #555; }} p.warning {{ color: #a60; font-weight: bold; }} small.note {{ color: #777; }}
 </style>
 </head>
 <body>
@@ -66,7 +68,7 @@ def write_html(runs: Sequence[Run], path: Path | str) -> list[Path]:
     path = Path(path)
     docs = labelled(runs)
     figures, written = [], []
-    for suffix, caption, plot in plots.PLOTS:
+    for suffix, caption, plot in plots.plots_for(docs):
         image = plot(docs)
         png_path = path.with_name(f"{path.stem}-{suffix}.png")
         atomic_write(png_path, image)
@@ -81,7 +83,7 @@ def write_html(runs: Sequence[Run], path: Path | str) -> list[Path]:
     page = PAGE.format(
         title=html.escape(title),
         runs="\n".join(_facts_html(r, runs) for r in runs),
-        tables="\n".join(html_table(c) for c in comparisons(docs)),
+        tables="\n".join(html_table(c) for c in [*comparisons(docs), *sweep_comparisons(docs)]),
         figures="\n".join(figures),
     )
     atomic_write(path, page.encode("utf-8"))

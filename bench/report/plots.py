@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display: render straight to PNG
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.report.tables import Labelled
 from bench.results import block_histogram
@@ -213,3 +213,140 @@ PLOTS = [
     ("write-amplification", "Timeline entries written per post, counted as written.", write_amplification_bars),
     ("delivery-lag", "Delivery lag p50 / p99 / max over followers' timelines.", delivery_lag_bars),
 ]
+
+
+# -- sweeps ---------------------------------------------------------------------------------------------------------
+#: The panes of the sweep plot: (figure key of bench.sweep, axis label, log y axis).
+SWEEP_PANES = [
+    ("read-p99", "read p99 (ms)", True),
+    ("read-p999", "read p99.9 (ms)", True),
+    ("publish-p99", "publish p99 (ms)", True),
+    ("delivery-p99", "delivery lag p99 (ms)", True),
+    ("spike-read-p99", "others' read p99, spike (ms)", True),
+    ("write-amplification", "write amplification (entries/post)", False),
+    ("timelines-mb", "timelines memory (MB)", False),
+    ("redis-cpu", "Redis CPU per op (µs)", False),
+    ("pg-rows-per-read", "PG rows read per read", False),
+    ("cost", "store cost per op", False),
+]
+
+
+def sweep_plot(runs: Labelled) -> bytes:
+    """Each sweep figure against hybrid's threshold (log x) with 95% interval bars; pull and push as bands."""
+    figure, panes = plt.subplots(2, 5, figsize=(20, 7.5), squeeze=False)
+    for pane, (key, ylabel, log_y) in zip(panes.flat, SWEEP_PANES, strict=True):
+        for r, (label, doc) in enumerate(runs):
+            block = doc.get("sweep")
+            if not block or block["kind"] != "threshold":
+                continue
+            hybrid = [(p["threshold"], block["figures"].get(p["name"], {}).get(key)) for p in block["points"]]
+            hybrid = [(t, v) for t, v in hybrid if t is not None and v is not None]
+            if hybrid:
+                x = np.array([t for t, _ in hybrid], dtype=float)
+                y = np.array([v["median"] for _, v in hybrid])
+                errors = np.array(
+                    [[v["median"] - v["low"] for _, v in hybrid], [v["high"] - v["median"] for _, v in hybrid]]
+                )
+                pane.errorbar(
+                    x,
+                    y,
+                    yerr=np.clip(errors, 0, None),
+                    fmt="o" + LINESTYLES[r % len(LINESTYLES)],
+                    color=colour("hybrid"),
+                    capsize=3,
+                    label=_series_label(runs, label, "hybrid"),
+                )
+            for end, style in (("pull", ":"), ("push", "--")):
+                value = block["figures"].get(end, {}).get(key)
+                if value is None:
+                    continue
+                pane.axhline(value["median"], linestyle=style, color=colour(end), label=_series_label(runs, label, end))
+                if value["low"] != value["high"]:
+                    pane.axhspan(value["low"], value["high"], color=colour(end), alpha=0.12)
+            limit = block.get("slo_ms", {}).get(key)
+            if limit is not None and r == 0:
+                pane.axhline(limit, color="black", linewidth=1.2, label="SLO")
+        if not pane.get_lines():
+            pane.text(0.5, 0.5, "not measured", ha="center", va="center", transform=pane.transAxes, color="#777")
+        pane.set_xscale("log")
+        _plain_log_axis(pane.xaxis)
+        pane.xaxis.set_minor_formatter(NullFormatter())  # thresholds span decades: label the powers of ten only
+        if log_y and all(v > 0 for line in pane.get_lines() for v in np.atleast_1d(line.get_ydata())):
+            pane.set_yscale("log")
+            _plain_log_axis(pane.yaxis)
+        pane.set_xlabel("hybrid threshold (followers, log)")
+        pane.set_title(ylabel, fontsize="medium")
+        pane.grid(True, which="both", alpha=0.3)
+    legend: dict[str, Any] = {}
+    for pane in panes.flat:  # every series once (the SLO line appears only on bounded figures)
+        for handle, text in zip(*pane.get_legend_handles_labels(), strict=True):
+            legend.setdefault(text, handle)
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="upper center", ncol=len(legend), fontsize="small")
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    return png(figure)
+
+
+def rate_plot(runs: Labelled) -> bytes:
+    """Read p99 (and p50, thin) against the offered rate, one line per strategy; achieved against offered beside it."""
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 4.8))
+    widest = 0.0
+    for r, (label, doc) in enumerate(runs):
+        block = doc.get("sweep")
+        if not block or block["kind"] != "rate":
+            continue
+        for strategy, curve in block["curves"].items():
+            offered = np.array([p.get("offered") or p["rate"] for p in curve], dtype=float)
+            style = LINESTYLES[r % len(LINESTYLES)]
+            name = _series_label(runs, label, strategy)
+            p99 = np.array([p.get("read_p99_ms") or np.nan for p in curve], dtype=float)
+            p50 = np.array([p.get("read_p50_ms") or np.nan for p in curve], dtype=float)
+            latency.plot(offered, p99, "o" + style, color=colour(strategy), label=f"{name} p99")
+            latency.plot(offered, p50, "." + style, color=colour(strategy), linewidth=0.8, alpha=0.7)
+            achieved = np.array([p.get("achieved") or 0.0 for p in curve], dtype=float)
+            throughput.plot(offered, achieved, "o" + style, color=colour(strategy), label=name)
+            widest = max(widest, float(offered.max(initial=0)))
+        limit = block.get("slo_ms", {}).get("read-p99")
+        if limit is not None and r == 0:
+            latency.axhline(limit, color="black", linewidth=1.2, label="SLO read p99")
+    throughput.plot([0, widest], [0, widest], ":", color="#999", label="achieved = offered")
+    for axes in (latency, throughput):
+        axes.set_xscale("log")
+        _plain_log_axis(axes.xaxis)
+        axes.set_xlabel("offered rate (ops/s, log)")
+        axes.grid(True, which="both", alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize="small")
+    latency.set_yscale("log")
+    _plain_log_axis(latency.yaxis)
+    latency.set_ylabel("read latency (ms, log; dots p50)")
+    latency.set_title("read p99 against offered rate")
+    throughput.set_ylabel("achieved rate (ops/s)")
+    throughput.set_title("achieved against offered rate")
+    return png(figure)
+
+
+#: Plots only sweep results have: (file suffix, caption, function).
+SWEEP_PLOTS = [
+    (
+        "sweep",
+        "Threshold sweep: each figure against hybrid's threshold (log x), bars the 95% interval over rounds; "
+        "pull dotted and push dashed, shaded by their intervals.",
+        sweep_plot,
+    ),
+]
+
+
+RATE_PLOTS = [
+    (
+        "rate-sweep",
+        "Rate sweep: read p99 (dots p50) against offered rate per strategy, and achieved against offered rate.",
+        rate_plot,
+    ),
+]
+
+
+def plots_for(runs: Labelled) -> list[tuple[str, str, Any]]:
+    """The plots a report of these runs has: every run's, and a sweep's when any run is one."""
+    kinds = {doc["sweep"]["kind"] for _, doc in runs if doc.get("sweep")}
+    return PLOTS + (SWEEP_PLOTS if "threshold" in kinds else []) + (RATE_PLOTS if "rate" in kinds else [])

@@ -25,6 +25,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from bench.disturbance import warnings as disturbance_warnings
+from bench.stats import Interval, differences, median_interval, tail_samples
+
 Figures = dict[str, Any]
 #: (run label, result document) pairs, in the order the report lists them.
 Labelled = Sequence[tuple[str, dict[str, Any]]]
@@ -41,6 +44,8 @@ class Metric:
     unit: str = "ms"
     #: The compact layout's label (ms is in the section's title there, other units stay in the label).
     short: str | None = None
+    #: For a tail percentile: how many samples it summarises, and the percentile (its cells say what it rests on).
+    tail: tuple[Callable[[Figures], Any], float] | None = None
 
     @property
     def label(self) -> str:
@@ -67,8 +72,15 @@ def _latency(
     prefix: str, *keys: str, percentiles: Sequence[str] = ("p50", "p99", "p999", "max"), short: str = ""
 ) -> list[Metric]:
     names = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9", "max": "max"}
+    tails = {"p99": 99.0, "p999": 99.9}
     return [
-        Metric(f"{prefix} {names[p]}", _at(*keys, f"{p}_ms"), short=f"{short} {names[p]}".strip()) for p in percentiles
+        Metric(
+            f"{prefix} {names[p]}",
+            _at(*keys, f"{p}_ms"),
+            short=f"{short} {names[p]}".strip(),
+            tail=(_at(*keys, "count"), tails[p]) if p in tails else None,
+        )
+        for p in percentiles
     ]
 
 
@@ -175,8 +187,16 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
             Metric("PG rows read/op", _at("store_counters", "pg_rows_read_per_op"), "lower", ""),
             Metric("PG rows written/op", _at("store_counters", "pg_rows_written_per_op"), "lower", ""),
             Metric(
+                "Redis CPU/op (server)",
+                _at("store_counters", "redis_cpu_us_per_op"),
+                "lower",
+                "µs",
+                short="Redis CPU/op (µs)",
+            ),
+            Metric(
                 "Redis used memory", _mb("memory", "redis_used_memory_bytes"), "lower", "MB", short="Redis mem (MB)"
             ),
+            Metric("timelines memory", _mb("memory", "timelines_bytes"), "lower", "MB", short="timelines mem (MB)"),
             Metric("PG tables", _pg_bytes, None, "MB", short="PG tables (MB)"),
         ],
     ),
@@ -242,21 +262,25 @@ COMPACT_TITLES = {
 # -- the table model ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cell:
-    """A rendered value; ``tone`` is "best", "better", "worse", "bad" or None."""
+    """A rendered value; ``tone`` is "best", "better", "worse", "bad" or None; ``notes`` are printed under it."""
 
     text: str
     tone: str | None = None
     #: A row label's text in the compact layout.
     short: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
 class Comparison:
-    """One table: a title, column headers, and rows grouped in sections."""
+    """One table: a title, column headers, rows grouped in sections, and a caption saying how to read it."""
 
     title: str
     columns: list[str]
     sections: list[tuple[str, list[list[Cell]]]] = field(default_factory=list)
+    caption: str | None = None
+    #: Runs that were disturbed (:mod:`bench.disturbance`), one line each, printed under the table.
+    warnings: list[str] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         """The row labels, in order."""
@@ -292,18 +316,50 @@ def visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:
 
 
 def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
-    """One result: a row per metric, a column per strategy; the best numeric value of each row marked."""
+    """One result: a row per metric, a column per strategy; the best numeric value of each row marked.
+
+    A result of several rounds shows each figure's median over rounds with its 95% interval under it, and a last
+    column naming the pairs of strategies whose intervals do not overlap ("no clear difference" when none). Tail
+    percentiles say how many samples they rest on.
+    """
     strategies = doc["strategies"]
-    comparison = Comparison(title(doc), ["", *(name + _cut(figures) for name, figures in strategies.items())])
+    rounds = [r["strategies"] for r in doc.get("rounds") or []]
+    repeated = len(rounds) > 1
+    columns = ["", *(name + _cut(figures) for name, figures in strategies.items())]
+    comparison = Comparison(title(doc), columns + (["differences"] if repeated else []))
+    comparison.caption = (
+        f"Median of {len(rounds)} rounds (strategy order rotated each round), under it its 95% bootstrap interval "
+        "over rounds (none: the same in every round). Differences: the pairs whose intervals do not overlap "
+        "(a<b); pairs not listed show no clear difference."
+        if repeated
+        else "one round: no intervals (--repeat N gives medians over N rounds with 95% intervals)"
+    )
+    comparison.warnings = disturbance_warnings(doc)
     for section, metrics in SECTIONS:
         rows = []
         for metric in visible(metrics, strategies.values()):
             values = [metric.get(figures) for figures in strategies.values()]
-            numeric = [v for v in values if isinstance(v, int | float)]
+            intervals = _intervals(metric, strategies, rounds) if repeated else {}
+            values = [intervals[n].median if n in intervals else v for n, v in zip(strategies, values, strict=True)]
+            numeric = [v for v in values if _numeric(v)]
             best = None
             if metric.better and len(numeric) > 1 and min(numeric) != max(numeric):
                 best = min(numeric) if metric.better == "lower" else max(numeric)
-            rows.append([_label(metric), *(_cell(v, best) for v in values)])
+            row = [_label(metric)]
+            for (name, figures), value in zip(strategies.items(), values, strict=True):
+                notes = []
+                interval = intervals.get(name)
+                if interval is not None and interval.low != interval.high:
+                    notes.append(f"{number(interval.low)}–{number(interval.high)}")
+                if metric.tail and _numeric(value):
+                    samples = tail_samples(metric.tail[0](figures), metric.tail[1])
+                    if samples is not None:
+                        notes.append(f"{samples:,} sample{'' if samples == 1 else 's'}")
+                cell = _cell(value, best)
+                row.append(Cell(cell.text, cell.tone, notes=tuple(notes)))
+            if repeated:
+                row.append(Cell(_differences_text(intervals)))
+            rows.append(row)
         if rows:
             comparison.sections.append((section, rows))
     return comparison
@@ -311,6 +367,33 @@ def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
 
 def _label(metric: Metric) -> Cell:
     return Cell(metric.label, short=metric.short_label)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _intervals(metric: Metric, strategies: dict[str, Figures], rounds: list[dict[str, Figures]]) -> dict[str, Interval]:
+    """Each strategy's median and 95% interval of ``metric`` over the rounds (strategies without numbers left out)."""
+    out = {}
+    for name in strategies:
+        values = [v for v in (metric.get(r[name]) for r in rounds if name in r) if _numeric(v)]
+        interval = median_interval(values)
+        if interval is not None:
+            if all(isinstance(v, int) for v in values):  # counts stay whole numbers
+                interval = Interval(
+                    *(round(x) for x in (interval.median, interval.low, interval.high)), interval.rounds
+                )
+            out[name] = interval
+    return out
+
+
+def _differences_text(intervals: dict[str, Interval]) -> str:
+    """``hybrid<push`` for each pair whose intervals do not overlap, one per line; "no clear difference" when none."""
+    if len(intervals) < 2:
+        return ""
+    clear = [f"{d.lower}<{d.higher}" for d in differences(intervals) if d.clear]
+    return "\n".join(clear) if clear else "no clear difference"
 
 
 def _cut(figures: Figures | None) -> str:
@@ -334,6 +417,9 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
         for i, ((label, _), f) in enumerate(zip(runs, figures, strict=True))
     ]
     comparison = Comparison(strategy, ["", *headers])
+    comparison.warnings = [
+        f"run {label}: {line}" for label, doc in runs for line in disturbance_warnings(doc) if f", {strategy}: " in line
+    ]
     present = [f for f in figures if f is not None]
     for section, metrics in SECTIONS:
         rows = []
@@ -382,16 +468,31 @@ COMPACT_VALUE = 16
 
 
 def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
-    """The comparison as a rich table (a section title row, then its rows), wide or compact (see the module)."""
-    if compact:
-        table = Table(title=comparison.title, title_style="bold", header_style="bold", box=box.SIMPLE_HEAD)
-    else:
-        table = Table(title=comparison.title, title_style="bold", header_style="bold")
+    """The comparison as a rich table (a section title row, then its rows; a cell's notes dim under its value),
+    wide or compact (see the module)."""
+    caption = Text(comparison.caption or "")
+    for line in comparison.warnings:
+        caption.append(("\n" if caption else "") + "WARNING " + line, style="bold yellow")
+    table = Table(
+        title=comparison.title,
+        title_style="bold",
+        header_style="bold",
+        caption=caption if caption else None,
+        caption_justify="left",
+        **({"box": box.SIMPLE_HEAD} if compact else {}),
+    )
+    # Labels wrap only beside a column of differences (several rounds), which needs the room.
+    wrap_labels = comparison.columns[-1] == "differences"
     for i, column in enumerate(comparison.columns):
         if not compact:
-            table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
+            table.add_column(
+                column,
+                justify="left" if i == 0 else "right",
+                no_wrap=i == 0 and not wrap_labels,
+                overflow="ellipsis" if i == 0 else "fold",  # a narrow figure column wraps rather than hides digits
+            )
         elif i == 0:
-            table.add_column(column, no_wrap=True, min_width=COMPACT_LABEL)
+            table.add_column(column, no_wrap=not wrap_labels, min_width=COMPACT_LABEL)
         else:  # never wrapped: a text too long for its column (a list of error kinds) ends in an ellipsis instead
             table.add_column(
                 column.replace(" (cut short)", " (cut)"), justify="right", no_wrap=True, max_width=COMPACT_VALUE
@@ -400,8 +501,7 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
         table.add_row(Text(COMPACT_TITLES.get(section, section) if compact else section, style="bold cyan"))
         for row in rows:
             label, *values = row
-            text = (label.short or label.text) if compact else label.text
-            table.add_row(Text(text), *(Text(c.text, style=STYLES.get(c.tone or "", "")) for c in values))
+            table.add_row(_rich_cell(label, compact), *(_rich_cell(c, compact) for c in values))
         table.add_section()
     return table
 
@@ -433,6 +533,14 @@ def fitted_table(comparison: Comparison) -> FittedTable:
     return FittedTable(comparison)
 
 
+def _rich_cell(cell: Cell, compact: bool = False) -> Text:
+    text = Text((cell.short or cell.text) if compact else cell.text, style=STYLES.get(cell.tone or "", ""))
+    if not compact:  # the compact layout keeps one line per row; its notes are in the wide one and the HTML
+        for note in cell.notes:
+            text.append("\n" + note, style="dim")
+    return text
+
+
 def html_table(comparison: Comparison) -> str:
     """The comparison as an HTML table under an ``<h2>`` title (tones as CSS classes the page styles)."""
     esc = html.escape
@@ -442,7 +550,14 @@ def html_table(comparison: Comparison) -> str:
         body.append(f'<tr class="section"><td colspan="{len(comparison.columns)}">{esc(section)}</td></tr>')
         for row in rows:
             cells = "".join(
-                f'<td class="{c.tone}">{esc(c.text)}</td>' if c.tone else f"<td>{esc(c.text)}</td>" for c in row
+                f'<td class="{c.tone}">{_html_text(c)}</td>' if c.tone else f"<td>{_html_text(c)}</td>" for c in row
             )
             body.append(f"<tr>{cells}</tr>")
-    return f"<h2>{esc(comparison.title)}</h2>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
+    caption = f'<p class="caption">{esc(comparison.caption)}</p>\n' if comparison.caption else ""
+    caption += "".join(f'<p class="warning">WARNING {esc(line)}</p>\n' for line in comparison.warnings)
+    return f"<h2>{esc(comparison.title)}</h2>\n{caption}<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>"
+
+
+def _html_text(cell: Cell) -> str:
+    text = html.escape(cell.text).replace("\n", "<br>")
+    return text + "".join(f'<br><small class="note">{html.escape(n)}</small>' for n in cell.notes)

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.report.runs import Run, heading, labelled, run_facts
+from bench.report.sweep import sweep_comparisons
 from bench.report.tables import comparisons, fitted_table
 
 
@@ -22,5 +23,5 @@ def print_report(runs: Sequence[Run], console: Console | None = None) -> None:
         for name, value in run_facts(run):
             facts.add_row(name, value)
         console.print(Group(Text(heading(run, runs), style="bold underline"), facts), "")
-    for comparison in comparisons(labelled(runs)):
+    for comparison in [*comparisons(labelled(runs)), *sweep_comparisons(labelled(runs), compact=True)]:
         console.print(fitted_table(comparison))

@@ -12,6 +12,7 @@ block.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from hdrh.histogram import HdrHistogram
 from bench.bindings.factory import Binding, open_binding, undo_through_api
 from bench.bindings.operations import Tally
 from bench.bindings.receipts import Published
+from bench.disturbance import Guard
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.results import latency_block
@@ -36,6 +38,8 @@ from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
+from targets.stores.timelines import Timelines
+from targets.strategies.registry import keeps_timelines
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 DRAIN_TIMEOUT_S = 120.0
@@ -81,6 +85,8 @@ class StrategyOutcome:
     store_counters: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
+    #: What else loaded the machine and the stores during the load (:mod:`bench.disturbance`).
+    disturbance: dict[str, Any] | None = None
     complete: bool = False
     #: The result's ``target`` block when the run drove a service (None in process).
     target: dict[str, Any] | None = None
@@ -106,11 +112,14 @@ async def run_strategy(
     config: BenchConfig,
     graph: GraphInfo,
     on_driver: Callable[[Driver[Op]], None] | None = None,
+    *,
+    workers: int = 0,
 ) -> StrategyOutcome:
     """Drive one strategy with the seeded workload and the scenario, then measure counters, memory and the oracle.
 
     The caller resets derived state before and undoes the run's changes after (``outcome.changes``). A cancelled
-    load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks.
+    load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks. ``workers``:
+    fan-out worker processes running beside it (the disturbance guard allows for their own Redis commands).
     """
     scenario = SCENARIOS[config.scenario](config, graph)
     writes = WriteLog()
@@ -118,7 +127,7 @@ async def run_strategy(
     async with open_binding(
         config.target, name, stores, config.page_size, changes.churn, writes, config.max_in_flight
     ) as binding:
-        outcome = await _drive(stores, name, config, graph, scenario, changes, binding, writes, on_driver)
+        outcome = await _drive(stores, name, config, graph, scenario, changes, binding, writes, on_driver, workers)
         if not binding.own_namespace and outcome.target is not None:
             changes.posts_here = False  # none of the run's posts is in the harness's stores
             outcome.target["undo"] = await undo_through_api(binding)
@@ -135,6 +144,7 @@ async def _drive(
     binding: Binding,
     writes: WriteLog,
     on_driver: Callable[[Driver[Op]], None] | None,
+    workers: int,
 ) -> StrategyOutcome:
     """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
     own = binding.own_namespace
@@ -149,10 +159,12 @@ async def _drive(
         kind_of=scenario.kind_of,
         extra=scenario.extra_ops(),
     )
+    guard = Guard(stores)
     if own:
         await scenario.before_load(stores, name)
         before = await server_counters(stores)
         used_before = await redis_used_memory(stores)
+    await guard.start()
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
     # The scenario samples the stores while the load runs: only when they hold the target's data.
@@ -170,6 +182,7 @@ async def _drive(
     outcome = StrategyOutcome(name, scenario, changes, result, binding.published, workload=workload.summary())
     outcome.target, outcome.not_measured = binding.description, binding.not_measured
     if result.interrupted:
+        guard.cancel()
         outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     try:
@@ -179,10 +192,14 @@ async def _drive(
             outcome.deliveries = await async_deliveries(stores, name, binding.published)
         else:
             outcome.deliveries = receipt_deliveries(binding, writes)
+        outcome.disturbance = await guard.stop(
+            entries_written=outcome.entries_written(binding.published), posts=len(binding.published), workers=workers
+        )
         if own:
             after = await server_counters(stores)
             outcome.store_counters = after.since(before, result.completed)
-            outcome.memory = await memory(stores, used_before)
+            timelines = _timeline_sample(stores, name, graph, config.seed)
+            outcome.memory = await memory(stores, used_before, timelines=timelines)
         if binding.pages is None:
             outcome.oracle = {"verdict": "skipped", "users_checked": 0, "detail": binding.oracle_skipped or ""}
         else:
@@ -190,6 +207,7 @@ async def _drive(
                 binding.pages, graph.user_ids, config.oracle_users, config.page_size, config.seed, stores=stores
             )
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
+        guard.cancel()
         if not outcome.deliveries:
             outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
@@ -210,6 +228,20 @@ def target_note(outcome: StrategyOutcome) -> str | None:
     if "undo" in t:
         parts.append(t["undo"])
     return "; ".join(parts)
+
+
+#: Users whose home timelines are weighed (MEMORY USAGE) to estimate a strategy's timelines memory.
+TIMELINE_SAMPLE = 500
+
+
+def _timeline_sample(stores: Stores, name: str, graph: GraphInfo, seed: int) -> tuple[list[str], int] | None:
+    """A seeded sample of the strategy's timeline keys and the user count, or None if it keeps no timelines."""
+    if not keeps_timelines(name):
+        return None
+    users = graph.user_ids
+    sample = random.Random(seed).sample(list(users), min(TIMELINE_SAMPLE, len(users)))
+    timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)
+    return [timelines.key(u) for u in sample], len(users)
 
 
 def make_workload(
@@ -331,6 +363,8 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         doc["oracle"] = outcome.oracle
     if outcome.target is not None:
         doc["target"] = outcome.target
+    if outcome.disturbance is not None:
+        doc["disturbance"] = outcome.disturbance
     extra = outcome.scenario.result(outcome)
     if extra is not None:
         doc[outcome.scenario.name] = extra

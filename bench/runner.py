@@ -1,0 +1,346 @@
+"""What ``fanout bench`` (and ``fanout sweep``) runs: a plan from the command's options, then the whole run.
+
+Each chosen strategy runs in turn on the same graph with the same seeded workload, in rounds (``--repeat``) of rotated
+order; between runs the run's posts and follow churn are undone and derived state is restored, so every run starts
+from the same data. One result JSON per run goes to ``results/`` (its path is printed); Ctrl-C stops the run and still
+writes what was measured, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from bench.bindings.service import check_target, target_graph
+from bench.driver import Driver, calibrate
+from bench.output import (
+    IntervalLines,
+    OutputOptions,
+    WorkerLogs,
+    live_text,
+    progress_columns,
+    status,
+)
+from bench.report.hdrlog import write_hdr_logs
+from bench.report.tables import FittedTable, fitted_table, strategies_side_by_side
+from bench.results import finish, new_result, run_metadata, utc_now, write_result
+from bench.scenarios.base import BenchConfig
+from bench.scenarios.registry import SCENARIOS
+from bench.scenarios.rounds import finish_run, run_rounds
+from bench.scenarios.run import StrategyOutcome, run_strategy, target_note
+from bench.scenarios.snapshot import DerivedState
+from bench.sweep import Point
+from graphs.formats import ReadOptions
+from graphs.generate import GraphSpec
+from graphs.info import GraphInfo
+from graphs.load import load_file, load_generated
+from targets.config import Settings
+from targets.errors import FanoutError
+from targets.eventloop import run
+from targets.fanout.processes import start_workers, stop_workers
+from targets.stores.connections import Stores
+from targets.stores.post_cache import PostCache
+from targets.strategies.registry import timeline_owners
+
+#: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
+#: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
+#: user makes pull reads real work: nine in ten follows are followed back, so the busiest readers (ranked by
+#: followees) follow hundreds of accounts. Timelines capped at 100 entries stay compact in Redis (two pages each).
+#: Fan-out batches of 200 followers with one call in flight per worker keep each atomic Redis call short, so reads
+#: are not queued behind the celebrity's fan-out on a 2-core machine.
+QUICK: dict[str, Any] = {
+    "scenario": "spike",
+    "users": 20_000,
+    "reciprocity": 0.9,
+    "posts_per_user": 40,
+    "timeline_cap": 100,
+    "fanout_batch": 200,
+    "worker_inflight": 1,
+    "rate": 250.0,
+    "duration": 20.0,
+    "spike_at": 8.0,
+    "spike_window": 4.0,
+    "spike_posts": 1,
+    "celebrity_threshold": 2_000,
+    "oracle_users": 100,
+}
+#: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
+#: the follows followed back, and one celebrity followed by half of the users.
+GENERATED = {"model": "ba", "celebrities": 1, "celebrity_reach": 0.5}
+
+
+def run_plan(plan: Plan, console: Console) -> Outcome:
+    """Run a plan to its result file (printing progress to ``console``)."""
+    return run(_bench(plan, console))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation does."""
+
+    settings: Settings
+    workers: int
+    config: BenchConfig
+    #: Empty with --target and no --strategy: the one the service serves (resolved once the stores are open).
+    strategies: tuple[str, ...]
+    graph_file: Path | None
+    users: int | None
+    follows: int
+    reciprocity: float
+    posts_per_user: int
+    out: Path | None
+    graph_read: ReadOptions | None = None
+    output: OutputOptions = field(default_factory=OutputOptions)
+    repeat: int = 1
+    #: A sweep's points for the loaded graph (``fanout sweep``); None runs ``strategies`` as they are.
+    points: Callable[[GraphInfo], Sequence[Point]] | None = None
+    #: A sweep's stopping rule: (point name, the result so far) -> skip that point.
+    skip: Callable[[str, dict[str, Any]], bool] | None = None
+
+
+@dataclass
+class Outcome:
+    """What the command prints at the end."""
+
+    table: FittedTable
+    path: Path
+    interrupted: bool
+    oracle_failed: bool
+    #: The result document written to ``path``.
+    doc: dict[str, Any]
+
+
+async def _bench(plan: Plan, console: Console) -> Outcome:
+    config, settings = plan.config, plan.settings
+    started_at = utc_now()
+    # Connecting first: unreachable stores fail here, before anything runs.
+    async with await Stores.connect(settings) as stores:
+        if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
+            loads = bool(plan.graph_file or plan.users)
+            strategies, service = await check_target(config.target, plan.strategies, stores, loads=loads)
+            plan = replace(plan, strategies=strategies)
+        source = await _load(stores, plan, console)
+        graph = await target_graph(config.target, stores)
+        if len(graph.user_ids) < 2:
+            raise FanoutError("no graph is loaded: pass --graph FILE or --users N (or run `fanout graph load` first)")
+        try:
+            SCENARIOS[config.scenario](config, graph)  # options that do not fit the loaded graph fail here
+        except ValueError as exc:
+            raise FanoutError(str(exc)) from None
+        points = {p.name: p for p in plan.points(graph)} if plan.points else {}
+        names = tuple(points) or plan.strategies
+        parameters = {
+            **config.parameters(),
+            "strategies": list(names),
+            "celebrity_threshold": settings.celebrity_threshold,
+            "timeline_cap": settings.timeline_cap,
+            "fanout_batch": settings.fanout_batch,
+            "fanout": settings.fanout_mode,
+            "workers": plan.workers if settings.fanout_mode == "async" and not config.target else 0,
+            "worker_inflight": settings.worker_inflight,
+            "graph": str(plan.graph_file) if plan.graph_file else None,
+            "users": plan.users,
+            "follows": plan.follows if plan.users else None,
+            "reciprocity": plan.reciprocity if plan.users else None,
+            "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
+            "repeat": plan.repeat,
+        }
+        if points:
+            parameters["points"] = [p.as_json() for p in points.values()]
+        meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
+        doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
+        interrupted = False
+        # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
+        # not start on a freshly loaded table in the middle of a run.
+        logs = WorkerLogs(console, plan.output.worker_log)  # above the live display, never into it
+        workers = _start_workers(plan, console, logs.queue)
+        progress = Progress(*progress_columns(console), console=console)
+        try:
+            with status(console, "vacuuming the tables and warming the post cache"):
+                await stores.social.vacuum_analyze()
+                await PostCache(stores.redis, settings.prefix).warm(stores.social)
+            with progress:
+                # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
+                # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
+                # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
+                fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
+                # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding.
+                derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points))
+
+                async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
+                    label = name if plan.repeat == 1 else f"{name} r{round_no}"
+                    point = points.get(name)
+                    strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
+                    at = config if point is None or point.rate is None else dataclasses.replace(config, rate=point.rate)
+                    outcome = await _run_one(
+                        here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label, derived=derived
+                    )
+                    if plan.output.hdr_log is not None:
+                        hdr_name = name if plan.repeat == 1 else f"{name}-r{round_no}"
+                        write_hdr_logs(plan.output.hdr_log, hdr_name, outcome.drive, outcome.scenario.publish_kinds)
+                    return await finish_run(here, at, outcome)
+
+                # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
+                loaded = timeline_owners(plan.strategies) if fresh else {}
+                valid = [n for n in names if _loaded_as(points.get(n), n, loaded, settings.celebrity_threshold)]
+                if config.target and not service.own_namespace:
+                    valid = list(names)  # the service's timelines are not in our stores: nothing to rebuild
+                skip = (lambda name: plan.skip(name, doc)) if plan.skip else None
+                interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid, skip=skip)
+        except asyncio.CancelledError:
+            interrupted = True
+        except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
+            finish(doc, complete=False, reason=f"stopped by {type(exc).__name__}: {exc}"[:500])
+            console.print(f"partial result: {write_result(doc, plan.out)}", soft_wrap=True, highlight=False)
+            raise
+        finally:
+            stop_workers(workers)
+            logs.close()
+        finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
+        path = write_result(doc, plan.out)
+    failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
+    return Outcome(comparison_table(doc), path, interrupted, failed, doc)
+
+
+def _stores_for(stores: Stores, point: Point) -> Stores:
+    """The stores as a sweep point sees them: the same connections, with the point's hybrid threshold."""
+    if point.threshold is None:
+        return stores
+    settings = stores.settings.with_(celebrity_threshold=point.threshold)
+    return Stores(settings, stores.redis, stores.pg, stores.counters)
+
+
+def _loaded_as(point: Point | None, name: str, loaded: dict[str, Any], threshold: int) -> bool:
+    """Whether a fresh load left this strategy (or sweep point) exactly the timelines its run starts from."""
+    if point is None:
+        return name in loaded
+    return point.strategy in loaded and point.threshold in (None, threshold)
+
+
+async def _run_one(
+    stores: Stores,
+    name: str,
+    plan: Plan,
+    config: BenchConfig,
+    graph: GraphInfo,
+    progress: Progress,
+    *,
+    rebuild: bool,
+    label: str,
+    derived: DerivedState,
+) -> StrategyOutcome:
+    """Reset derived state, then run one strategy with a live progress line."""
+    task = progress.add_task(label, total=config.duration, status="resetting derived state")
+    done = await derived.reset(stores, name, rebuild=rebuild)
+    if done:
+        progress.console.print(f"{label}: {done}")
+    # Without a terminal the live display shows nothing until it ends: print interval lines instead.
+    watch: _Watch | IntervalLines = (
+        _Watch(progress, task, config)
+        if progress.console.is_terminal
+        else IntervalLines(progress.console, label, plan.output.interval, _announce(label, config))
+    )
+    try:
+        workers = plan.workers if plan.settings.fanout_mode == "async" else 0
+        outcome = await run_strategy(stores, name, config, graph, watch.attach, workers=workers)
+    finally:
+        watch.stop()
+    note = target_note(outcome)
+    if note:
+        progress.console.print(f"{name}: {note}", highlight=False)
+    oracle = outcome.oracle["verdict"] if outcome.oracle else "not checked"
+    progress.update(task, completed=config.duration, status=f"done, oracle: {oracle}")
+    return outcome
+
+
+async def _load(stores: Stores, plan: Plan, console: Console) -> str:
+    """Load the graph the plan names (if any); returns the graph's source for the result."""
+    if plan.graph_file:
+        with status(console, f"loading {plan.graph_file}"):
+            return await load_file(stores, plan.graph_file, plan.posts_per_user, plan.config.seed, read=plan.graph_read)
+    if plan.users:
+        spec = GraphSpec(
+            GENERATED["model"],
+            plan.users,
+            seed=plan.config.seed,
+            celebrities=GENERATED["celebrities"],
+            celebrity_reach=GENERATED["celebrity_reach"],
+            reciprocity=plan.reciprocity,
+            params={"m": plan.follows},
+        )
+        with status(console, f"generating and loading a {plan.users}-user graph"):
+            return await load_generated(stores, spec, plan.posts_per_user, plan.config.seed)
+    return "already loaded"
+
+
+def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[BaseProcess]:
+    """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
+    if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies) or plan.config.target:
+        return []  # a service (--target) delivers its posts itself
+    console.print(f"starting {plan.workers} fan-out worker process(es)")
+    return start_workers(plan.settings, plan.workers, log_queue)
+
+
+def _announce(name: str, config: BenchConfig) -> str:
+    return f"{name}: load running, {config.rate:g} ops/s for {config.duration:g}s"
+
+
+class _Watch:
+    """Refreshes a strategy's progress line from its driver's live numbers."""
+
+    def __init__(self, progress: Progress, task: Any, config: BenchConfig) -> None:
+        self.progress, self.task, self.config = progress, task, config
+        self._loop: asyncio.Task[None] | None = None
+
+    def attach(self, driver: Driver[Any]) -> None:
+        """Start following ``driver`` (its load starts right after this)."""
+        name = self.progress.tasks[self.task].description
+        self.progress.console.print(_announce(name, self.config), highlight=False)
+        self._loop = asyncio.create_task(self._refresh(driver))
+
+    def stop(self) -> None:
+        """Stop following."""
+        if self._loop is not None:
+            self._loop.cancel()
+
+    async def _refresh(self, driver: Driver[Any]) -> None:
+        while True:
+            live = driver.live()
+            self.progress.update(
+                self.task,
+                completed=min(live.elapsed_s, self.config.duration),
+                status=live_text(live, self.progress.console),
+            )
+            await asyncio.sleep(0.25)
+
+
+def calibrate_driver(rate: float, duration: float, max_in_flight: int) -> None:
+    result = run(calibrate(rate, min(duration, 10.0), max_in_flight))
+    corrected = result.summary("noop")
+    service = result.summary("noop", corrected=False)
+    table = Table(title=f"driver overhead against a no-op target ({result.completed} ops at {rate:g}/s)")
+    for column in ("", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
+        table.add_column(column, justify="right")
+    for label, s in (("added latency (from intended start)", corrected), ("target call alone", service)):
+        table.add_row(label, *(f"{s[k]:.3f}" for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"offered {result.offered_rate:.1f}/s, achieved {result.achieved_rate:.1f}/s, "
+        f"in-flight bound {result.in_flight_bound} hit {result.bound_hits} times"
+    )
+
+
+# -- the final table --------------------------------------------------------------------------------------------------
+def comparison_table(doc: dict[str, Any]) -> FittedTable:
+    """The strategies side by side: the very table `fanout report` prints for this result file (compact if narrow)."""
+    return fitted_table(strategies_side_by_side(doc))
