@@ -21,6 +21,7 @@ from typing import ClassVar
 from targets.errors import InvalidOperation
 from targets.ids import MAX_POST_ID
 from targets.stores.connections import Stores
+from targets.stores.pages import Page
 from targets.stores.post_cache import PostCache
 from targets.stores.postgres import Authors, FollowChange, Post
 from targets.stores.timelines import WrittenHook
@@ -131,6 +132,24 @@ class Strategy(ABC):
             await self.posts.put(list(fetched.values()))
             found.update(fetched)
         return [found[p] for p in post_ids if p in found]
+
+    async def page_posts(self, page: Page) -> list[Post]:
+        """A page read with its cached bodies as posts; the bodies the cache missed from Postgres (and then cached).
+
+        A page read from a warm cache decodes each body once and allocates nothing else per post.
+        """
+        decode = PostCache.decode
+        if None not in page.cached:
+            return [decode(int(i), raw) for i, raw in zip(page.ids, page.cached, strict=True)]  # type: ignore[arg-type]
+        ids = [int(i) for i in page.ids]
+        fetched = await self.social.posts_by_id([i for i, raw in zip(ids, page.cached, strict=True) if raw is None])
+        await self.posts.put(list(fetched.values()))
+        # A post deleted from the source of truth since it was timelined is left out, as hydrate leaves it out.
+        return [
+            fetched[i] if raw is None else decode(i, raw)
+            for i, raw in zip(ids, page.cached, strict=True)
+            if raw is not None or i in fetched
+        ]
 
 
 def capped_page(posts: list[Post], newer: int, limit: int, cap: int) -> list[Post]:
