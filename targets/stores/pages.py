@@ -5,7 +5,7 @@ home timeline merged with the followed celebrities' author timelines, cut to the
 :func:`targets.strategies.base.capped_page` cuts pages computed from Postgres, then MGET). The scripts build the
 post-cache and author-timeline keys from their prefixes, so they touch keys they do not declare, as the fan-out's
 delivery script does; a Redis Cluster deployment would pass them (they share no hash slot anyway). Post ids stay
-strings inside Lua except for sorting: Lua's numbers are doubles, exact for 53-bit ids but printed with 14 digits.
+strings inside Lua except for comparing: Lua's numbers are doubles, exact for 53-bit ids but printed with 14 digits.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '-inf', 'LIMIT', 0, lim
 -- Entries at or above `before` lie above the page; the home timeline's count at most the cap, as in capped_page.
 local newer = 0
 if before ~= '' then newer = math.min(redis.call('ZCOUNT', KEYS[1], before, '+inf'), cap) end
-local missing, merged = {}, false
+local missing, lists = {}, {ids}
 for _, c in ipairs(celebs) do
   if c ~= sentinel then
     local key = ARGV[5] .. c .. '}'
@@ -45,27 +45,33 @@ for _, c in ipairs(celebs) do
     if #page == 0 and redis.call('EXISTS', key) == 0 then
       missing[#missing + 1] = c
     else
-      for i = 1, #page do ids[#ids + 1] = page[i] end
-      merged = merged or #page > 0
+      if #page > 0 then lists[#lists + 1] = page end
       if before ~= '' then newer = newer + redis.call('ZCOUNT', key, before, '+inf') end
     end
   end
 end
 if #missing > 0 then return {1, missing} end
-if merged then
-  local num = {}
-  for i = 1, #ids do num[ids[i]] = tonumber(ids[i]) end
-  table.sort(ids, function(a, b) return num[a] > num[b] end)
-end
+-- Merge the lists (each newest first) until the page is full: at most n steps over #lists heads, no sort.
 local n = math.max(0, math.min(limit, cap - newer))
+local pos, heads = {}, {}
+for j = 1, #lists do pos[j], heads[j] = 1, tonumber(lists[j][1]) end
 local chosen, keys, last = {}, {}, nil
-for i = 1, #ids do
-  if #chosen >= n then break end
+while #chosen < n do
+  local best, from = nil, nil
+  for j = 1, #lists do
+    local h = heads[j]
+    if h ~= nil and (best == nil or h > best) then best, from = h, j end
+  end
+  if from == nil then break end
+  local id = lists[from][pos[from]]
+  pos[from] = pos[from] + 1
+  local nxt = lists[from][pos[from]]
+  heads[from] = nxt and tonumber(nxt)
   -- An id in both the home and an author timeline (mid-transition across the threshold) counts once.
-  if ids[i] ~= last then
-    chosen[#chosen + 1] = ids[i]
-    keys[#keys + 1] = ARGV[6] .. ids[i] .. '}'
-    last = ids[i]
+  if best ~= last then
+    chosen[#chosen + 1] = id
+    keys[#keys + 1] = ARGV[6] .. id .. '}'
+    last = best
   end
 end
 if #keys == 0 then return {2, chosen, {}} end

@@ -136,11 +136,11 @@ class Strategy(ABC):
     async def page_posts(self, page: Page) -> list[Post]:
         """A page read with its cached bodies as posts; the bodies the cache missed from Postgres (and then cached).
 
-        A page read from a warm cache decodes each body once and allocates nothing else per post.
+        A hot post is decoded once per process, not once per read (:meth:`PostCache.decode_page`).
         """
-        decode = PostCache.decode
         if None not in page.cached:
-            return [decode(int(i), raw) for i, raw in zip(page.ids, page.cached, strict=True)]  # type: ignore[arg-type]
+            return self.posts.decode_page(page.ids, page.cached)  # type: ignore[arg-type]
+        decode = PostCache.decode
         ids = [int(i) for i in page.ids]
         fetched = await self.social.posts_by_id([i for i, raw in zip(ids, page.cached, strict=True) if raw is None])
         await self.posts.put(list(fetched.values()))
