@@ -62,7 +62,7 @@ def targets(stores: Stores, page: int) -> dict[str, Target]:
     push, hybrid, pull = PushStrategy(stores), HybridStrategy(stores), PullStrategy(stores)
     pages, redis = push.pages, stores.redis
     keys: dict[int, list[str]] = {}
-    script = pages._push  # the very script push's read calls
+    script = pages.push_script  # the very script push's read calls
 
     def home(user: int) -> list[str]:
         key = keys.get(user)
@@ -150,7 +150,7 @@ async def redis_benchmark(stores: Stores, user: int, page: int, requests: int, c
     if tool is None:
         return None
     pages = PushStrategy(stores).pages
-    script = pages._push
+    script = pages.push_script
     await script(keys=[f"{pages.home_prefix}{user}}}"], args=["+inf", page, pages.post_prefix])  # loaded
     url = urlparse(stores.settings.redis_url)
     command = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-c", str(clients)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from targets.stores.post_cache import post_key_prefix
 from targets.stores.timelines import SENTINEL, owner_key_prefix
 
 # KEYS[1] home timeline; ARGV: top of the range ('+inf' or '(<before>'), limit, post-cache key prefix.
@@ -106,14 +107,17 @@ class PageReader:
         self.home_prefix = owner_key_prefix(prefix, owner, "home")
         self.celebs_prefix = owner_key_prefix(prefix, owner, "celebs")
         self.author_prefix = owner_key_prefix(prefix, owner, "author")
-        self.post_prefix = f"{prefix}post:{{"  # as PostCache.key
-        self._push = redis.register_script(_PUSH_PAGE)
-        self._hybrid = redis.register_script(_HYBRID_PAGE)
+        self.post_prefix = post_key_prefix(prefix)
+        #: The scripts themselves (``fanout perf read`` calls push's directly, as its floor).
+        self.push_script = redis.register_script(_PUSH_PAGE)
+        self.hybrid_script = redis.register_script(_HYBRID_PAGE)
 
     async def push(self, user_id: int, limit: int, before: int | None) -> Page:
         """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies."""
         top = "+inf" if before is None else f"({before}"
-        ids, cached = await self._push(keys=[f"{self.home_prefix}{user_id}}}"], args=[top, limit, self.post_prefix])
+        ids, cached = await self.push_script(
+            keys=[f"{self.home_prefix}{user_id}}}"], args=[top, limit, self.post_prefix]
+        )
         return Page(ids, cached)
 
     async def hybrid(self, user_id: int, limit: int, before: int | None) -> HybridRead:
@@ -121,7 +125,7 @@ class PageReader:
         top = "+inf" if before is None else f"({before}"
         keys = [f"{self.home_prefix}{user_id}}}", f"{self.celebs_prefix}{user_id}}}"]
         args = [top, "" if before is None else before, limit, self.cap, self.author_prefix, self.post_prefix, SENTINEL]
-        reply = await self._hybrid(keys=keys, args=args)
+        reply = await self.hybrid_script(keys=keys, args=args)
         if reply[0] == 2:
             return HybridRead(Page(reply[1], reply[2]))
         if reply[0] == 0:

@@ -19,6 +19,11 @@ WARM_CHUNK = 5_000
 DECODED_MAX = 32_768
 
 
+def post_key_prefix(prefix: str) -> str:
+    """Everything of a cached post's key before the post id (the key ends with the id and ``}``)."""
+    return f"{prefix}post:{{"
+
+
 class PostCache:
     """Post bodies in Redis, so a push read is Redis only; misses fall back to the source of truth."""
 
@@ -31,7 +36,7 @@ class PostCache:
 
     def key(self, post_id: int) -> str:
         """The cached post's key."""
-        return f"{self.prefix}post:{{{post_id}}}"
+        return f"{post_key_prefix(self.prefix)}{post_id}}}"
 
     @staticmethod
     def encode(post: Post) -> bytes:
