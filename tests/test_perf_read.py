@@ -35,7 +35,21 @@ def test_perf_read_measures_every_row_and_writes_the_result(namespace: list[str]
     out = tmp_path / "perf_read.json"
     args = ["--users", "300", "--posts-per-user", "3", "--threshold", "100", "--sample", "40", "--duration", "0.5"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", *namespace, "perf", "read", *args, "--concurrency", "1,4", "--output", out],
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            *namespace,
+            "perf",
+            "read",
+            *args,
+            "--concurrency",
+            "1,4",
+            "--repeat",
+            "2",
+            "--output",
+            out,
+        ],
         capture_output=True,
         text=True,
         timeout=240,
@@ -50,5 +64,8 @@ def test_perf_read_measures_every_row_and_writes_the_result(namespace: list[str]
     for rows in result["runs"].values():
         assert set(rows) == expected
         assert all(r["reads"] > 0 and r["errors"] == 0 for r in rows.values())
+        assert all(
+            len(r["rounds"]) == 2 and r["p50_ms"] == min(x["p50_ms"] for x in r["rounds"]) for r in rows.values()
+        )
         assert rows[FLOOR]["p50_vs_floor"] == 1.0
     assert "in flight" in done.stdout and str(out) in done.stdout

@@ -57,14 +57,21 @@ async def _prepare(
 
 
 async def _measure_all(
-    settings: Settings, readers: Readers, page: int, duration: float, bounds: list[int], seed: int, console: Console
+    settings: Settings,
+    readers: Readers,
+    page: int,
+    duration: float,
+    bounds: list[int],
+    repeat: int,
+    seed: int,
+    console: Console,
 ) -> dict[str, Any]:
     async with await Stores.connect(settings.with_(pool_size=max(10, *bounds))) as stores:
         runs: dict[str, Any] = {}
         references = []
         for bound in bounds:
-            with console.status(f"{bound} in flight: measuring each row for {duration:g} s"):
-                runs[str(bound)] = await measure(stores, readers, page, duration, bound, seed)
+            with console.status(f"{bound} in flight: measuring each row for {duration:g} s, {repeat} round(s)"):
+                runs[str(bound)] = await measure(stores, readers, page, duration, bound, seed, repeat)
             reference = await redis_benchmark(stores, readers.all[0], page, int(5_000 * duration), bound)
             if reference is not None:
                 references.append(reference)
@@ -110,6 +117,7 @@ def _print(result: dict[str, Any], page: int) -> None:
 @click.option("--sample", default=1_000, show_default=True, type=click.IntRange(min=1), help="Readers sampled.")
 @click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds per row.")
 @click.option("--concurrency", default="1,32", show_default=True, help="Reads in flight, comma-separated bounds.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds; best p50 kept.")
 @click.option("--page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per page.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="[results/perf_read_<time>.json]")
@@ -123,6 +131,7 @@ def read_perf(
     sample: int,
     duration: float,
     concurrency: str,
+    repeat: int,
     page: int,
     seed: int,
     output: Path | None,
@@ -143,7 +152,7 @@ def read_perf(
         f"{len(readers.all)} ({len(readers.celebrity)} following a celebrity, {len(readers.ordinary)} none)"
     )
     began = time.perf_counter()
-    measured = run(_measure_all(settings, readers, page, duration, bounds, seed, console))
+    measured = run(_measure_all(settings, readers, page, duration, bounds, repeat, seed, console))
     result = {
         "benchmark": "read",
         "time": started.isoformat(timespec="seconds"),
@@ -157,6 +166,7 @@ def read_perf(
             "sample": sample,
             "duration_s": duration,
             "concurrency": bounds,
+            "repeat": repeat,
             "page": page,
             "seed": seed,
         },
