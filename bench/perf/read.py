@@ -11,8 +11,8 @@ stopped after the duration; latencies are service times (HdrHistogram, µs). Row
 * push, hybrid (readers who follow a celebrity, readers who follow none) and pull ``home_timeline`` in process.
 
 Readers are drawn uniformly (seeded) from the sample for every row alike; with ``repeat`` the rows run in rounds and
-each keeps its best.  ``redis-benchmark``, when on PATH, runs the
-floor's EVALSHA for one reader as the server-side reference.
+each keeps its best. ``redis-benchmark``, when on PATH, runs the floor's EVALSHA for one reader as the server-side
+reference.
 """
 
 from __future__ import annotations
