@@ -19,6 +19,7 @@ from graphs.load import load_graph
 from targets.ids import EPOCH_MS
 from targets.stores.connections import Stores
 from targets.stores.materialise import rebuild_timelines
+from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.push import PushStrategy
 from targets.strategies.registry import timeline_owners
 from tests.conftest import namespace_settings
@@ -54,6 +55,13 @@ async def all_timelines(ensemble: Ensemble, users: list[int]) -> dict[str, dict[
         assert isinstance(strategy, PushStrategy)
         out[name] = {u: await strategy.timelines.page(u, CAP + 1, None) for u in users}
     return out
+
+
+async def reader_state(ensemble: Ensemble, users: list[int]) -> dict[int, tuple[set[int] | None, list[int] | None]]:
+    """Hybrid's celebrity set and author timeline of every user (None where not materialised)."""
+    hybrid = ensemble.strategies["hybrid"]
+    assert isinstance(hybrid, HybridStrategy)
+    return {u: (await hybrid.celebrities.members(u), await hybrid.authors.post_ids(u)) for u in users}
 
 
 async def assert_pages_agree(ensemble: Ensemble, users: list[int]) -> int:
@@ -93,10 +101,15 @@ async def test_bulk_timelines_equal_the_strategies_own(loaded: Stores) -> None:
 
     bulk = await all_timelines(ensemble, users)
     assert bulk["push"] != bulk["hybrid"]
+    bulk_state = await reader_state(ensemble, users)
+    # Every user's celebrity set and author timeline is materialised, and some users follow the celebrities.
+    assert all(c is not None and a is not None for c, a in bulk_state.values())
+    assert 0 < sum(bool(c) for c, _ in bulk_state.values()) < len(users)
     for name in ("push", "hybrid"):
         strategy = ensemble.strategies[name]
         await strategy.rebuild(users)  # the strategy's own per-user path, from Postgres
     assert await all_timelines(ensemble, users) == bulk
+    assert await reader_state(ensemble, users) == bulk_state
 
     assert await assert_pages_agree(ensemble, users) > 0
 

@@ -4,7 +4,10 @@ hypothesis draws a small follow graph, a timeline cap, a celebrity threshold, a 
 publish / follow / unfollow operations. Each operation is applied to Postgres once and to every strategy's derived
 state (bench.scenarios.oracle). After every operation one user's first page must agree across strategies; at the end
 every user's whole timeline, paged with ``before``, must agree and must equal an independent in-memory model: the
-newest ``cap`` posts of the accounts the user follows.
+newest ``cap`` posts of the accounts the user follows. Hybrid's Redis state (author timelines, celebrity sets) is
+checked against the model after every operation too, and some sequences lose Redis's derived state in the middle
+(a restart): the home timelines are rebuilt as after a restart, hybrid's author timelines and celebrity sets must
+rebuild themselves from Postgres on read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hypothesis import strategies as st
 from bench.scenarios.oracle import Ensemble
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors
+from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.push import PushStrategy
 from tests.conftest import namespace_settings
 
@@ -41,6 +45,18 @@ class Model:
         if below is not None:
             followees = {f for f in followees if sum(1 for _, b in self.follows if b == f) < below}
         return sorted((pid for pid, author in self.posts if author in followees), reverse=True)[: self.cap]
+
+    def followers(self, account: int) -> int:
+        """How many users follow ``account``."""
+        return sum(1 for _, b in self.follows if b == account)
+
+    def celebrities(self, user: int, threshold: int) -> set[int]:
+        """The accounts ``user`` follows that have at least ``threshold`` followers."""
+        return {b for a, b in self.follows if a == user and self.followers(b) >= threshold}
+
+    def authored(self, author: int) -> list[int]:
+        """The author's newest ``cap`` posts, newest first."""
+        return sorted((pid for pid, a in self.posts if a == author), reverse=True)[: self.cap]
 
 
 @st.composite
@@ -63,6 +79,11 @@ def scenarios(draw: st.DrawFn) -> dict:
         "threshold": draw(st.integers(1, 4)),
         "limit": draw(st.integers(1, 4)),
         "batch": draw(st.integers(1, 3)),
+        # Hybrid's author timelines and celebrity sets: materialised for everyone at the start (as a load does), or
+        # left to be built on the first read that misses them.
+        "materialised": draw(st.booleans()),
+        # Before which operation Redis loses the derived state (None: never).
+        "restart_at": draw(st.none() | st.integers(0, 40)),
     }
 
 
@@ -130,10 +151,16 @@ async def run_scenario(
     limit = scenario["limit"]
     await ensemble.social.add_users(range(1, scenario["users"] + 1))
 
+    users = range(1, scenario["users"] + 1)
     for a, b in scenario["initial"]:
         await ensemble.follow(a, b)
         model.follows.add((a, b))
-    for kind, a, b, reader in scenario["ops"]:
+    hybrid = ensemble.strategies.get("hybrid")
+    if scenario["materialised"] and isinstance(hybrid, HybridStrategy):
+        await hybrid.rebuild(users)
+    for step, (kind, a, b, reader) in enumerate(scenario["ops"]):
+        if step == scenario["restart_at"]:
+            await restart_redis(ensemble, users, [pid for pid, _ in model.posts])
         if kind == "publish":
             receipts = await ensemble.publish(a, f"p{len(model.posts)}")
             if settle is not None:
@@ -164,17 +191,43 @@ async def run_scenario(
         assert await walk(ensemble, user, limit) == dict.fromkeys(ensemble.strategies, expected), f"user {user}"
 
 
+async def restart_redis(ensemble: Ensemble, users: range, post_ids: list[int]) -> None:
+    """Lose the derived state as a Redis restart would (timelines, author timelines, celebrity sets, post cache),
+    then rebuild only the home timelines, as an operator does after a restart: hybrid's author timelines and
+    celebrity sets must come back by themselves, from Postgres, on the reads that miss them."""
+    keys: list[str] = []
+    for strategy in ensemble.strategies.values():
+        if isinstance(strategy, PushStrategy):
+            keys += [strategy.timelines.key(u) for u in users]
+            keys += [strategy.posts.key(p) for p in post_ids]
+        if isinstance(strategy, HybridStrategy):
+            keys += [k for u in users for k in (strategy.authors.key(u), strategy.celebrities.key(u))]
+    if keys:
+        await next(iter(ensemble.strategies.values())).stores.redis.unlink(*keys)
+    for strategy in ensemble.strategies.values():
+        if isinstance(strategy, PushStrategy):
+            await strategy.rebuild_home(users)
+
+
 async def check_derived_state(ensemble: Ensemble, model: Model, scenario: dict) -> None:
     """Every Redis timeline holds exactly what it should: push every followee's newest posts, hybrid only those of
-    ordinary followees. A stale entry (left by a threshold crossing or an unfollow) fails here at once, before a
-    later operation has to make it visible in a page."""
+    ordinary followees; and every materialised hybrid author timeline holds its author's newest posts, every
+    materialised celebrity set the followees at or above the threshold. A stale entry (left by a threshold crossing,
+    a follow change or a publish) fails here at once, before a later operation has to make it visible in a page."""
+    threshold = scenario["threshold"]
     for name, strategy in ensemble.strategies.items():
         if not isinstance(strategy, PushStrategy):
             continue  # pull keeps no timelines
-        below = scenario["threshold"] if strategy.home_authors is Authors.ORDINARY else None
+        below = threshold if strategy.home_authors is Authors.ORDINARY else None
         for user in range(1, scenario["users"] + 1):
             stored = await strategy.timelines.page(user, model.cap + 1, None)  # cap + 1: an untrimmed one shows
             assert stored == model.timeline(user, below), f"{name} timeline of user {user}"
+            if isinstance(strategy, HybridStrategy):
+                # None: not materialised (yet, or since the restart), which a read repairs; anything else is exact.
+                celebrities = await strategy.celebrities.members(user)
+                assert celebrities in (None, model.celebrities(user, threshold)), f"{name} celebrities of user {user}"
+                authored = await strategy.authors.post_ids(user)
+                assert authored in (None, model.authored(user)), f"{name} author timeline of user {user}"
 
 
 _examples = iter(range(10**9))

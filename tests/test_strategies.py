@@ -7,7 +7,9 @@ import pytest
 from targets.errors import InvalidOperation, UnknownUser
 from targets.ids import post_id_time_ms
 from targets.stores.connections import Stores
+from targets.stores.pages import HybridRead
 from targets.strategies.base import MAX_PAGE
+from targets.strategies.hybrid import READ_ATTEMPTS, HybridStrategy
 from targets.strategies.registry import STRATEGIES, make_strategy
 
 ALL = sorted(STRATEGIES)
@@ -105,3 +107,28 @@ async def test_errors(small: Stores, name: str) -> None:
         await strategy.home_timeline(1, before=-5)
     # A user who exists but follows nobody has an empty timeline, not an error.
     assert await strategy.home_timeline(5) == []
+
+
+async def test_hybrid_reads_from_postgres_when_redis_keeps_missing(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A celebrity set that vanishes as fast as it is rebuilt: after READ_ATTEMPTS the page comes from Postgres."""
+    view = Stores(stores.settings.with_(celebrity_threshold=2, fanout_mode="sync"), stores.redis, stores.pg)
+    hybrid, pull = make_strategy("hybrid", view), make_strategy("pull", view)
+    await hybrid.social.add_users(range(1, 5))
+    for follower in (2, 3):
+        await hybrid.follow(follower, 1)  # 1 is a celebrity
+    await hybrid.follow(2, 4)
+    posts = [await hybrid.publish(author, f"p{n}") for n, author in enumerate((1, 4, 1))]
+    assert isinstance(hybrid, HybridStrategy)
+    misses = 0
+
+    async def always_missing(user_id: int, limit: int, before: int | None) -> HybridRead:
+        nonlocal misses
+        misses += 1
+        return HybridRead(celebrities_missing=True)
+
+    monkeypatch.setattr(hybrid.pages, "hybrid", always_missing)
+    page = [p.id for p in await hybrid.home_timeline(2, limit=2)]
+    assert misses == READ_ATTEMPTS
+    assert page == [p.id for p in await pull.home_timeline(2, limit=2)] == [posts[2].post_id, posts[1].post_id]

@@ -11,6 +11,7 @@ PERF_COMMANDS: dict[str, str] = {
     "graph": "bench.cli.perf_graph:graph_perf",
     "fanout": "bench.cli.perf_fanout:fanout_perf",
     "http": "bench.cli.perf_http:http_perf",
+    "read": "bench.cli.perf_read:read_perf",
 }
 
 

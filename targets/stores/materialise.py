@@ -1,27 +1,89 @@
-"""Bulk materialisation of the strategies' derived state (Redis home timelines) from the source of truth.
+"""Bulk materialisation of the strategies' derived state (Redis home timelines and more) from the source of truth.
 
 One set-based query per strategy computes every user's newest ``timeline_cap`` posts of the accounts they follow
 (hybrid: only followees below ``celebrity_threshold`` followers, as :mod:`targets.strategies.hybrid` pushes them),
-streamed through a server-side cursor into pipelined ZADDs. This is the one bulk path: the graph loader calls it after
-seeding posts, and the benchmark calls it to reset derived state between strategies. Its result is what each strategy's
-own incremental path (publish, follow, unfollow) leaves behind; tests/test_graph_rebuild.py checks it.
+streamed through a server-side cursor into batched Lua calls. An owner whose timelines hold only ordinary authors
+(hybrid) reads celebrities at read time, so one more streamed query gives every account its author timeline
+(:mod:`targets.stores.authors`) and every user its set of followed celebrities (:mod:`targets.stores.celebrities`).
+This is the one bulk path: the graph loader calls it after seeding posts, and the benchmark calls it to reset derived
+state between strategies. Its result is what each strategy's own incremental path (publish, follow, unfollow) leaves
+behind; tests/test_graph_rebuild.py checks it.
+
+Speed comes from the fan-out's recipe: Postgres encodes each user's post ids as one comma-separated text, Python
+passes the texts through untouched (no per-entry object, no per-entry argument to pack), and one Lua call per batch
+of about ``CALL_ENTRIES`` entries parses them and ZADDs each timeline with one variadic command; ``IN_FLIGHT`` calls
+are kept going while the cursor fetches the next rows, so Postgres and Redis work at the same time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from redis.commands.core import AsyncScript
+
+from targets.stores import authors as author_timelines
+from targets.stores.celebrities import CelebritySets
 from targets.stores.connections import Stores
 from targets.stores.post_cache import POST_CACHE_PATTERN
 from targets.stores.postgres import Authors
-from targets.stores.timelines import ALL_HOME_PATTERN, Timelines, home_pattern
+from targets.stores.timelines import ALL_DERIVED_PATTERN, SENTINEL, home_key_prefix, owner_pattern
 
-#: Users whose timelines go to Redis in one pipeline.
-PIPELINE_USERS = 1_000
-#: ... or this many timeline entries, whichever comes first.
-PIPELINE_ENTRIES = 100_000
+#: Timeline entries per Lua call: big enough that calls are few, small enough that one call holds Redis for only a
+#: few milliseconds (a call is atomic, so other clients wait behind it).
+CALL_ENTRIES = 10_000
+#: Lua calls kept in flight while the cursor fetches on.
+IN_FLIGHT = 4
 #: Rows the server-side cursor fetches per round trip.
 PREFETCH = 5_000
+
+# ZADD the comma-separated ids of ARGV[j] into a sorted set (member = score = id), 1000 at a time (Lua's unpack has a
+# stack limit); returns the entries added. Shared by both scripts below.
+_ZADD_IDS = """
+local function zadd_ids(key, ids)
+  local args, n, added = {}, 0, 0
+  for id in string.gmatch(ids, '%d+') do
+    args[n + 1], args[n + 2] = id, id
+    n = n + 2
+    if n == 2000 then
+      added = added + redis.call('ZADD', key, unpack(args, 1, n))
+      n = 0
+    end
+  end
+  if n > 0 then added = added + redis.call('ZADD', key, unpack(args, 1, n)) end
+  return added
+end
+"""
+
+# ARGV[1] the timeline key prefix, then (user id, comma-separated post ids) pairs: one variadic ZADD per timeline.
+# Returns the entries added (Redis's own ZADD replies).
+_ZADD_TIMELINES = (
+    _ZADD_IDS
+    + """
+local prefix, added = ARGV[1], 0
+for i = 2, #ARGV, 2 do added = added + zadd_ids(prefix .. ARGV[i] .. '}', ARGV[i + 1]) end
+return added
+"""
+)
+
+# ARGV[1] author-timeline key prefix, ARGV[2] celebrity-set key prefix, ARGV[3] the sentinel, then (user id, its own
+# post ids, the celebrities it follows) triples, comma-separated: both keys are written with the sentinel, so every
+# user's are materialised, even empty.
+_WRITE_READER_STATE = (
+    _ZADD_IDS
+    + """
+local authors, celebs, sentinel = ARGV[1], ARGV[2], ARGV[3]
+for i = 4, #ARGV, 3 do
+  local author = authors .. ARGV[i] .. '}'
+  redis.call('ZADD', author, 0, sentinel)
+  zadd_ids(author, ARGV[i + 1])
+  local set = celebs .. ARGV[i] .. '}'
+  redis.call('SADD', set, sentinel)
+  for id in string.gmatch(ARGV[i + 2], '%d+') do redis.call('SADD', set, id) end
+end
+return 0
+"""
+)
 
 _FOLLOWEE_FILTER = {
     Authors.ALL: "",
@@ -32,7 +94,8 @@ _FOLLOWEE_FILTER = {
 
 
 def timelines_sql(authors: Authors) -> str:
-    """Every user's timeline as (follower_id, post ids newest first), at most $1 posts each, ordered by user.
+    """Every user's timeline as (follower_id, post ids newest first as comma-separated text, how many), at most $1
+    posts each, ordered by user.
 
     Only an author's newest $1 posts can be in any timeline, so those are ranked once per author, joined to the
     follow edges and ranked again per follower: two sorts, no per-user query.
@@ -47,16 +110,31 @@ def timelines_sql(authors: Authors) -> str:
         FROM follows f JOIN recent r ON r.author_id = f.followee_id
         WHERE true {_FOLLOWEE_FILTER[authors]}
     )
-    SELECT follower_id, array_agg(id ORDER BY id DESC) AS ids FROM entries WHERE r <= $1
-    GROUP BY follower_id ORDER BY follower_id"""
+    SELECT follower_id, array_to_string(array_agg(id ORDER BY id DESC), ',') AS ids, count(*) AS n
+    FROM entries WHERE r <= $1 GROUP BY follower_id ORDER BY follower_id"""
+
+
+#: Every user's own newest $1 post ids (newest first) and the followees with at least $2 followers, as comma-separated
+#: texts, and how many entries the two hold, ordered by user. Celebrities are few, so their follow edges are found from
+#: the followee side and grouped once.
+READER_STATE_SQL = """
+WITH celebs AS (
+    SELECT f.follower_id, array_to_string(array_agg(f.followee_id ORDER BY f.followee_id), ',') AS ids, count(*) AS n
+    FROM follows f JOIN users c ON c.id = f.followee_id WHERE c.follower_count >= $2 GROUP BY f.follower_id
+)
+SELECT u.id, array_to_string(p.ids, ',') AS posts, coalesce(c.ids, '') AS celebs,
+       cardinality(p.ids) + coalesce(c.n, 0) AS n
+FROM users u
+CROSS JOIN LATERAL (SELECT ARRAY(SELECT id FROM posts WHERE author_id = u.id ORDER BY id DESC LIMIT $1) AS ids) p
+LEFT JOIN celebs c ON c.follower_id = u.id ORDER BY u.id"""
 
 
 async def clear_derived(stores: Stores, owners: Iterable[str] | None = None, *, post_cache: bool = True) -> int:
-    """Delete home timelines (these owners', or every owner's when None) and the post cache; returns keys removed.
+    """Delete derived state (these owners', or every owner's when None) and the post cache; returns keys removed.
 
     Each pattern costs one SCAN of the whole Redis database, so "every owner" is one pattern, not one per strategy.
     """
-    patterns = [ALL_HOME_PATTERN] if owners is None else [home_pattern(owner) for owner in owners]
+    patterns = [ALL_DERIVED_PATTERN] if owners is None else [owner_pattern(owner) for owner in owners]
     if post_cache:
         patterns.append(POST_CACHE_PATTERN)
     removed = 0
@@ -72,47 +150,103 @@ async def rebuild_timelines(
     *,
     clear: bool = True,
 ) -> int:
-    """Replace these owners' home timelines with ones computed in bulk from Postgres; returns entries written.
+    """Replace these owners' derived state with state computed in bulk from Postgres; returns entries written.
 
     ``owners`` maps each timeline owner (a strategy, see ``targets.strategies.registry.timeline_owners``) to which
-    followees' posts its timelines hold. ``on_users(owner, n)`` is told as each pipeline of
-    ``n`` users is written (for progress bars). The count is Redis's own ZADD replies, not a computed figure.
-    ``clear=False`` skips deleting the old timelines first (each delete is a SCAN of the whole Redis database),
-    for a caller that has just cleared them.
+    followees' posts its timelines hold; an owner of ordinary authors' timelines also gets author timelines and
+    celebrity sets. ``on_users(owner, n)`` is told as each batch of ``n`` users' home timelines is written (for
+    progress bars). The count is home-timeline entries, from Redis's own ZADD replies, not a computed figure.
+    ``clear=False`` skips deleting the old state first (each delete is a SCAN of the whole Redis database), for a
+    caller that has just cleared it.
     """
     written = 0
     for name, authors in owners.items():
         if clear:
             await clear_derived(stores, [name], post_cache=False)
-        timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)
-        written += await _materialise(stores, timelines, authors, on_users)
+        written += await _materialise_home(stores, name, authors, on_users)
+        if authors is Authors.ORDINARY:
+            await _materialise_reader_state(stores, name)
     return written
 
 
-async def _materialise(
-    stores: Stores, timelines: Timelines, authors: Authors, on_users: Callable[[str, int], None] | None
+async def _materialise_home(
+    stores: Stores, owner: str, authors: Authors, on_users: Callable[[str, int], None] | None
 ) -> int:
     s = stores.settings
     args: list[object] = [s.timeline_cap] + ([s.celebrity_threshold] if authors is not Authors.ALL else [])
-    written = 0
-    pipe = stores.redis.pipeline(transaction=False)
-    queued = entries = 0
 
-    async def flush() -> None:
-        nonlocal written, queued, entries, pipe
-        if queued:
-            written += sum(await pipe.execute())
-            if on_users:
-                on_users(timelines.owner, queued)
-            pipe = stores.redis.pipeline(transaction=False)
-            queued = entries = 0
+    def written(users: int) -> None:
+        if on_users:
+            on_users(owner, users)
 
-    async with stores.pg.acquire() as conn, conn.transaction():
-        async for user_id, ids in conn.cursor(timelines_sql(authors), *args, prefetch=PREFETCH):
-            pipe.zadd(timelines.key(user_id), {str(i): i for i in ids})
-            queued += 1
-            entries += len(ids)
-            if queued >= PIPELINE_USERS or entries >= PIPELINE_ENTRIES:
-                await flush()
-    await flush()
-    return written
+    script = stores.redis.register_script(_ZADD_TIMELINES)
+    return await _stream(stores, timelines_sql(authors), args, script, [home_key_prefix(s.prefix, owner)], written)
+
+
+async def _materialise_reader_state(stores: Stores, owner: str) -> None:
+    """Every account's author timeline and every user's celebrity set (sentinel included: known, even if empty)."""
+    s = stores.settings
+    authors = author_timelines.AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
+    celebrities = CelebritySets(stores.redis, s.prefix, owner)
+    script = stores.redis.register_script(_WRITE_READER_STATE)
+    head = [authors.key_prefix, celebrities.key_prefix, SENTINEL]
+    await _stream(stores, READER_STATE_SQL, [s.timeline_cap, s.celebrity_threshold], script, head)
+
+
+async def _stream(
+    stores: Stores,
+    sql: str,
+    args: Sequence[object],
+    script: AsyncScript,
+    head: list[str],
+    written: Callable[[int], None] | None = None,
+) -> int:
+    """Stream the query's rows (a user id, texts passed on untouched, and their entry count last) into Lua calls.
+
+    Each call gets ``head`` and then the rows' values but the count, about ``CALL_ENTRIES`` entries' worth;
+    ``IN_FLIGHT`` calls run while the cursor reads on. ``written(users)`` is told as each call returns. Returns the
+    sum of the calls' replies.
+    """
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    tasks: list[asyncio.Task[None]] = []
+    replies: list[int] = []
+    failed: list[BaseException] = []
+
+    async def call(argv: list[object], users: int) -> None:
+        try:
+            replies.append(int(await script(args=argv)))
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        finally:
+            slots.release()
+        if written:
+            written(users)
+
+    async def send(argv: list[object], users: int) -> None:
+        await slots.acquire()
+        if failed:  # stop reading as soon as a call failed
+            slots.release()
+            raise failed[0]
+        tasks.append(asyncio.create_task(call(argv, users)))
+
+    argv: list[object] = list(head)
+    users = entries = 0
+    try:
+        async with stores.pg.acquire() as conn, conn.transaction():
+            async for row in conn.cursor(sql, *args, prefetch=PREFETCH):
+                *values, n = row
+                argv += values
+                users += 1
+                entries += n
+                if entries >= CALL_ENTRIES:
+                    await send(argv, users)
+                    argv, users, entries = list(head), 0, 0
+        if users:
+            await send(argv, users)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return sum(replies)

@@ -15,6 +15,13 @@ _MICROSECOND = timedelta(microseconds=1)
 POST_CACHE_PATTERN = "post:*"
 #: Posts cached per MSET when warming the cache.
 WARM_CHUNK = 5_000
+#: Decoded posts a :class:`PostCache` keeps to hand out again (about half a KiB each).
+DECODED_MAX = 32_768
+
+
+def post_key_prefix(prefix: str) -> str:
+    """Everything of a cached post's key before the post id (the key ends with the id and ``}``)."""
+    return f"{prefix}post:{{"
 
 
 class PostCache:
@@ -23,10 +30,13 @@ class PostCache:
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        # Post id (as Redis returns it) -> (cached bytes, the post decoded from them). A post is immutable, so the
+        # same bytes always decode to an equal post: a hot post is parsed once, not on every read that shows it.
+        self._decoded: dict[bytes, tuple[bytes, Post]] = {}
 
     def key(self, post_id: int) -> str:
         """The cached post's key."""
-        return f"{self.prefix}post:{{{post_id}}}"
+        return f"{post_key_prefix(self.prefix)}{post_id}}}"
 
     @staticmethod
     def encode(post: Post) -> bytes:
@@ -40,6 +50,22 @@ class PostCache:
         author, created_us, body = raw.split(b"|", 2)
         created = _UNIX + int(created_us) * _MICROSECOND
         return Post(post_id, int(author), created, body.decode())
+
+    def decode_page(self, ids: Sequence[bytes], cached: Sequence[bytes]) -> list[Post]:
+        """Posts from a page read's ids and cached bytes (none missing), reusing posts decoded before."""
+        decoded = self._decoded
+        posts = []
+        for pid, raw in zip(ids, cached, strict=True):
+            hit = decoded.get(pid)
+            if hit is not None and hit[0] == raw:
+                posts.append(hit[1])
+                continue
+            post = self.decode(int(pid), raw)
+            if len(decoded) >= DECODED_MAX:
+                del decoded[next(iter(decoded))]  # the oldest entry: a bounded memo, first in first out
+            decoded[pid] = (raw, post)
+            posts.append(post)
+        return posts
 
     async def put(self, posts: Sequence[Post]) -> None:
         """Cache posts (one round trip)."""

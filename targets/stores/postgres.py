@@ -248,7 +248,28 @@ class Social:
         )
         return [r["id"] for r in rows]
 
+    async def recent_posts_of(self, author_ids: Sequence[int], limit: int) -> dict[int, list[int]]:
+        """Each existing author's newest ``limit`` post ids, newest first (empty for an author without posts)."""
+        rows = await self.pg.fetch(
+            "SELECT u.id, ARRAY(SELECT p.id FROM posts p WHERE p.author_id = u.id ORDER BY p.id DESC LIMIT $2) AS ids"
+            " FROM users u WHERE u.id = ANY($1::bigint[])",
+            list(author_ids),
+            limit,
+        )
+        return {r["id"]: list(r["ids"]) for r in rows}
+
     # -- follows ----------------------------------------------------------------------------------------------
+    async def celebrities_followed(self, user_ids: Sequence[int], threshold: int) -> dict[int, list[int]]:
+        """For each existing user, the followees with at least ``threshold`` followers (ascending ids)."""
+        rows = await self.pg.fetch(
+            "SELECT u.id, ARRAY(SELECT f.followee_id FROM follows f JOIN users c ON c.id = f.followee_id"
+            " WHERE f.follower_id = u.id AND c.follower_count >= $2 ORDER BY f.followee_id) AS ids"
+            " FROM users u WHERE u.id = ANY($1::bigint[])",
+            list(user_ids),
+            threshold,
+        )
+        return {r["id"]: list(r["ids"]) for r in rows}
+
     async def follow(self, follower_id: int, followee_id: int) -> FollowChange:
         """Add the edge follower -> followee and keep both users' counts; a repeated follow changes nothing."""
         return await self._change_follow(follower_id, followee_id, +1)

@@ -1,8 +1,10 @@
-"""Home timelines in Redis: capped sorted sets scored by post id, one per (owner, user).
+"""Home timelines in Redis: capped sorted sets scored by post id, one per (owner, user); and the key layout.
 
-Keys: ``{prefix}{owner}:home:{<user>}`` for a strategy's home timeline (hash-tagged by user so a Redis Cluster can
-be used later); the post cache is :mod:`targets.stores.post_cache`. Each write to many timelines is one Lua call per
-batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never one round trip per follower.
+Keys: a strategy's per-user derived state is ``{prefix}{owner}:{kind}:{<user>}`` (hash-tagged by user so a Redis
+Cluster can be used later): ``home`` for its home timeline (here), ``author`` for hybrid's author timelines
+(:mod:`targets.stores.authors`) and ``celebs`` for hybrid's followed celebrities
+(:mod:`targets.stores.celebrities`); the post cache is :mod:`targets.stores.post_cache`. Each write to many timelines
+is one Lua call per batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never one round trip per follower.
 """
 
 from __future__ import annotations
@@ -50,16 +52,32 @@ return {size, removed}
 WrittenHook = Callable[[int, int], None]
 
 
-#: Every owner's home timelines, relative to the prefix.
-ALL_HOME_PATTERN = "*:home:*"
+#: Every owner's per-user derived state (keys shaped ``<owner>:<kind>:{<user>}``), relative to the prefix: one
+#: pattern, so clearing all of it costs one SCAN of the database. The post cache (``post:{<id>}``) does not match.
+ALL_DERIVED_PATTERN = "*:*:{*"
+
+
+#: The member that keeps an empty author timeline or celebrity set in existence (score 0 in a sorted set, below every
+#: post id). With it a key exists exactly when its state is materialised, so a missing key is a cache miss.
+SENTINEL = "-"
+
+
+def owner_key_prefix(prefix: str, owner: str, kind: str) -> str:
+    """Everything of an owner's per-user key of ``kind`` before the user id (the key ends with the id and ``}``).
+
+    The one definition of the key layout: the Lua scripts that build keys (fan-out, page reads) start from it.
+    """
+    return f"{prefix}{owner}:{kind}:{{"
 
 
 def home_key_prefix(prefix: str, owner: str) -> str:
-    """Everything of a home timeline key before the user id (the key ends with the id and ``}``).
+    """Everything of a home timeline key before the user id."""
+    return owner_key_prefix(prefix, owner, "home")
 
-    The one definition of the key layout: the fan-out worker's Lua builds keys from it too.
-    """
-    return f"{prefix}{owner}:home:{{"
+
+def owner_pattern(owner: str) -> str:
+    """Glob (relative to the prefix) of all of one owner's derived state."""
+    return f"{owner}:*"
 
 
 def home_pattern(owner: str) -> str:

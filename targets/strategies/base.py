@@ -23,6 +23,7 @@ from typing import ClassVar
 from targets.errors import InvalidOperation
 from targets.ids import MAX_POST_ID
 from targets.stores.connections import Stores
+from targets.stores.pages import Page
 from targets.stores.post_cache import PostCache
 from targets.stores.postgres import Authors, FollowChange, Post
 from targets.stores.timelines import WrittenHook
@@ -146,6 +147,24 @@ class Strategy(ABC):
             await self.posts.put(list(fetched.values()))
             found.update(fetched)
         return [found[p] for p in post_ids if p in found]
+
+    async def page_posts(self, page: Page) -> list[Post]:
+        """A page read with its cached bodies as posts; the bodies the cache missed from Postgres (and then cached).
+
+        A hot post is decoded once per process, not once per read (:meth:`PostCache.decode_page`).
+        """
+        if None not in page.cached:
+            return self.posts.decode_page(page.ids, page.cached)  # type: ignore[arg-type]
+        decode = PostCache.decode
+        ids = [int(i) for i in page.ids]
+        fetched = await self.social.posts_by_id([i for i, raw in zip(ids, page.cached, strict=True) if raw is None])
+        await self.posts.put(list(fetched.values()))
+        # A post deleted from the source of truth since it was timelined is left out, as hydrate leaves it out.
+        return [
+            fetched[i] if raw is None else decode(i, raw)
+            for i, raw in zip(ids, page.cached, strict=True)
+            if raw is not None or i in fetched
+        ]
 
 
 def _check_page(limit: int, before: int | None) -> None:

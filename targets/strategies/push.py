@@ -1,6 +1,7 @@
 """Push (fan-out on write): every post is written into each follower's capped Redis home timeline.
 
-Reads are one sorted-set range plus one MGET of cached posts. The write path reads followers in keyset batches
+A read is one round trip: a Lua call that ranges the home timeline and MGETs the cached posts
+(:mod:`targets.stores.pages`). The write path reads followers in keyset batches
 and writes each batch with one Lua call (ZADD + trim per follower), never one round trip per follower: by default
 asynchronously (publish queues one job for :mod:`targets.fanout.worker`), or inside publish with ``fanout_mode="sync"``.
 """
@@ -12,8 +13,9 @@ from typing import ClassVar
 
 from targets.fanout.queue import FanoutQueue
 from targets.stores.connections import Stores
+from targets.stores.pages import PageReader
 from targets.stores.postgres import Authors, FollowChange, Post
-from targets.stores.timelines import Timelines
+from targets.stores.timelines import Timelines, owner_pattern
 from targets.strategies.base import Strategy, WrittenHook
 
 
@@ -29,6 +31,7 @@ class PushStrategy(Strategy):
         self.threshold = stores.settings.celebrity_threshold
         self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap, on_written=on_written)
         self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
+        self.pages = PageReader(stores.redis, stores.settings.prefix, self.name, self.cap)
 
     # -- write path -------------------------------------------------------------------------------------------
     def pushes(self, author_followers: int) -> bool:
@@ -37,10 +40,14 @@ class PushStrategy(Strategy):
 
     async def distribute(self, post: Post, author_followers: int) -> int:
         """Cache the post, then fan it out to every follower's timeline."""
-        await self.posts.put([post])
+        await self.store_post(post)
         if not self.pushes(author_followers):
             return 0
         return await self.fan_out(post)
+
+    async def store_post(self, post: Post) -> None:
+        """What publish keeps of the post itself before any fan-out: its cached body."""
+        await self.posts.put([post])
 
     async def fan_out(self, post: Post) -> int:
         """Deliver the post to every follower's timeline; returns entries written before the acknowledgement.
@@ -78,7 +85,10 @@ class PushStrategy(Strategy):
         A timeline at its cap may have lost older posts of other followees to trimming; once entries are
         removed it is rebuilt from the source of truth, so it again holds exactly its newest ``cap`` posts.
         """
-        post_ids = await self.social.recent_post_ids(author_id, self.cap)
+        await self.unmerge_posts(user_ids, await self.social.recent_post_ids(author_id, self.cap))
+
+    async def unmerge_posts(self, user_ids: Iterable[int], post_ids: list[int]) -> None:
+        """Remove one author's posts (its newest ``cap``) from these timelines, refilling trimmed ones."""
         if not post_ids:
             return
         refill = []
@@ -86,16 +96,20 @@ class PushStrategy(Strategy):
             size, removed = await self.timelines.unmerge(user_id, post_ids)
             if removed and size >= self.cap:
                 refill.append(user_id)
-        await self.rebuild(refill)
+        await self.rebuild_home(refill)
 
     # -- read path --------------------------------------------------------------------------------------------
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
-        """One range read of the home timeline, hydrated from the post cache."""
-        return await self.hydrate(await self.timelines.page(user_id, limit, before))
+        """The home timeline's page and its cached posts in one round trip (misses from Postgres)."""
+        return await self.page_posts(await self.pages.push(user_id, limit, before))
 
     # -- derived state ----------------------------------------------------------------------------------------
     async def rebuild(self, user_ids: Iterable[int]) -> int:
-        """Recompute these users' timelines from Postgres (one query and one transaction each)."""
+        """Recompute these users' timelines from Postgres; returns entries written."""
+        return await self.rebuild_home(user_ids)
+
+    async def rebuild_home(self, user_ids: Iterable[int]) -> int:
+        """Recompute these users' home timelines from Postgres (one query and one transaction each)."""
         assert self.home_authors is not None
         written = 0
         for user_id in user_ids:
@@ -107,5 +121,5 @@ class PushStrategy(Strategy):
         return written
 
     async def reset_derived(self) -> int:
-        """Delete this strategy's home timelines."""
-        return await self.stores.delete_keys(self.timelines.pattern)
+        """Delete this strategy's derived state (its home timelines, and whatever else it keeps per user)."""
+        return await self.stores.delete_keys(owner_pattern(self.name))

@@ -1,0 +1,1 @@
+"""Measurement logic of the ``fanout perf`` commands that outgrew their CLI modules."""

@@ -1,0 +1,133 @@
+"""Timeline pages in one Redis round trip: the range of post ids and the cached bodies, from one Lua call.
+
+:class:`PageReader` serves push's read (the home timeline's page, then MGET of the cached posts) and hybrid's (the
+home timeline merged with the followed celebrities' author timelines, cut to the timeline cap as
+:func:`targets.strategies.base.capped_page` cuts pages computed from Postgres, then MGET). The scripts build the
+post-cache and author-timeline keys from their prefixes, so they touch keys they do not declare, as the fan-out's
+delivery script does; a Redis Cluster deployment would pass them (they share no hash slot anyway). Post ids stay
+strings inside Lua except for comparing: Lua's numbers are doubles, exact for 53-bit ids but printed with 14 digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from targets.stores.post_cache import post_key_prefix
+from targets.stores.timelines import SENTINEL, owner_key_prefix
+
+# KEYS[1] home timeline; ARGV: top of the range ('+inf' or '(<before>'), limit, post-cache key prefix.
+_PUSH_PAGE = """
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {ids, {}} end
+local keys = {}
+for i = 1, #ids do keys[i] = ARGV[3] .. ids[i] .. '}' end
+return {ids, redis.call('MGET', unpack(keys))}
+"""
+
+# KEYS[1] home timeline, KEYS[2] the reader's celebrity set; ARGV: top of the range, before ('' on a first page),
+# limit, cap, author-timeline key prefix, post-cache key prefix, sentinel. Returns {0} when the celebrity set is not
+# materialised, {1, author ids} when some of those authors' timelines are not, else {2, ids, cached bodies}.
+_HYBRID_PAGE = """
+local celebs = redis.call('SMEMBERS', KEYS[2])
+if #celebs == 0 then return {0} end
+local top, before, limit, cap, sentinel = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[7]
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '-inf', 'LIMIT', 0, limit)
+-- Entries at or above `before` lie above the page; the home timeline's count at most the cap, as in capped_page.
+local newer = 0
+if before ~= '' then newer = math.min(redis.call('ZCOUNT', KEYS[1], before, '+inf'), cap) end
+local missing, lists = {}, {ids}
+for _, c in ipairs(celebs) do
+  if c ~= sentinel then
+    local key = ARGV[5] .. c .. '}'
+    -- '(0' leaves out the sentinel (score 0); an empty range is a miss only if the key itself is missing.
+    local page = redis.call('ZREVRANGEBYSCORE', key, top, '(0', 'LIMIT', 0, limit)
+    if #page == 0 and redis.call('EXISTS', key) == 0 then
+      missing[#missing + 1] = c
+    else
+      if #page > 0 then lists[#lists + 1] = page end
+      if before ~= '' then newer = newer + redis.call('ZCOUNT', key, before, '+inf') end
+    end
+  end
+end
+if #missing > 0 then return {1, missing} end
+-- Merge the lists (each newest first) until the page is full: at most n steps over #lists heads, no sort.
+local n = math.max(0, math.min(limit, cap - newer))
+local pos, heads = {}, {}
+for j = 1, #lists do pos[j], heads[j] = 1, tonumber(lists[j][1]) end
+local chosen, keys, last = {}, {}, nil
+while #chosen < n do
+  local best, from = nil, nil
+  for j = 1, #lists do
+    local h = heads[j]
+    if h ~= nil and (best == nil or h > best) then best, from = h, j end
+  end
+  if from == nil then break end
+  local id = lists[from][pos[from]]
+  pos[from] = pos[from] + 1
+  local nxt = lists[from][pos[from]]
+  heads[from] = nxt and tonumber(nxt)
+  -- An id in both the home and an author timeline (mid-transition across the threshold) counts once.
+  if best ~= last then
+    chosen[#chosen + 1] = id
+    keys[#keys + 1] = ARGV[6] .. id .. '}'
+    last = best
+  end
+end
+if #keys == 0 then return {2, chosen, {}} end
+return {2, chosen, redis.call('MGET', unpack(keys))}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of post ids (bytes, newest first) and their cached bodies (None where the cache misses)."""
+
+    ids: list[bytes]
+    cached: list[bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class HybridRead:
+    """What a hybrid page read found: the page, or what is not materialised (rebuild it from Postgres and retry)."""
+
+    page: Page | None = None
+    #: The reader's celebrity set is not materialised.
+    celebrities_missing: bool = False
+    #: Followed celebrities whose author timelines are not materialised.
+    authors_missing: tuple[int, ...] = ()
+
+
+class PageReader:
+    """One owner's page reads (push: home timeline only; hybrid: plus author timelines and celebrity sets)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int) -> None:
+        self.cap = cap
+        self.home_prefix = owner_key_prefix(prefix, owner, "home")
+        self.celebs_prefix = owner_key_prefix(prefix, owner, "celebs")
+        self.author_prefix = owner_key_prefix(prefix, owner, "author")
+        self.post_prefix = post_key_prefix(prefix)
+        #: The scripts themselves (``fanout perf read`` calls push's directly, as its floor).
+        self.push_script = redis.register_script(_PUSH_PAGE)
+        self.hybrid_script = redis.register_script(_HYBRID_PAGE)
+
+    async def push(self, user_id: int, limit: int, before: int | None) -> Page:
+        """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies."""
+        top = "+inf" if before is None else f"({before}"
+        ids, cached = await self.push_script(
+            keys=[f"{self.home_prefix}{user_id}}}"], args=[top, limit, self.post_prefix]
+        )
+        return Page(ids, cached)
+
+    async def hybrid(self, user_id: int, limit: int, before: int | None) -> HybridRead:
+        """The merged page of the home timeline and the followed celebrities' author timelines, or what is missing."""
+        top = "+inf" if before is None else f"({before}"
+        keys = [f"{self.home_prefix}{user_id}}}", f"{self.celebs_prefix}{user_id}}}"]
+        args = [top, "" if before is None else before, limit, self.cap, self.author_prefix, self.post_prefix, SENTINEL]
+        reply = await self.hybrid_script(keys=keys, args=args)
+        if reply[0] == 2:
+            return HybridRead(Page(reply[1], reply[2]))
+        if reply[0] == 0:
+            return HybridRead(celebrities_missing=True)
+        return HybridRead(authors_missing=tuple(int(a) for a in reply[1]))
