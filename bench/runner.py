@@ -191,7 +191,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
 
                 # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
                 loaded = timeline_owners(plan.strategies) if fresh else {}
-                valid = [n for n in names if _loaded_as(points.get(n), n, loaded, settings.celebrity_threshold)]
+                valid = _fresh_runs(names, points, loaded, settings.celebrity_threshold)
                 if config.target and not service.own_namespace:
                     valid = list(names)  # the service's timelines are not in our stores: nothing to rebuild
                 skip = (lambda name: plan.skip(name, doc)) if plan.skip else None
@@ -219,11 +219,21 @@ def _stores_for(stores: Stores, point: Point) -> Stores:
     return Stores(settings, stores.redis, stores.pg, stores.counters)
 
 
-def _loaded_as(point: Point | None, name: str, loaded: dict[str, Any], threshold: int) -> bool:
-    """Whether a fresh load left this strategy (or sweep point) exactly the timelines its run starts from."""
-    if point is None:
-        return name in loaded
-    return point.strategy in loaded and point.threshold in (None, threshold)
+def _fresh_runs(names: Sequence[str], points: dict[str, Point], loaded: dict[str, Any], threshold: int) -> list[str]:
+    """The runs that may start from what a fresh load materialised: per derived state, the first run that uses it.
+
+    Several sweep points share one state (a strategy at several rates): only the first of them finds it fresh.
+    """
+    fresh, seen = [], set()
+    for name in names:
+        point = points.get(name)
+        strategy, at = (name, threshold) if point is None else (point.strategy, point.threshold or threshold)
+        if (strategy, at) in seen:
+            continue
+        seen.add((strategy, at))
+        if strategy in loaded and at == threshold:
+            fresh.append(name)
+    return fresh
 
 
 async def _run_one(

@@ -232,3 +232,28 @@ def test_a_rate_sweep_stops_each_strategy_at_its_first_unsustained_rate(tmp_path
     assert result.exit_code == 0, result.output
     assert "rate sweep" in result.output and "push 1,000 ops/s, pull 250 ops/s" in " ".join(result.output.split())
     assert (tmp_path / "r-rate-sweep.png").stat().st_size > 5000
+
+
+def test_a_rate_sweep_on_real_stores_starts_every_run_from_the_same_state(
+    bench_namespace: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "rate.json"
+    # Timelines capped at 5 entries: each run's posts push older entries out, which only a reset brings back.
+    args = small_run(out, "--fanout", "sync", "--scenario", "steady", "--strategy", "push,pull", "--timeline-cap", "5")
+    at = args.index("--rate")  # the sweep sets the rate itself
+    del args[at : at + 2]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *namespace_args(bench_namespace), "sweep", "rate", *args,
+         "--rates", "30,60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load_result(out)
+    assert list(doc["strategies"]) == ["push-r30", "pull-r30", "push-r60", "pull-r60"]
+    # push at 60 ops/s runs after push at 30 did: its timelines are restored, so the oracle still passes.
+    assert all(s["oracle"]["verdict"] == "pass" for s in doc["strategies"].values())
+    assert [s["load"]["target_rate"] for s in doc["strategies"].values()] == [30, 30, 60, 60]
+    assert set(doc["sweep"]["sustained"]) == {"push", "pull"}
