@@ -384,7 +384,10 @@ COMPACT_VALUE = 16
 def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
     """The comparison as a rich table (a section title row, then its rows), wide or compact (see the module)."""
     if compact:
-        table = Table(title=comparison.title, title_style="bold", header_style="bold", box=box.SIMPLE_HEAD)
+        # No padding at the table's edges: the two columns it saves let three 16-column values fit in 80.
+        table = Table(
+            title=comparison.title, title_style="bold", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+        )
     else:
         table = Table(title=comparison.title, title_style="bold", header_style="bold")
     for i, column in enumerate(comparison.columns):
