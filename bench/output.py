@@ -84,6 +84,13 @@ def live_text(live: LiveStatus, console: Console) -> str:
     )
 
 
+def worth_a_line(status: IntervalStatus, interval: float) -> bool:
+    """Whether an interval gets its line: any that completed something, and one of the load without completions (a
+    stall); not the empty ones after the load, while drain and oracle run (their clock stopped at the last completion).
+    """
+    return status.completed > 0 or status.span_s >= interval / 2
+
+
 class IntervalLines:
     """Prints a strategy's :func:`interval_line` every ``interval`` seconds while its driver runs.
 
@@ -119,7 +126,9 @@ class IntervalLines:
         assert self._driver is not None
         while True:
             await asyncio.sleep(self.interval)
-            self._print(self._driver.interval())
+            status = self._driver.interval()
+            if worth_a_line(status, self.interval):
+                self._print(status)
 
     def _print(self, status: IntervalStatus) -> None:
         self.console.print(interval_line(self.name, status), highlight=False, soft_wrap=True)

@@ -14,8 +14,16 @@ from hdrh.log import HistogramLogReader
 from rich.console import Console
 from rich.progress import Progress
 
-from bench.driver import Driver, DriveResult, LiveStatus, Schedule
-from bench.output import IntervalLines, WorkerLogs, interval_line, live_text, progress_columns, status
+from bench.driver import Driver, DriveResult, IntervalStatus, LiveStatus, Schedule
+from bench.output import (
+    IntervalLines,
+    WorkerLogs,
+    interval_line,
+    live_text,
+    progress_columns,
+    status,
+    worth_a_line,
+)
 from bench.report.csvfile import series_path, write_csv
 from bench.report.hdrlog import write_hdr_logs
 from bench.report.latency import latency_report
@@ -126,6 +134,15 @@ def test_worker_log_records_reach_the_file(tmp_path: Path) -> None:
         child.removeHandler(handler)
         logs.close()
     assert "fan-out worker w1 consuming" in (tmp_path / "workers.log").read_text()
+
+
+def test_a_stall_gets_its_line_and_the_time_after_the_load_does_not() -> None:
+    def interval(span: float, completed: int) -> IntervalStatus:
+        return IntervalStatus(20.0, span, 0.0, 0.0, 0.0, 0.0, completed, 0)
+
+    assert worth_a_line(interval(5.0, 1250), 5.0) and worth_a_line(interval(0.2, 3), 5.0)
+    assert worth_a_line(interval(5.0, 0), 5.0)  # nothing completed for a whole interval of the load: a stall
+    assert not worth_a_line(interval(0.0, 0), 5.0) and not worth_a_line(interval(0.001, 0), 5.0)  # after the load
 
 
 def test_live_line_fits_80_columns_whole() -> None:
