@@ -178,6 +178,11 @@ def test_bench_over_http_shows_redis_pauses_in_corrected_percentiles(private_red
     assert spike["write_amplification"] == CELEBRITY_FOLLOWERS
     assert spike["delivery_lag"]["count"] == CELEBRITY_FOLLOWERS
     assert push["store_counters"]["operations"] == push["load"]["operations"]
+    # The service's own count (its /metrics) agrees with what the harness measured.
+    counted = push["target"]["service_counted"]
+    assert counted["all_delivered"] and counted["server_errors"] == 0
+    assert counted["reads"] == reads["count"] and counted["posts"] == push["publish"]["count"]
+    assert counted["entries_written"] == push["timeline_entries_written"]
     assert posts_after == posts_before  # the run's posts were deleted through the stores
 
 
@@ -213,6 +218,10 @@ def test_a_service_on_another_namespace_is_driven_but_not_inspected(
         assert {"delivery_lag", "store_counters", "memory", "write_amplification"} <= set(target["not_measured"])
         assert "store_counters" not in push and "memory" not in push
         assert push["write_amplification"] is None and push["timeline_entries_written"] is None
+        # What the service itself counted is reported beside, as its own account.
+        counted = target["service_counted"]
+        assert counted["posts"] == push["publish"]["count"] > 0 and counted["all_delivered"]
+        assert counted["write_amplification"] == round(counted["entries_written"] / counted["posts"], 3)
         changed = (push.get("follow", {}).get("count", 0), push.get("unfollow", {}).get("count", 0))
         assert sum(changed) > 0 and "reverted through the API" in target["undo"]
         assert follows() == before  # every follow change was undone

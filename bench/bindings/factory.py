@@ -61,6 +61,8 @@ class Binding:
     not_measured: tuple[str, ...] = ()
     #: The result's ``target`` block (None in process).
     description: dict[str, Any] | None = field(default=None)
+    #: The service's client for its own resources (``/metrics``), None in process.
+    service: HttpTarget | None = None
 
 
 @asynccontextmanager
@@ -121,6 +123,7 @@ async def _http_binding(http: HttpTarget, name: str, stores: Stores) -> Binding:
         write_hook=False,
         not_measured=not_measured,
         description=description,
+        service=http,
     )
 
 

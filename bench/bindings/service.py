@@ -8,6 +8,8 @@ nothing is loaded into it, and what the stores would tell is not measured).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,10 @@ from targets.stores.identity import NamespaceIdentity, namespace_identity
 
 #: Users asked of a foreign service's ``/users/sample`` (its upper bound): the workload runs over them.
 SAMPLE_USERS = 100_000
+#: How long to wait for a service's own count of deliveries to settle after the load (it flushes about once a second).
+SETTLE_S = 30.0
+#: Longer than the flush interval, so counts that stay put between two polls have settled.
+SETTLE_POLL_S = 1.2
 
 
 @dataclass(frozen=True)
@@ -129,3 +135,45 @@ async def target_graph(url: str | None, stores: Stores) -> GraphInfo:
         sum(int(f) for f in followees),
         None,  # a foreign service's post count is not observable
     )
+
+
+async def service_counters(http: HttpTarget) -> dict[str, int] | None:
+    """The counters of the service's ``/metrics`` (None when it has none: the API does not require them)."""
+    try:
+        counters = (await http.get_json(routes.METRICS)).get("counters")
+    except (aiohttp.ClientError, OSError, TimeoutError, HttpStatusError, HttpContractError):
+        return None
+    if not isinstance(counters, dict):
+        return None
+    return {str(k): v for k, v in counters.items() if isinstance(v, int)}
+
+
+async def counted_by_service(
+    http: HttpTarget, before: dict[str, int] | None, settle_s: float = SETTLE_S
+) -> dict[str, Any] | None:
+    """What the service itself counted since ``before`` (every client's requests): counter deltas and its write
+    amplification (entries written per post, as its ``/metrics`` computes it).
+
+    With asynchronous fan-out the service counts entries as its workers' reports complete, so this polls until every
+    post it counted is delivered or the counts stop moving, within ``settle_s``; ``all_delivered`` says which.
+    """
+    if before is None:
+        return None
+    deadline = time.monotonic() + settle_s
+    previous: dict[str, int] | None = None
+    while True:
+        now = await service_counters(http)
+        if now is None:
+            return None
+        delta = {k: v - before.get(k, 0) for k, v in now.items()}
+        delivered = delta.get("posts_delivered", 0) >= delta.get("posts", 0)
+        if delivered or delta == previous or time.monotonic() >= deadline:
+            break
+        previous = delta
+        await asyncio.sleep(SETTLE_POLL_S)  # the service flushes its counts about once a second
+    posts = delta.get("posts", 0)
+    return {
+        **delta,
+        "write_amplification": round(delta.get("entries_written", 0) / posts, 3) if posts else None,
+        "all_delivered": delivered,
+    }

@@ -24,6 +24,7 @@ from hdrh.histogram import HdrHistogram
 from bench.bindings.factory import Binding, open_binding, undo_through_api
 from bench.bindings.operations import Tally
 from bench.bindings.receipts import Published
+from bench.bindings.service import counted_by_service, service_counters
 from bench.disturbance import Guard
 from bench.driver import Driver, DriveResult, Schedule
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
@@ -164,6 +165,8 @@ async def _drive(
         await scenario.before_load(stores, name)
         before = await server_counters(stores)
         used_before = await redis_used_memory(stores)
+    # The service's own counts (its /metrics), to report beside the harness's: after the warm-up, before the load.
+    counted_before = await service_counters(binding.service) if binding.service else None
     await guard.start()
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
@@ -200,6 +203,8 @@ async def _drive(
             outcome.store_counters = after.since(before, result.completed)
             timelines = _timeline_sample(stores, name, graph, config.seed)
             outcome.memory = await memory(stores, used_before, timelines=timelines)
+        if binding.service is not None and outcome.target is not None:  # before the oracle's reads
+            outcome.target["service_counted"] = await counted_by_service(binding.service, counted_before)
         if binding.pages is None:
             outcome.oracle = {"verdict": "skipped", "users_checked": 0, "detail": binding.oracle_skipped or ""}
         else:
