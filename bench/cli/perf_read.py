@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.main import settings_from
+from bench.cli.options import setting_options, settings_from
 from bench.perf.read import FLOOR, Readers, measure, pick_readers, redis_benchmark
 from graphs.generate import GraphSpec
 from graphs.info import graph_info
@@ -112,8 +112,7 @@ def _print(result: dict[str, Any], page: int) -> None:
 @click.command("read")
 @click.option("--users", type=click.IntRange(min=2), help="Generate and load a graph first (else: the loaded one).")
 @click.option("--posts-per-user", default=40, show_default=True, type=click.IntRange(min=1), help="With --users.")
-@click.option("--cap", default=100, show_default=True, type=click.IntRange(min=1), help="Timeline cap.")
-@click.option("--threshold", default=2_000, show_default=True, type=click.IntRange(min=1), help="Hybrid threshold.")
+@setting_options("timeline_cap", "celebrity_threshold", timeline_cap=100, celebrity_threshold=2_000)
 @click.option("--sample", default=1_000, show_default=True, type=click.IntRange(min=1), help="Readers sampled.")
 @click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds per row.")
 @click.option("--concurrency", default="1,32", show_default=True, help="Reads in flight, comma-separated bounds.")
@@ -126,8 +125,6 @@ def read_perf(
     ctx: click.Context,
     users: int | None,
     posts_per_user: int,
-    cap: int,
-    threshold: int,
     sample: int,
     duration: float,
     concurrency: str,
@@ -143,7 +140,7 @@ def read_perf(
         raise click.UsageError(f"--concurrency {concurrency!r} is not a list of integers such as 1,32") from None
     if not bounds or min(bounds) < 1:
         raise click.UsageError("--concurrency needs positive in-flight bounds such as 1,32")
-    settings = settings_from(ctx, timeline_cap=cap, celebrity_threshold=threshold)
+    settings = settings_from(ctx)
     console = Console(stderr=True)
     started = datetime.now(UTC)
     graph, readers = run(_prepare(settings, users, posts_per_user, sample, seed, console))
@@ -161,8 +158,8 @@ def read_perf(
         "parameters": {
             "users": users,
             "posts_per_user": posts_per_user if users else None,
-            "timeline_cap": cap,
-            "threshold": threshold,
+            "timeline_cap": settings.timeline_cap,
+            "threshold": settings.celebrity_threshold,
             "sample": sample,
             "duration_s": duration,
             "concurrency": bounds,
