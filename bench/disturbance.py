@@ -159,6 +159,8 @@ def assess(
         "load_average": {"start": round(loads[0], 2), "max": round(load_max, 2), "end": round(loads[-1], 2)},
         "redis_commands": server,
         "redis_harness_commands": own,
+        # The estimate of the harness's server-side fan-out commands inside ``own``: foreign is exact to within it.
+        "redis_allowance": allowance,
         "redis_foreign_commands": foreign,
         "pg_rows_outside": pg_outside,
         "pg_rows_inside": pg_inside,

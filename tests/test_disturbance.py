@@ -66,6 +66,9 @@ def test_a_run_hammered_by_another_client_carries_the_disturbance(
     assert proc.returncode == 0, output
     push = load_result(out)["strategies"]["push"]
     assert push["disturbance"]["disturbed"]
-    assert push["disturbance"]["redis_foreign_commands"] >= HAMMER
+    # Foreign commands are the server's total minus the harness's own and an estimate of its fan-out's commands
+    # inside Redis (Redis 7.0 counts none per client), so they are exact to within that allowance.
+    block = push["disturbance"]
+    assert HAMMER - block["redis_allowance"] <= block["redis_foreign_commands"]
     assert "WARNING disturbed: round 1, push:" in output
     assert "Redis commands from other clients" in output
