@@ -23,6 +23,7 @@ import requests
 from hdrh.histogram import HdrHistogram
 
 from bench.bindings.http import HttpTarget
+from bench.bindings.receipts import net_churn
 from bench.bindings.service import ServiceView, view_service
 from bench.results import load_result
 from bench.service_process import ServiceProcess, free_port
@@ -284,3 +285,12 @@ def test_a_bad_or_silent_target_fails_before_anything_runs(target: str, message:
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_follow_changes_are_undone_by_their_net_effect_whatever_order_the_answers_came_in() -> None:
+    # follow(1, 2) then unfollow(1, 2) ran in that order, but the unfollow's answer came first: the edge is where it
+    # started (replaying the record newest first would have left it followed, as a full-suite run once showed).
+    crossed = [(-1, 1, 2), (1, 1, 2)]
+    assert net_churn(crossed) == {}
+    assert net_churn([(1, 3, 4)]) == {(3, 4): 1}
+    assert net_churn([(-1, 5, 6), (1, 5, 6), (-1, 5, 6), *crossed]) == {(5, 6): -1}

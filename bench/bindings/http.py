@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from bench.bindings.operations import http_call, read_pages
-from bench.bindings.receipts import Published
+from bench.bindings.receipts import Published, net_churn
 from bench.workload import READ_KINDS, Op
 from targets.service import routes
 
@@ -106,11 +106,16 @@ class HttpTarget:
         return len(page["posts"]), page.get("next_before")
 
     async def revert_churn(self) -> int:
-        """Undo the recorded follow changes through the API, newest first; returns how many were reverted."""
+        """Undo the recorded follow changes through the API, edge by edge; returns how many edges were reverted.
+
+        Each edge gets the opposite of its net change (see :func:`~bench.bindings.receipts.net_churn`): concurrent
+        requests on one edge may have been answered in another order than the service applied them.
+        """
         assert self.session is not None, "use HttpTarget as an async context manager"
+        net = net_churn(self.churn)
+        self.churn.clear()
         reverted = 0
-        while self.churn:
-            delta, follower, followee = self.churn.pop()
+        for (follower, followee), delta in net.items():
             method = "DELETE" if delta > 0 else "PUT"
             async with self.session.request(method, routes.path(routes.FOLLOWING, follower, followee)) as response:
                 await response.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bench.bindings.receipts import net_churn
 from targets.fanout.queue import FanoutQueue
 from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
@@ -33,7 +34,7 @@ class RunChanges:
 
     async def undo(self, stores: Stores, social: Social) -> int:
         """Delete the run's posts (rows and cache entries) and revert its churn; returns posts deleted."""
-        for delta, follower, followee in reversed(self.churn):
+        for (follower, followee), delta in net_churn(self.churn).items():
             if delta > 0:
                 await social.unfollow(follower, followee)
             else:
