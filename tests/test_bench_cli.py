@@ -18,6 +18,7 @@ from targets.config import Settings
 from targets.histograms import new_histogram
 from targets.stores.connections import Stores
 from tests.conftest import namespace_settings
+from tests.signal_support import terminal_signals
 from tests.test_cli_errors import unused_port
 
 USERS = 400
@@ -174,6 +175,7 @@ async def test_ctrl_c_writes_what_was_measured_marked_incomplete(bench_namespace
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=terminal_signals,
     )
     assert proc.stdout is not None
     seen = []

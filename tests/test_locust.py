@@ -26,6 +26,7 @@ from bench.locust.stats import bucket_response_time
 from bench.service_process import ServiceProcess, free_port
 from tests.browser import CHROMIUM, Browser
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
+from tests.signal_support import terminal_signals
 
 __all__ = ["served", "served_graph"]  # module fixtures
 
@@ -185,6 +186,7 @@ def test_web_ui_shows_the_custom_arguments_and_a_live_fanout_tab(served: Service
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=terminal_signals,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -19,6 +19,7 @@ from bench.service_process import free_port
 from targets.config import Settings
 from targets.stores.connections import Stores
 from tests.conftest import SESSION_TAG, namespace_settings
+from tests.signal_support import terminal_signals
 from tests.test_locust import wait_until, wait_until_up
 
 DEADLINE_S = 60.0
@@ -69,6 +70,7 @@ def test_a_signal_to_fanout_locust_leaves_nothing_behind(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=terminal_signals,
     )
     children: list[psutil.Process] = []
     try:
