@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
@@ -354,3 +355,14 @@ def calibrate_driver(rate: float, duration: float, max_in_flight: int) -> None:
 def comparison_table(doc: dict[str, Any]) -> FittedTable:
     """The strategies side by side: the very table `fanout report` prints for this result file (compact if narrow)."""
     return fitted_table(strategies_side_by_side(doc))
+
+
+def exit_as_run_ended(outcome: Outcome, console: Console) -> None:
+    """Print where the result went, then exit as the run ended: 130 when interrupted, 1 when the oracle failed."""
+    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
+        sys.exit(130)
+    if outcome.oracle_failed:
+        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
+        sys.exit(1)

@@ -5,7 +5,6 @@ The options are :func:`bench.cli.options.bench_options`; what runs is :mod:`benc
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -13,7 +12,7 @@ from rich.console import Console
 
 from bench.cli.options import bench_options, plan_from
 from bench.output import print_extras
-from bench.runner import calibrate_driver, run_plan
+from bench.runner import calibrate_driver, exit_as_run_ended, run_plan
 
 
 @click.command()
@@ -29,10 +28,4 @@ def bench(ctx: click.Context, **options: Any) -> None:
     outcome = run_plan(plan, console)
     console.print(outcome.table)
     print_extras(console, outcome.doc, plan.output)
-    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
-    if outcome.interrupted:
-        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
-        sys.exit(130)
-    if outcome.oracle_failed:
-        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
-        sys.exit(1)
+    exit_as_run_ended(outcome, console)

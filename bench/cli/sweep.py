@@ -10,7 +10,6 @@ until it no longer keeps up or breaks the SLO, and its highest sustained rate.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ from bench.capacity import parse_rates, rate_block, rate_points, rate_skip
 from bench.cli.options import bench_options, plan_from
 from bench.report.sweep import print_sweep
 from bench.results import load_result, write_result
-from bench.runner import run_plan
+from bench.runner import exit_as_run_ended, run_plan
 from bench.sweep import (
     Point,
     auto_thresholds,
@@ -139,10 +138,4 @@ def _run_and_finish(plan: Any, block: Callable[[dict[str, Any], list[Point]], di
     doc["sweep"] = block(doc, swept)
     write_result(doc, outcome.path)
     print_sweep(doc, console)
-    console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
-    if outcome.interrupted:
-        console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
-        sys.exit(130)
-    if outcome.oracle_failed:
-        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
-        sys.exit(1)
+    exit_as_run_ended(outcome, console)
