@@ -312,10 +312,11 @@ def rate_plot(runs: Labelled) -> bytes:
             latency.axhline(limit, color="black", linewidth=1.2, label="SLO read p99")
     if widest > 0:  # the diagonal, over the offered rates (a log axis has no 0)
         throughput.plot([lowest, widest], [lowest, widest], ":", color="#999", label="achieved = offered")
+    latency.set_xscale("log")
+    _plain_log_axis(latency.xaxis)
+    latency.set_xlabel("offered rate (ops/s, log)")
+    throughput.set_xlabel("offered rate (ops/s)")  # linear, so keeping up is the diagonal
     for axes in (latency, throughput):
-        axes.set_xscale("log")
-        _plain_log_axis(axes.xaxis)
-        axes.set_xlabel("offered rate (ops/s, log)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.lines:
             axes.legend(fontsize="small")
