@@ -290,7 +290,7 @@ def sweep_plot(runs: Labelled) -> bytes:
 def rate_plot(runs: Labelled) -> bytes:
     """Read p99 (and p50, thin) against the offered rate, one line per strategy; achieved against offered beside it."""
     figure, (latency, throughput) = plt.subplots(1, 2, figsize=(13, 4.8))
-    widest = 0.0
+    widest, lowest = 0.0, float("inf")
     for r, (label, doc) in enumerate(runs):
         block = doc.get("sweep")
         if not block or block["kind"] != "rate":
@@ -306,14 +306,17 @@ def rate_plot(runs: Labelled) -> bytes:
             achieved = np.array([p.get("achieved") or 0.0 for p in curve], dtype=float)
             throughput.plot(offered, achieved, "o" + style, color=colour(strategy), label=name)
             widest = max(widest, float(offered.max(initial=0)))
+            lowest = min(lowest, float(offered.min(initial=np.inf)))
         limit = block.get("slo_ms", {}).get("read-p99")
         if limit is not None and r == 0:
             latency.axhline(limit, color="black", linewidth=1.2, label="SLO read p99")
-    throughput.plot([0, widest], [0, widest], ":", color="#999", label="achieved = offered")
+    if widest > 0:  # the diagonal, over the offered rates (a log axis has no 0)
+        throughput.plot([lowest, widest], [lowest, widest], ":", color="#999", label="achieved = offered")
+    latency.set_xscale("log")
+    _plain_log_axis(latency.xaxis)
+    latency.set_xlabel("offered rate (ops/s, log)")
+    throughput.set_xlabel("offered rate (ops/s)")  # linear, so keeping up is the diagonal
     for axes in (latency, throughput):
-        axes.set_xscale("log")
-        _plain_log_axis(axes.xaxis)
-        axes.set_xlabel("offered rate (ops/s, log)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.lines:
             axes.legend(fontsize="small")
