@@ -17,7 +17,6 @@ the driver included.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import tempfile
@@ -32,10 +31,11 @@ from rich.table import Table
 from bench.bindings.http import HttpTarget
 from bench.bindings.inprocess import InProcessTarget
 from bench.cli.options import settings_from
-from bench.driver import Driver, DriveResult, Schedule
+from bench.driver import Driver
 from bench.locust.run import locust_command, summarize
+from bench.perf.saturate import figures, saturate, saturating_schedule
 from bench.service_process import ServiceProcess
-from bench.workload import Mix, Op, Workload
+from bench.workload import Mix, Workload
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo, graph_info
 from graphs.load import load_generated
@@ -51,37 +51,11 @@ CLOSED_LOOP_NOTE = (
     "Closed loop: a read is sent only when one returns, so this measures throughput, and the latencies are service "
     "times that hide stalls. For latency at a fixed rate (open loop): fanout bench --target URL."
 )
-#: Offered rate, far above what one Python process serves: the in-flight bound then sets the pace.
-OFFERED_RATE = 100_000.0
 TIMELINE = routes.request_name("GET", routes.TIMELINE)
 
 
 def _workload(info: GraphInfo, seed: int) -> Workload:
     return Workload(info.user_ids, info.follower_counts, Mix(read_ratio=1.0), seed)
-
-
-def _schedule(duration: float) -> Schedule:
-    # Twice as long as the run: the run is stopped at ``duration``, long before the schedule is spent.
-    return Schedule(OFFERED_RATE, 2 * duration)
-
-
-async def _saturate(driver: Driver[Op], duration: float) -> DriveResult:
-    """Run the driver for ``duration`` seconds, then stop it (as Ctrl-C would) and keep what it measured."""
-    task = asyncio.create_task(driver.run())
-    await asyncio.sleep(duration)
-    task.cancel()
-    return await task
-
-
-def _figures(result: DriveResult) -> dict[str, Any]:
-    summary = result.summary("read", corrected=False)
-    return {
-        "reads_per_s": round(result.achieved_rate, 1),
-        "reads": summary["count"],
-        "errors": result.errors,
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-    }
 
 
 async def _prepare(settings: Settings, users: int | None, posts_per_user: int, seed: int) -> GraphInfo:
@@ -98,14 +72,14 @@ async def _prepare(settings: Settings, users: int | None, posts_per_user: int, s
 async def _in_process(settings: Settings, info: GraphInfo, duration: float, concurrency: int, page: int, seed: int):  # type: ignore[no-untyped-def]
     async with await Stores.connect(settings.with_(pool_size=max(10, concurrency))) as stores:
         target = InProcessTarget(PushStrategy(stores), page)
-        driver = Driver(target, _workload(info, seed).next_op, _schedule(duration), max_in_flight=concurrency)
-        return await _saturate(driver, duration)
+        driver = Driver(target, _workload(info, seed).next_op, saturating_schedule(duration), max_in_flight=concurrency)
+        return await saturate(driver, duration)
 
 
 async def _over_http(url: str, info: GraphInfo, duration: float, concurrency: int, page: int, seed: int):  # type: ignore[no-untyped-def]
     async with HttpTarget(url, page, connections=concurrency) as target:
-        driver = Driver(target, _workload(info, seed).next_op, _schedule(duration), max_in_flight=concurrency)
-        return await _saturate(driver, duration)
+        driver = Driver(target, _workload(info, seed).next_op, saturating_schedule(duration), max_in_flight=concurrency)
+        return await saturate(driver, duration)
 
 
 def _locust(url: str, duration: float, concurrency: int, page: int, processes: int | None) -> dict[str, Any]:
@@ -165,11 +139,11 @@ def http_perf(
     info = run(_prepare(settings, users, posts_per_user, seed))
     console.print(f"graph: {len(info.user_ids)} users, {info.follows} follows, {info.posts} posts")
     rows: dict[str, dict[str, Any]] = {}
-    rows["in process (driver -> PushStrategy)"] = _figures(
+    rows["in process (driver -> PushStrategy)"] = figures(
         run(_in_process(settings, info, duration, concurrency, page, seed))
     )
     with ServiceProcess(settings, "push") as service:
-        rows["over HTTP (driver -> fanout serve, 1 process)"] = _figures(
+        rows["over HTTP (driver -> fanout serve, 1 process)"] = figures(
             run(_over_http(service.url, info, duration, concurrency, page, seed))
         )
         if with_locust:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.driver import Driver, DriveResult, Schedule
+from bench.driver import Driver
+from bench.perf.saturate import figures, saturate, saturating_schedule
 from targets.stores.connections import Stores
 from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.pull import PullStrategy
 from targets.strategies.push import PushStrategy
 
-#: Offered rate, far above what one process serves: the in-flight bound sets the pace.
-OFFERED_RATE = 100_000.0
 FLOOR = "floor: push's script (redis-py)"
 TWO_COMMANDS = "floor: ZREVRANGEBYSCORE + MGET"
 NOOP = "driver only (no-op target)"
@@ -96,26 +95,11 @@ async def drive(target: Target, users: list[int], duration: float, concurrency: 
     rng = random.Random(seed)
     for user in users:  # unmeasured: scripts loaded, statements prepared, the post memo filled as it would be
         await target(user)
-    schedule = Schedule(OFFERED_RATE, 2 * duration)  # stopped at ``duration``, long before it is spent
+    schedule = saturating_schedule(duration)
     driver: Driver[int] = Driver(
         target, lambda: rng.choice(users), schedule, max_in_flight=concurrency, kind_of=lambda _: "read"
     )
-    task = asyncio.create_task(driver.run())
-    await asyncio.sleep(duration)
-    task.cancel()
-    return figures(await task)
-
-
-def figures(result: DriveResult) -> dict[str, Any]:
-    """A row's figures: reads/s, reads, errors and service-time percentiles (ms)."""
-    summary = result.summary("read", corrected=False)
-    return {
-        "reads_per_s": round(result.achieved_rate, 1),
-        "reads": summary["count"],
-        "errors": result.errors,
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-    }
+    return figures(await saturate(driver, duration))
 
 
 async def measure(

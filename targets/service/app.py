@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -187,27 +187,22 @@ def _post_json(post: Post) -> dict[str, Any]:
 # -- handlers ---------------------------------------------------------------------------------------------------
 async def timeline(request: Request) -> Response:
     """GET /users/{id}/timeline: one home-timeline page, newest first."""
-    user_id = _path_id(request, "user_id")
-    limit = _query_int(request, "limit", DEFAULT_PAGE)
-    before = _query_int(request, "before", None)
-    svc = _svc(request)
-    started = time.perf_counter()
-    posts = await svc.strategy.home_timeline(user_id, limit, before)  # type: ignore[arg-type]
-    svc.metrics.record("read", time.perf_counter() - started)
-    svc.metrics.count("reads")
-    return JSONResponse(
-        {"user_id": user_id, "posts": [_post_json(p) for p in posts], "next_before": posts[-1].id if posts else None}
-    )
+    return await _page(request, _svc(request).strategy.home_timeline)
 
 
 async def user_posts(request: Request) -> Response:
     """GET /users/{id}/posts: one page of the account's own posts (its user timeline), newest first."""
+    return await _page(request, _svc(request).strategy.user_timeline)
+
+
+async def _page(request: Request, read: Callable[[int, int, int | None], Awaitable[list[Post]]]) -> Response:
+    """One page of ``read`` for the path's user (``limit``, ``before`` from the query), timed as a read."""
     user_id = _path_id(request, "user_id")
     limit = _query_int(request, "limit", DEFAULT_PAGE)
     before = _query_int(request, "before", None)
     svc = _svc(request)
     started = time.perf_counter()
-    posts = await svc.strategy.user_timeline(user_id, limit, before)  # type: ignore[arg-type]
+    posts = await read(user_id, limit, before)  # type: ignore[arg-type]
     svc.metrics.record("read", time.perf_counter() - started)
     svc.metrics.count("reads")
     return JSONResponse(
