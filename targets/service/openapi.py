@@ -28,6 +28,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 _USER = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 _OTHER = {"name": "other_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+#: The parameters of a page read (home timeline or user timeline).
+_PAGE = [
+    _USER,
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    {
+        "name": "before",
+        "in": "query",
+        "description": "exclusive upper bound: the next_before of the previous page",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -40,32 +51,14 @@ OPENAPI: dict[str, Any] = {
         routes.TIMELINE: {
             "get": {
                 "summary": "A home-timeline page, newest first",
-                "parameters": [
-                    _USER,
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "description": "exclusive upper bound: the next_before of the previous page",
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
-                ],
+                "parameters": _PAGE,
                 "responses": {"200": _json(_ref("Timeline"), "the page"), **_errors(400, 404, 422, 503)},
             }
         },
         routes.POSTS: {
             "get": {
                 "summary": "A page of the account's own posts (its user timeline), newest first",
-                "parameters": [
-                    _USER,
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "description": "exclusive upper bound: the next_before of the previous page",
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
-                ],
+                "parameters": _PAGE,
                 "responses": {"200": _json(_ref("Timeline"), "the page"), **_errors(400, 404, 422, 503)},
             },
             "post": {
