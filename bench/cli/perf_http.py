@@ -111,7 +111,9 @@ def _locust(url: str, duration: float, concurrency: int, page: int, processes: i
 @click.option("--posts-per-user", default=10, show_default=True, type=click.IntRange(min=0), help="With --users.")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=1), help="Seconds per run.")
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(min=1), help="Reads in flight.")
-@click.option("--page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per page.")
+@click.option(
+    "--page-size", "page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per timeline read."
+)
 @click.option("--locust/--no-locust", "with_locust", default=True, show_default=True)
 @click.option("--locust-processes", type=click.IntRange(min=1), help="Locust worker processes (default: one process).")
 @click.option("--seed", default=1, show_default=True, type=int)

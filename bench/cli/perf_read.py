@@ -117,7 +117,9 @@ def _print(result: dict[str, Any], page: int) -> None:
 @click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(min=0.5), help="Seconds per row.")
 @click.option("--concurrency", default="1,32", show_default=True, help="Reads in flight, comma-separated bounds.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds; best p50 kept.")
-@click.option("--page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per page.")
+@click.option(
+    "--page-size", "page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per timeline read."
+)
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="[results/perf_read_<time>.json]")
 @click.pass_context
