@@ -36,6 +36,20 @@ FLAGS = [*HEADLESS_FLAGS, "--window-size=1400,1000", "--remote-debugging-port=0"
 START_TIMEOUT_S = 20.0
 
 
+def dump_dom(page: Path) -> str:
+    """The DOM of a local page once headless Chromium has loaded it (its scripts run)."""
+    assert CHROMIUM is not None, "chromium is not installed"
+    # Chromium's helpers may still write into the profile as it exits: cleanup must not fail on that.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        return subprocess.run(
+            [CHROMIUM, *HEADLESS_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+
+
 class Browser:
     """One headless Chromium with one page."""
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from bench.cli.main import main
 from bench.report.tables import COMPACT_LABEL, number, strategies_side_by_side
 from bench.results import write_result
 from bench.runner import comparison_table
-from tests.browser import CHROMIUM, HEADLESS_FLAGS
+from tests.browser import CHROMIUM, dump_dom
 from tests.result_factory import sample_result
 
 RUN = {
@@ -226,15 +224,7 @@ def test_page_loads_in_headless_chromium_with_every_plot_decoded(runs: Any, tmp_
     a, _, _, _ = runs
     page = tmp_path / "report.html"
     assert fanout("report", str(a), "--html", str(page)).exit_code == 0
-    # Chromium's helpers may still write into the profile as it exits: cleanup must not fail on that.
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        dom = subprocess.run(
-            [CHROMIUM, *HEADLESS_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
+    dom = dump_dom(page)
     # The page's own script counts images with naturalWidth > 0 once everything has loaded.
     assert '<body data-plots-loaded="4/4">' in dom
 
