@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 
 from bench.locust.run import LOCUSTFILE
 from bench.locust.stats import bucket_response_time
 from bench.service_process import ServiceProcess, free_port
-from tests.browser import CHROMIUM, Browser
+from tests.browser import Browser, needs_chromium
 from tests.service_support import drain_namespace, served, served_graph, service_namespace
 from tests.signal_support import terminal_signals
 
@@ -176,7 +175,7 @@ def test_distributed_master_and_two_workers_aggregate_every_request(served: Serv
     assert summary["hdr"]["Aggregated"]["count"] == total
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium")
+@needs_chromium
 def test_web_ui_shows_the_custom_arguments_and_a_live_fanout_tab(served: ServiceProcess, tmp_path: Path) -> None:
     port = free_port()
     # As the README says: `fanout locust --host URL --web`.

@@ -15,7 +15,7 @@ from bench.cli.main import main
 from bench.report.tables import COMPACT_LABEL, number, strategies_side_by_side
 from bench.results import write_result
 from bench.runner import comparison_table
-from tests.browser import CHROMIUM, dump_dom
+from tests.browser import dump_dom, needs_chromium
 from tests.result_factory import sample_result
 
 RUN = {
@@ -219,7 +219,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert not out.exists()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_page_loads_in_headless_chromium_with_every_plot_decoded(runs: Any, tmp_path: Path) -> None:
     a, _, _, _ = runs
     page = tmp_path / "report.html"

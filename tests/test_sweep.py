@@ -33,7 +33,7 @@ from bench.sweep import (
 from bench.sweep import sweep_points as make_points
 from targets.config import Settings
 from targets.histograms import new_histogram, record_us
-from tests.browser import CHROMIUM, dump_dom
+from tests.browser import BROWSER_OPTIONAL, CHROMIUM, dump_dom
 from tests.result_factory import sample_result, strategy_figures
 from tests.test_bench_cli import CELEBRITY_FOLLOWERS, bench_namespace, namespace_args, small_run  # noqa: F401
 from tests.test_report import RUN, fanout
@@ -153,7 +153,7 @@ def test_sweep_results_validate_and_the_report_shows_the_sweep(tmp_path: Path) -
     text = page.read_text()
     alts = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([a-z0-9-]+)"', text)
     assert alts[-1] == "sweep" and (tmp_path / "report-sweep.png").stat().st_size > 5000
-    if CHROMIUM is not None:
+    if CHROMIUM is not None or not BROWSER_OPTIONAL:
         dom = dump_dom(page)
         assert f'<body data-plots-loaded="{len(alts)}/{len(alts)}">' in dom
 
