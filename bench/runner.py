@@ -36,7 +36,7 @@ from bench.report.tables import FittedTable, fitted_table, strategies_side_by_si
 from bench.results import finish, new_result, run_metadata, utc_now, write_result
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
-from bench.scenarios.rounds import finish_run, run_rounds
+from bench.scenarios.rounds import finish_run, run_rounds, settle_after_runs
 from bench.scenarios.run import StrategyOutcome, run_strategy, target_note
 from bench.scenarios.snapshot import DerivedState
 from bench.sweep import Point
@@ -74,6 +74,9 @@ QUICK: dict[str, Any] = {
     "celebrity_threshold": 2_000,
     "oracle_users": 100,
 }
+#: Timeline entries (users x cap, at most) up to which every strategy's rebuilt timelines are copied in memory, so
+#: that the end of a run restores them in seconds instead of rebuilding (larger graphs rebuild at the end).
+COPY_ENTRIES = 5_000_000
 #: The generated graph of --users N: Barabási–Albert (each new user follows --follows earlier ones), --reciprocity of
 #: the follows followed back, and one celebrity followed by half of the users.
 GENERATED = {"model": "ba", "celebrities": 1, "celebrity_reach": 0.5}
@@ -174,13 +177,17 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
-                # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding.
-                derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points))
+                # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding;
+                # so does the end of the run (:func:`settle_after_runs`), unless copies would be too big to hold.
+                small = len(graph.user_ids) * settings.timeline_cap <= COPY_ENTRIES
+                derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points) or small)
+                ran: list[str] = []
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
                     point = points.get(name)
                     strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
+                    ran.append(strategy)
                     at = config if point is None or point.rate is None else dataclasses.replace(config, rate=point.rate)
                     outcome = await _run_one(
                         here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label, derived=derived
@@ -197,6 +204,9 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                     valid = list(names)  # the service's timelines are not in our stores: nothing to rebuild
                 skip = (lambda name: plan.skip(name, doc)) if plan.skip else None
                 interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid, skip=skip)
+            if not config.target or service.own_namespace:
+                with status(console, "restoring the timelines and checking them against Postgres"):
+                    doc["after_undo"] = await settle_after_runs(stores, derived, ran, graph.user_ids, config)
         except asyncio.CancelledError:
             interrupted = True
         except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
@@ -209,6 +219,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
+    failed = failed or doc.get("after_undo", {}).get("verdict") == "fail"
     return Outcome(comparison_table(doc), path, interrupted, failed, doc)
 
 
@@ -364,5 +375,7 @@ def exit_as_run_ended(outcome: Outcome, console: Console) -> None:
         console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
         sys.exit(130)
     if outcome.oracle_failed:
-        console.print("[red]the oracle failed: a strategy returned pages that differ from Postgres's[/]")
+        after = outcome.doc.get("after_undo", {})
+        when = " after the run was undone" if after.get("verdict") == "fail" else ""
+        console.print(f"[red]the oracle failed{when}: a strategy returned pages that differ from Postgres's[/]")
         sys.exit(1)

@@ -15,8 +15,11 @@ from typing import Any
 
 from bench.repeat import rotated, summarise
 from bench.scenarios.base import BenchConfig
+from bench.scenarios.oracle import check_oracle
 from bench.scenarios.run import StrategyOutcome, block
+from bench.scenarios.snapshot import DerivedState
 from targets.stores.connections import Stores
+from targets.strategies.registry import make_strategy
 
 #: Runs one strategy: (name, round number from 1, whether its derived state must be rebuilt first) -> its result
 #: block and whether the run completed; the data must be as before it when it returns (see :func:`finish_run`).
@@ -28,6 +31,28 @@ async def finish_run(stores: Stores, config: BenchConfig, outcome: StrategyOutco
     result = block(outcome, config)
     await outcome.changes.undo(stores, stores.social)
     return result, outcome.complete
+
+
+async def settle_after_runs(
+    stores: Stores, derived: DerivedState, names: Sequence[str], user_ids: Sequence[int], config: BenchConfig
+) -> dict[str, Any]:
+    """After the last run's undo: put the timelines of every strategy that ran back into the rebuilt state, then check
+    them against Postgres (the oracle again, on its own seeded sample), so that the state after a benchmark equals the
+    state before it. Returns the result's ``after_undo`` block.
+    """
+    settled = await derived.settle(stores, names)
+    checks = {
+        name: await check_oracle(
+            make_strategy(name, stores), user_ids, config.oracle_users, config.page_size, ~config.seed
+        )
+        for name in settled
+    }
+    return {
+        "verdict": "fail" if any(c["verdict"] == "fail" for c in checks.values()) else "pass",
+        "strategies": checks,
+        "detail": "after the run's posts and churn were undone, each timeline-keeping strategy's pages compared with"
+        " Postgres's again (its timelines restored to the rebuilt state first)",
+    }
 
 
 async def run_rounds(

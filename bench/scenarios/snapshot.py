@@ -4,7 +4,13 @@ Every run of a strategy must start from the state a bulk rebuild makes (:mod:`ta
 quick graph that rebuild writes 2,000,000 entries and takes 30 to 45 s on the 2-core machine, once per strategy and
 round; a repeated run or a sweep would spend most of its time there. So the first time a strategy's state is built
 (or found freshly loaded) its timelines are copied with DUMP, and later runs put the copy back with RESTORE: the
-exact bytes of the rebuilt sorted sets, including users whose timeline was empty (their key is removed).
+exact bytes of the rebuilt sorted sets, including users whose timeline was empty (their key is removed). Every kind
+of per-user state the strategy owns is copied: home timelines, and for hybrid also author timelines and celebrity
+sets (a run's posts land in its author timelines too).
+
+At the end of a benchmark the same copy puts every strategy that ran back into the rebuilt state (:meth:`settle`):
+the run's posts are deleted from Postgres, and their ids must leave the timelines too, including the older entries
+the cap trimmed to make room for them. Removing the ids alone would leave those timelines short.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from dataclasses import dataclass
 
 from targets.stores.connections import Stores
 from targets.stores.materialise import rebuild_timelines
-from targets.stores.timelines import Timelines
+from targets.stores.postgres import Authors
+from targets.stores.timelines import owner_key_prefix
 from targets.strategies.registry import keeps_timelines, timeline_owners
 
 #: Keys per pipeline round trip.
@@ -31,9 +38,12 @@ class TimelineSnapshot:
 
     @classmethod
     async def take(cls, stores: Stores, owner: str, user_ids: Sequence[int]) -> TimelineSnapshot:
-        """Copy ``owner``'s timelines of ``user_ids`` as they are now."""
-        timelines = Timelines(stores.redis, stores.settings.prefix, owner, stores.settings.timeline_cap)
-        keys = [timelines.key(u) for u in user_ids]
+        """Copy all of ``owner``'s per-user state of ``user_ids`` as it is now."""
+        keys = [
+            f"{owner_key_prefix(stores.settings.prefix, owner, kind)}{u}}}"
+            for kind in derived_kinds(owner)
+            for u in user_ids
+        ]
         payloads: list[bytes | None] = []
         for start in range(0, len(keys), BATCH):
             async with stores.redis.pipeline(transaction=False) as pipe:
@@ -64,10 +74,18 @@ class TimelineSnapshot:
         return sum(len(p) for p in self.payloads if p is not None)
 
 
+def derived_kinds(owner: str) -> tuple[str, ...]:
+    """The kinds of per-user keys a timeline owner keeps (as :func:`targets.stores.materialise.rebuild_timelines`
+    writes them): home timelines, and for an owner of ordinary authors' timelines author timelines and celebrity
+    sets."""
+    authors = timeline_owners([owner])[owner]
+    return ("home", "author", "celebs") if authors is Authors.ORDINARY else ("home",)
+
+
 class DerivedState:
     """Resets a strategy's timelines before each of its runs: built (or found fresh) once, then restored from a copy.
 
-    ``keep_copies`` False (every strategy runs once) rebuilds when asked and copies nothing.
+    ``keep_copies`` False rebuilds when asked and copies nothing (then :meth:`settle` rebuilds too).
     """
 
     def __init__(self, user_ids: Sequence[int], *, keep_copies: bool) -> None:
@@ -97,3 +115,19 @@ class DerivedState:
         if self.keep_copies:
             self._copies[key] = await TimelineSnapshot.take(stores, name, self.user_ids)
         return done
+
+    async def settle(self, stores: Stores, names: Sequence[str]) -> list[str]:
+        """Put every timeline-keeping strategy among ``names`` back into the rebuilt state at the stores' threshold
+        (its copy when there is one, else a rebuild); returns the strategies settled, after a run's undo.
+        """
+        settled = []
+        for name in dict.fromkeys(names):
+            if not keeps_timelines(name):
+                continue
+            copy = self._copies.get((name, stores.settings.celebrity_threshold))
+            if copy is not None:
+                await copy.restore(stores)
+            else:
+                await rebuild_timelines(stores, timeline_owners([name]))
+            settled.append(name)
+        return settled
