@@ -121,6 +121,8 @@ class Outcome:
     oracle_failed: bool
     #: The result document written to ``path``.
     doc: dict[str, Any]
+    #: Why a run failed after its load (its figures are kept and its changes undone); None otherwise.
+    failure: str | None = None
 
 
 async def _bench(plan: Plan, console: Console) -> Outcome:
@@ -182,6 +184,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 small = len(graph.user_ids) * settings.timeline_cap <= COPY_ENTRIES
                 derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points) or small)
                 ran: list[str] = []
+                failures: list[str] = []
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
@@ -192,6 +195,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                     outcome = await _run_one(
                         here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label, derived=derived
                     )
+                    if outcome.failure:
+                        failures.append(f"{label}: {outcome.failure}")
                     if plan.output.hdr_log is not None:
                         hdr_name = name if plan.repeat == 1 else f"{name}-r{round_no}"
                         write_hdr_logs(plan.output.hdr_log, hdr_name, outcome.drive, outcome.scenario.publish_kinds)
@@ -216,11 +221,12 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         finally:
             stop_workers(workers)
             logs.close()
-        finish(doc, complete=not interrupted, reason="interrupted (Ctrl-C)" if interrupted else None)
+        failure = "; ".join(failures) if interrupted and failures else None
+        finish(doc, complete=not interrupted, reason=failure or ("interrupted (Ctrl-C)" if interrupted else None))
         path = write_result(doc, plan.out)
     failed = any(s.get("oracle", {}).get("verdict") == "fail" for s in doc["strategies"].values())
     failed = failed or doc.get("after_undo", {}).get("verdict") == "fail"
-    return Outcome(comparison_table(doc), path, interrupted, failed, doc)
+    return Outcome(comparison_table(doc), path, interrupted and failure is None, failed, doc, failure)
 
 
 def _stores_for(stores: Stores, point: Point) -> Stores:
@@ -308,6 +314,9 @@ def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[
     """Fan-out worker processes for async push and hybrid (none for sync fan-out or pull alone)."""
     if plan.settings.fanout_mode != "async" or not timeline_owners(plan.strategies) or plan.config.target:
         return []  # a service (--target) delivers its posts itself
+    if plan.workers == 0:
+        console.print("starting no fan-out worker (--workers 0): workers of your own must deliver the posts")
+        return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
     return start_workers(plan.settings, plan.workers, log_queue)
 
@@ -371,6 +380,14 @@ def comparison_table(doc: dict[str, Any]) -> FittedTable:
 def exit_as_run_ended(outcome: Outcome, console: Console) -> None:
     """Print where the result went, then exit as the run ended: 130 when interrupted, 1 when the oracle failed."""
     console.print(f"result: {outcome.path}", soft_wrap=True, highlight=False)
+    if outcome.failure:
+        console.print(
+            f"[red]the run could not complete: {outcome.failure}[/]\n"
+            "the result holds every figure measured, marked incomplete, and the run's changes were undone",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(2)
     if outcome.interrupted:
         console.print("[yellow]interrupted: the result holds what was measured and is marked incomplete[/]")
         sys.exit(130)

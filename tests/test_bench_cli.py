@@ -16,6 +16,7 @@ from hdrh.log import HistogramLogReader
 from bench.results import load_result
 from bench.scenarios.oracle import check_oracle
 from targets.config import Settings
+from targets.fanout.queue import FanoutQueue
 from targets.histograms import new_histogram
 from targets.stores.connections import Stores
 from targets.strategies.registry import make_strategy
@@ -188,6 +189,29 @@ async def test_async_fanout_is_drained_and_counted_by_the_workers(bench_namespac
     assert push["spike"]["write_amplification"] == CELEBRITY_FOLLOWERS
     assert push["spike"]["delivery_lag"]["count"] == 2 * CELEBRITY_FOLLOWERS
     assert push["delivery_lag"]["count"] == push["timeline_entries_written"] > 0
+
+
+async def test_a_failure_after_the_load_keeps_the_figures_and_undoes_the_run(
+    bench_namespace: Settings, tmp_path: Path
+) -> None:
+    # No worker delivers (--workers 0), so the queue cannot drain: the run fails after its load, yet the result keeps
+    # the load's figures, the posts and their queued jobs are gone, and the timelines are as Postgres says.
+    out = tmp_path / "failed.json"
+    extra = ["--fanout", "async", "--strategy", "push", "--workers", "0", "--drain-timeout", "1"]
+    result = fanout(bench_namespace, *small_run(out, *extra))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the run could not complete" in result.stdout and "fan-out queue still holds" in result.stdout
+    doc = load_result(out)
+    assert doc["complete"] is False and "fan-out queue still holds" in doc["incomplete_reason"]
+    push = doc["strategies"]["push"]
+    assert push["complete"] is False and "fan-out queue" in push["incomplete_reason"]
+    assert push["read"]["count"] > 0 and push["publish"]["count"] > 0
+    assert push["read"]["count"] + push["publish"]["count"] == push["load"]["operations"]
+    assert doc["after_undo"]["verdict"] == "pass"
+    async with await Stores.connect(bench_namespace, create=False) as stores:
+        assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        queue = FanoutQueue(stores.redis, stores.settings)
+        assert await queue.outstanding() == 0
 
 
 async def test_ctrl_c_writes_what_was_measured_marked_incomplete(bench_namespace: Settings, tmp_path: Path) -> None:

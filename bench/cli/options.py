@@ -302,7 +302,11 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
     ),
     setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch"),
     click.option(
-        "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Fan-out worker processes (async)."
+        "--workers",
+        type=click.IntRange(min=0),
+        default=1,
+        show_default=True,
+        help="Fan-out worker processes (async); 0 starts none, for workers of your own (`fanout worker`).",
     ),
     setting_options("worker_inflight"),
     click.option(

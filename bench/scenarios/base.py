@@ -68,6 +68,12 @@ class BenchConfig:
     warmup: float = option(
         2.0, "Seconds of unmeasured read-only load before each strategy (pools and caches settle).", min=0
     )
+    drain_timeout: float = option(
+        120.0,
+        "Seconds to wait after the load for the fan-out queue to drain before the run is cut short (figures kept).",
+        min=0,
+        min_open=True,
+    )
     #: A service speaking the ``fanout serve`` API to drive over HTTP instead of the strategy in process.
     target: str | None = option(
         None,

@@ -45,10 +45,16 @@ class RunChanges:
         ids: Sequence[int] = await social.delete_posts_above(self.post_mark)
         cache = PostCache(stores.redis, stores.settings.prefix)
         queue = FanoutQueue(stores.redis, stores.settings)
+        # Jobs a run cut short left undelivered must not deliver deleted posts later.
+        await queue.discard_posts(set(ids))
         for start in range(0, len(ids), UNLINK_CHUNK):
             chunk = ids[start : start + UNLINK_CHUNK]
             keys = [cache.key(i) for i in chunk]
             for owner in timeline_owners():  # the posts' fan-out accounting, if they were queued
-                keys += [k for i in chunk for k in (queue.report_key(owner, i), queue.lag_key(owner, i))]
+                keys += [
+                    k
+                    for i in chunk
+                    for k in (queue.report_key(owner, i), queue.lag_key(owner, i), queue.progress_key(owner, i))
+                ]
             await stores.redis.unlink(*keys)
         return len(ids)

@@ -43,7 +43,6 @@ from targets.stores.timelines import Timelines
 from targets.strategies.registry import keeps_timelines
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
-DRAIN_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,8 @@ class StrategyOutcome:
     #: What else loaded the machine and the stores during the load (:mod:`bench.disturbance`).
     disturbance: dict[str, Any] | None = None
     complete: bool = False
+    #: Why the run could not complete after its load (a store error, the queue not draining); None otherwise.
+    failure: str | None = None
     #: The result's ``target`` block when the run drove a service (None in process).
     target: dict[str, Any] | None = None
     #: Result figures the binding could not observe (reported as null and named, never made up).
@@ -190,7 +191,7 @@ async def _drive(
         return outcome
     try:
         if own:
-            await drain(stores, DRAIN_TIMEOUT_S)
+            await drain(stores, config.drain_timeout)
         if own and binding.fanout == "async":
             outcome.deliveries = await async_deliveries(stores, name, binding.published)
         else:
@@ -213,6 +214,12 @@ async def _drive(
             )
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
         guard.cancel()
+        if not outcome.deliveries:
+            outcome.deliveries = receipt_deliveries(binding, writes)
+        return outcome
+    except Exception as exc:  # a store or the queue failing after the load: what the load measured stands
+        guard.cancel()
+        outcome.failure = f"{type(exc).__name__}: {exc}"[:500]
         if not outcome.deliveries:
             outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
@@ -336,6 +343,7 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         row["read_p99_ms"] = read_row["p99_ms"]
     doc: dict[str, Any] = {
         "complete": outcome.complete,
+        **({"incomplete_reason": outcome.failure} if outcome.failure else {}),
         "read": measured("read"),
         "publish": measured("post", *outcome.scenario.publish_kinds),
         "delivery_lag": latency_block(outcome.delivery_lag(outcome.published)),

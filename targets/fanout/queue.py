@@ -308,6 +308,28 @@ class FanoutQueue:
         if await self.outstanding() == 0:
             await self.redis.publish(self.idle_channel, "idle")
 
+    async def discard_posts(self, post_ids: set[int]) -> int:
+        """Acknowledge and delete every queued or pending job of these posts (a run being undone left them undelivered);
+        returns entries removed. A worker holding one of them finds it gone and writes nothing (its delivery's XACK
+        answers 0).
+        """
+        wanted = {str(p) for p in post_ids}
+        removed = 0
+        for stream in (self.jobs, self.batches):
+            start = "-"
+            while entries := await self.redis.xrange(stream, start, "+", count=1_000):
+                doomed = [eid for eid, fields in entries if _text(fields.get(b"post", b"")) in wanted]
+                if doomed:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        pipe.xack(stream, GROUP, *doomed)
+                        pipe.xdel(stream, *doomed)
+                        await pipe.execute()
+                    removed += len(doomed)
+                start = "(" + _text(entries[-1][0])
+        if removed and await self.outstanding() == 0:
+            await self.redis.publish(self.idle_channel, "idle")
+        return removed
+
     async def progress(self, owner: str, post_id: int | str) -> int:
         """Where the post's split stands (-1 before it starts)."""
         value = await self.redis.get(self.progress_key(owner, post_id))
