@@ -21,6 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
+from targets.eventloop import handled_cancel
 from targets.histograms import merged, new_histogram, percentile_ms, record_seconds, summary
 
 Op = TypeVar("Op")
@@ -255,6 +256,7 @@ class Driver(Generic[Op]):
                 await asyncio.gather(*tasks)
         except asyncio.CancelledError:
             interrupted = True
+            handled_cancel()  # the load stops here; what it measured is returned
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=INTERRUPT_GRACE_S)
                 for task in pending:

@@ -46,7 +46,7 @@ from graphs.info import GraphInfo
 from graphs.load import load_file, load_generated
 from targets.config import Settings
 from targets.errors import FanoutError
-from targets.eventloop import run
+from targets.eventloop import handled_cancel, run
 from targets.fanout.processes import start_workers, stop_workers
 from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
@@ -165,6 +165,12 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         meta = await run_metadata(stores, parameters=parameters, seed=config.seed, started_at=started_at)
         doc = new_result(config.scenario, meta, graph.stats(settings.celebrity_threshold, source))
         interrupted = False
+        # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding; so does
+        # the end of the run (:func:`settle_after_runs`), unless copies would be too big to hold.
+        small = len(graph.user_ids) * settings.timeline_cap <= COPY_ENTRIES
+        derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points) or small)
+        ran: list[str] = []  # strategies whose run started, in order
+        failures: list[str] = []  # runs that failed after their load
         # Workers start first so their start-up is over before any load; the tables are vacuumed so autovacuum does
         # not start on a freshly loaded table in the middle of a run.
         logs = WorkerLogs(console, plan.output.worker_log)  # above the live display, never into it
@@ -179,12 +185,6 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
-                # A strategy that runs more than once restores a copy of its rebuilt timelines instead of rebuilding;
-                # so does the end of the run (:func:`settle_after_runs`), unless copies would be too big to hold.
-                small = len(graph.user_ids) * settings.timeline_cap <= COPY_ENTRIES
-                derived = DerivedState(graph.user_ids, keep_copies=plan.repeat > 1 or bool(points) or small)
-                ran: list[str] = []
-                failures: list[str] = []
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
@@ -209,10 +209,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                     valid = list(names)  # the service's timelines are not in our stores: nothing to rebuild
                 skip = (lambda name: plan.skip(name, doc)) if plan.skip else None
                 interrupted = await run_rounds(names, plan.repeat, run_one, doc, valid=valid, skip=skip)
-            if not config.target or service.own_namespace:
-                with status(console, "restoring the timelines and checking them against Postgres"):
-                    doc["after_undo"] = await settle_after_runs(stores, derived, ran, graph.user_ids, config)
         except asyncio.CancelledError:
+            handled_cancel()  # what follows writes what was measured and undoes the run
             interrupted = True
         except Exception as exc:  # a store failing mid-run: keep what was measured, then report the error
             finish(doc, complete=False, reason=f"stopped by {type(exc).__name__}: {exc}"[:500])
@@ -221,6 +219,10 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         finally:
             stop_workers(workers)
             logs.close()
+        if ran and (not config.target or service.own_namespace):
+            # Also after a Ctrl-C or a failure: the state after a benchmark equals the state before it.
+            with status(console, "restoring the timelines and checking them against Postgres"):
+                doc["after_undo"] = await settle_after_runs(stores, derived, ran, graph.user_ids, config)
         failure = "; ".join(failures) if interrupted and failures else None
         finish(doc, complete=not interrupted, reason=failure or ("interrupted (Ctrl-C)" if interrupted else None))
         path = write_result(doc, plan.out)
@@ -279,7 +281,15 @@ async def _run_one(
     )
     try:
         workers = plan.workers if plan.settings.fanout_mode == "async" else 0
-        outcome = await run_strategy(stores, name, config, graph, watch.attach, workers=workers)
+        outcome = await run_strategy(
+            stores,
+            name,
+            config,
+            graph,
+            watch.attach,
+            workers=workers,
+            on_phase=lambda phase: progress.console.print(f"{label}: {phase}", highlight=False),
+        )
     finally:
         watch.stop()
     note = target_note(outcome)
@@ -318,7 +328,8 @@ def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[
         console.print("starting no fan-out worker (--workers 0): workers of your own must deliver the posts")
         return []
     console.print(f"starting {plan.workers} fan-out worker process(es)")
-    return start_workers(plan.settings, plan.workers, log_queue)
+    # The bench stops its workers itself, after a Ctrl-C too (its undo needs the queue quiet).
+    return start_workers(plan.settings, plan.workers, log_queue, stop_on_sigint=False)
 
 
 def _announce(name: str, config: BenchConfig) -> str:

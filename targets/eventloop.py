@@ -16,3 +16,24 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+# Python 3.11's asyncio.wait_for can swallow a cancellation that arrives just as the call it waits for completes
+# (CPython gh-86296, fixed in 3.12), and redis-py sends every command through wait_for when a socket timeout is set.
+# A Ctrl-C (which cancels the main task) can then be lost: the task goes on with its cancellation still counted in
+# Task.cancelling(). Code that handles a cancellation and carries on calls handled_cancel(); checkpoints raise a
+# lost one at the next phase boundary or wait slice.
+
+
+def handled_cancel() -> None:
+    """Mark the current task's cancellation as handled: it chose to go on (to write what it measured, to undo)."""
+    task = asyncio.current_task()
+    while task is not None and task.cancelling():
+        task.uncancel()
+
+
+def raise_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` when the current task was cancelled and nothing handled it yet."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

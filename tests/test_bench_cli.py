@@ -214,35 +214,72 @@ async def test_a_failure_after_the_load_keeps_the_figures_and_undoes_the_run(
         assert await queue.outstanding() == 0
 
 
-async def test_ctrl_c_writes_what_was_measured_marked_incomplete(bench_namespace: Settings, tmp_path: Path) -> None:
-    # A real SIGINT to a real process; the blocking calls are the point of the test.
-    out = tmp_path / "interrupted.json"
-    args = small_run(out, "--fanout", "sync", "--duration", "120", "--scenario", "steady")
-    proc = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-m", "bench.cli", *namespace_args(bench_namespace), "bench", *args],
+def _interrupted_bench(settings: Settings, args: list[str]) -> subprocess.Popen[str]:
+    """A bench in its own process, as a terminal starts it (a real SIGINT to a real process is the point)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *namespace_args(settings), "bench", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=terminal_signals,
     )
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str) -> list[str]:
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:  # wait until the first strategy's load runs
+    for line in proc.stdout:
         seen.append(line)
-        if "load running" in line:
-            break
+        if marker in line:
+            return seen
+    raise AssertionError(f"never saw {marker!r}:\n" + "".join(seen))
+
+
+CTRL_C_PHASES = {
+    # phase announced -> extra options, strategies whose (partial) figures the result keeps
+    "warming up": (["--fanout", "sync", "--warmup", "60", "--scenario", "steady"], []),
+    "load running": (["--fanout", "sync", "--duration", "120", "--scenario", "steady"], ["push"]),
+    # No worker delivers, so the drain waits until the Ctrl-C.
+    "draining the fan-out queue": (["--fanout", "async", "--workers", "0", "--drain-timeout", "100"], ["push"]),
+}
+
+
+@pytest.mark.parametrize("phase", list(CTRL_C_PHASES))
+async def test_ctrl_c_in_any_phase_writes_what_was_measured_and_undoes_the_run(
+    bench_namespace: Settings, tmp_path: Path, phase: str
+) -> None:
+    out = tmp_path / "interrupted.json"
+    extra, kept = CTRL_C_PHASES[phase]
+    proc = _interrupted_bench(bench_namespace, small_run(out, "--strategy", "push,pull", *extra))
+    seen = _read_until(proc, phase)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + rest
+    assert "pull:" not in rest  # the next strategy never started
     doc = load_result(out)
     assert doc["complete"] is False and "interrupted" in doc["incomplete_reason"]
-    assert list(doc["strategies"]) == ["push"]
-    push = doc["strategies"]["push"]
-    assert push["complete"] is False
-    assert push["load"]["operations"] == push["read"]["count"] + push["publish"]["count"]
+    assert list(doc["strategies"]) == kept
+    for s in doc["strategies"].values():
+        assert s["complete"] is False
+        assert s["load"]["operations"] == s["read"]["count"] + s["publish"]["count"] > 0
+    # The run is undone, and what push's timelines hold agrees with Postgres again.
+    assert doc["after_undo"]["verdict"] == "pass"
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        assert await FanoutQueue(stores.redis, stores.settings).outstanding() == 0
+
+
+async def test_a_second_ctrl_c_stops_at_once(bench_namespace: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "twice.json"
+    proc = _interrupted_bench(bench_namespace, small_run(out, *CTRL_C_PHASES["load running"][0]))
+    seen = _read_until(proc, "load running")
+    proc.send_signal(signal.SIGINT)
+    seen += _read_until(proc, "restoring the timelines")
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "Task exception was never retrieved" not in rest and "Traceback" not in rest
 
 
 async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_outputs_agree(

@@ -18,6 +18,7 @@ from bench.scenarios.base import BenchConfig
 from bench.scenarios.oracle import check_oracle
 from bench.scenarios.run import StrategyOutcome, block
 from bench.scenarios.snapshot import DerivedState
+from targets.eventloop import raise_if_cancelled
 from targets.stores.connections import Stores
 from targets.strategies.registry import make_strategy
 
@@ -84,6 +85,7 @@ async def run_rounds(
         for name in order:
             if skip is not None and skip(name):
                 continue
+            raise_if_cancelled()  # a Ctrl-C that asyncio lost between runs
             result, complete = await run_one(name, index + 1, name not in valid)
             valid.discard(name)
             current["strategies"][name] = result

@@ -35,6 +35,7 @@ from bench.scenarios.oracle import check_oracle
 from bench.scenarios.registry import SCENARIOS
 from bench.workload import Mix, Op, Workload
 from graphs.info import GraphInfo
+from targets.eventloop import handled_cancel, raise_if_cancelled
 from targets.fanout.reports import delivery_report
 from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
@@ -116,12 +117,15 @@ async def run_strategy(
     on_driver: Callable[[Driver[Op]], None] | None = None,
     *,
     workers: int = 0,
+    on_phase: Callable[[str], None] | None = None,
 ) -> StrategyOutcome:
     """Drive one strategy with the seeded workload and the scenario, then measure counters, memory and the oracle.
 
     The caller resets derived state before and undoes the run's changes after (``outcome.changes``). A cancelled
     load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks. ``workers``:
     fan-out worker processes running beside it (the disturbance guard allows for their own Redis commands).
+    ``on_phase`` is told as the run enters the phases around its load ("warming up", "draining the fan-out queue").
+    A Ctrl-C in the warm-up raises :class:`asyncio.CancelledError` (nothing was measured or changed yet).
     """
     scenario = SCENARIOS[config.scenario](config, graph)
     writes = WriteLog()
@@ -129,7 +133,9 @@ async def run_strategy(
     async with open_binding(
         config.target, name, stores, config.page_size, changes.churn, writes, config.max_in_flight
     ) as binding:
-        outcome = await _drive(stores, name, config, graph, scenario, changes, binding, writes, on_driver, workers)
+        outcome = await _drive(
+            stores, name, config, graph, scenario, changes, binding, writes, on_driver, workers, on_phase or _quiet
+        )
         if not binding.own_namespace and outcome.target is not None:
             changes.posts_here = False  # none of the run's posts is in the harness's stores
             outcome.target["undo"] = await undo_through_api(binding)
@@ -147,12 +153,16 @@ async def _drive(
     writes: WriteLog,
     on_driver: Callable[[Driver[Op]], None] | None,
     workers: int,
+    on_phase: Callable[[str], None],
 ) -> StrategyOutcome:
     """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
     own = binding.own_namespace
     mix = Mix(config.read_ratio, config.churn_ratio, config.user_timeline_ratio)
     workload = Tally(make_workload(config, graph, mix, config.seed, scenario.quiet_authors()).next_op)
+    if config.warmup > 0:
+        on_phase("warming up")
     await warm_up(binding.target, config, graph)
+    raise_if_cancelled()
     driver: Driver[Op] = Driver(
         binding.target,
         workload,
@@ -179,6 +189,7 @@ async def _drive(
             try:
                 await observer  # a scenario's last sample may be due right at the end of the load
             except asyncio.CancelledError:  # Ctrl-C right after the load: what the load measured stands
+                handled_cancel()
                 result.interrupted = True
     finally:
         if not observer.done():
@@ -190,8 +201,11 @@ async def _drive(
         outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     try:
+        raise_if_cancelled()
+        if own and binding.fanout == "async":
+            on_phase("draining the fan-out queue")
         if own:
-            await drain(stores, config.drain_timeout)
+            await drain(stores, config.drain_timeout, "--drain-timeout")
         if own and binding.fanout == "async":
             outcome.deliveries = await async_deliveries(stores, name, binding.published)
         else:
@@ -206,6 +220,7 @@ async def _drive(
             outcome.memory = await memory(stores, used_before, timelines=timelines)
         if binding.service is not None and outcome.target is not None:  # before the oracle's reads
             outcome.target["service_counted"] = await counted_by_service(binding.service, counted_before)
+        raise_if_cancelled()
         if binding.pages is None:
             outcome.oracle = {"verdict": "skipped", "users_checked": 0, "detail": binding.oracle_skipped or ""}
         else:
@@ -213,6 +228,7 @@ async def _drive(
                 binding.pages, graph.user_ids, config.oracle_users, config.page_size, config.seed, stores=stores
             )
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
+        handled_cancel()
         guard.cancel()
         if not outcome.deliveries:
             outcome.deliveries = receipt_deliveries(binding, writes)
@@ -225,6 +241,10 @@ async def _drive(
         return outcome
     outcome.complete = True
     return outcome
+
+
+def _quiet(phase: str) -> None:
+    """Phases go unannounced."""
 
 
 def target_note(outcome: StrategyOutcome) -> str | None:
@@ -284,7 +304,8 @@ async def warm_up(target: Callable[[Op], Awaitable[None]], config: BenchConfig, 
         return
     reads = make_workload(config, graph, Mix(1.0, 0.0, config.user_timeline_ratio), config.seed + 1_000_003)
     driver: Driver[Op] = Driver(target, reads.next_op, Schedule(config.rate, config.warmup))
-    await driver.run()
+    if (await driver.run()).interrupted:  # Ctrl-C: the measured load must not start after all
+        raise asyncio.CancelledError
 
 
 def receipt_deliveries(binding: Binding, writes: WriteLog) -> dict[int, Delivery]:

@@ -23,12 +23,16 @@ from targets.stores.connections import Stores
 log = logging.getLogger(__name__)
 
 
-def run_fanout_worker(settings: Settings, log_queue: Any = None) -> None:
+def run_fanout_worker(settings: Settings, log_queue: Any = None, stop_on_sigint: bool = True) -> None:
     """Run one fan-out worker in this process until SIGINT or SIGTERM, then finish its jobs and leave the group.
 
     With ``log_queue`` (a multiprocessing queue) its log records go to the parent, which decides where they are shown
-    (a live display must not be written into); otherwise to stderr.
+    (a live display must not be written into); otherwise to stderr. ``stop_on_sigint`` False: only SIGTERM stops
+    it, so a terminal's Ctrl-C (sent to the whole process group) reaches the parent alone, which stops its workers
+    when it is done with them.
     """
+    if not stop_on_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_queue is not None:
         handler = logging.handlers.QueueHandler(log_queue)
         handler.setFormatter(logging.Formatter("%(processName)s: %(message)s"))  # time and level: the parent's
@@ -40,7 +44,7 @@ def run_fanout_worker(settings: Settings, log_queue: Any = None) -> None:
         async with await Stores.connect(settings) as stores:
             worker = Worker(stores)
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM) if stop_on_sigint else (signal.SIGTERM,):
                 loop.add_signal_handler(signum, worker.stop)
             log.info("fan-out worker %s consuming %sfanout:*", worker.consumer, settings.prefix)
             await worker.run()
@@ -49,14 +53,16 @@ def run_fanout_worker(settings: Settings, log_queue: Any = None) -> None:
     run(_run())
 
 
-def start_workers(settings: Settings, count: int, log_queue: Any = None) -> list[BaseProcess]:
+def start_workers(
+    settings: Settings, count: int, log_queue: Any = None, *, stop_on_sigint: bool = True
+) -> list[BaseProcess]:
     """Start ``count`` fan-out worker processes (spawned, so each has its own event loop and connections).
 
-    ``log_queue``: where their log records go (see :func:`run_fanout_worker`).
+    ``log_queue`` and ``stop_on_sigint``: see :func:`run_fanout_worker`.
     """
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=run_fanout_worker, args=(settings, log_queue), name=f"fanout-worker-{i}")
+        context.Process(target=run_fanout_worker, args=(settings, log_queue, stop_on_sigint), name=f"fanout-worker-{i}")
         for i in range(count)
     ]
     for child in children:

@@ -31,9 +31,11 @@ from redis.exceptions import ResponseError
 
 from targets.config import Settings
 from targets.errors import FanoutError
+from targets.eventloop import raise_if_cancelled
 from targets.stores.timelines import home_key_prefix
 
 GROUP = "fanout-workers"
+CANCEL_CHECK_S = 1.0  # how often a drain looks for a Ctrl-C that asyncio lost
 FINAL_BATCH = "final"
 
 # Publish: queue one post job and note when it was acknowledged (Redis's clock, the same one deliveries use).
@@ -357,10 +359,11 @@ class FanoutQueue:
             jobs, batches = await pipe.execute()
         return int(jobs) + int(batches)
 
-    async def drain(self, max_wait_s: float = 60.0) -> None:
+    async def drain(self, max_wait_s: float = 60.0, wait_flag: str = "--timeout") -> None:
         """Wait until nothing is queued or pending, woken by the last delivery's notice (no polling loop).
 
-        Raises :class:`FanoutError` after ``max_wait_s`` seconds with work left, naming the likely fix.
+        Raises :class:`FanoutError` after ``max_wait_s`` seconds with work left, naming the likely fix (the caller's
+        flag for waiting longer is ``wait_flag``).
         """
         deadline = time.monotonic() + max_wait_s
         pubsub = self.redis.pubsub()
@@ -372,9 +375,11 @@ class FanoutQueue:
                 if remaining <= 0:
                     raise FanoutError(
                         f"the fan-out queue still holds {left} job(s) after {max_wait_s:g}s: start a worker"
-                        " (`fanout worker`) or wait longer (--timeout)"
+                        f" (`fanout worker`) or wait longer ({wait_flag})"
                     )
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+                # In slices, so a Ctrl-C that asyncio lost is still seen (see targets.eventloop).
+                await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, CANCEL_CHECK_S))
+                raise_if_cancelled()
         finally:
             await pubsub.aclose()
 

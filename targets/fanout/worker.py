@@ -194,6 +194,6 @@ async def running_worker(stores: Stores, *, inflight: int | None = None) -> Asyn
         await task
 
 
-async def drain(stores: Stores, max_wait_s: float = 60.0) -> None:
+async def drain(stores: Stores, max_wait_s: float = 60.0, wait_flag: str = "--timeout") -> None:
     """Wait until the namespace's fan-out queue is empty and nothing is pending (see :meth:`FanoutQueue.drain`)."""
-    await FanoutQueue(stores.redis, stores.settings).drain(max_wait_s)
+    await FanoutQueue(stores.redis, stores.settings).drain(max_wait_s, wait_flag)
