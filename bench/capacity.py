@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.driver import Schedule
 from bench.sweep import DEFAULT_WEIGHTS, FIGURES_BY_KEY, Figures, Point, ms_text, num_text, plain, point_figures
 
 #: A point sustains its rate when it completes at least this fraction of the offered operations per second.
@@ -27,6 +28,7 @@ def parse_rates(text: str) -> list[float]:
             raise ValueError(f"rate {part!r} is not a number of operations per second") from None
         if not rate > 0:
             raise ValueError(f"rate {part!r} must be above 0")
+        Schedule(rate, 1.0)  # a rate one driver cannot offer, or infinity: the schedule's one-line refusal
         rates.append(rate)
     if not rates:
         raise ValueError("no rates given (e.g. 250,500,1000)")

@@ -28,6 +28,11 @@ Op = TypeVar("Op")
 Arrival = Literal["constant", "poisson"]
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson")
 DEFAULT_MAX_IN_FLIGHT = 256
+#: Upper bounds checked before anything runs: one asyncio driver process offers well under 100,000 operations/s
+#: (`fanout bench --calibrate` measures what this machine sustains), and a run of more than a day is a typo.
+MAX_RATE = 100_000.0
+MAX_DURATION_S = 86_400.0
+MAX_IN_FLIGHT = 65_536
 #: How long an interrupted run waits for its in-flight operations before cancelling them.
 INTERRUPT_GRACE_S = 2.0
 
@@ -46,6 +51,15 @@ class Schedule:
             raise ValueError(f"rate {self.rate} ops/s is not positive: pass a rate above 0")
         if not self.duration > 0:
             raise ValueError(f"duration {self.duration} s is not positive: pass a duration above 0")
+        if self.rate > MAX_RATE:
+            raise ValueError(
+                f"rate {self.rate:,.0f} ops/s is more than one driver process can offer (at most {MAX_RATE:,.0f}):"
+                " measure what this machine sustains with `fanout bench --calibrate --rate R`"
+            )
+        if self.duration > MAX_DURATION_S:
+            raise ValueError(
+                f"duration {self.duration:,.0f} s is more than a day (at most {MAX_DURATION_S:,.0f}): pass seconds"
+            )
         if self.arrival not in ARRIVALS:
             raise ValueError(f"arrival {self.arrival!r} is not one of {', '.join(ARRIVALS)}")
 

@@ -94,6 +94,12 @@ async def bench_namespace() -> AsyncIterator[Settings]:
         (["--users", "500", "--graph", __file__], "either --graph FILE or --users N"),
         (["--scenario", "spike", "--duration", "5", "--spike-at", "9"], "spike time"),
         (["--read-ratio", "0.9", "--churn", "0.2"], "churn ratio"),
+        (["--rate", "inf"], "'inf' is not a finite number"),
+        (["--duration", "nan"], "'nan' is not a finite number"),
+        (["--warmup", "inf"], "--warmup"),
+        (["--rate", "1e9"], "--calibrate"),
+        (["--duration", "1e7"], "more than a day"),
+        (["--max-in-flight", "100000000"], "--max-in-flight"),
     ],
 )
 def test_bad_parameters_fail_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.capacity import rate_block, rate_points, rate_skip
+from bench.capacity import parse_rates, rate_block, rate_points, rate_skip
 from bench.repeat import summarise
 from bench.results import latency_block, load_result, write_result
 from bench.sweep import (
@@ -102,6 +102,9 @@ def test_points_and_options() -> None:
     for bad, parse in (("read-p99=10", parse_slo), ("p42=1ms", parse_slo), ("0", parse_thresholds)):
         with pytest.raises(ValueError):
             parse(bad)
+    for rates, problem in (("100,1e9", "--calibrate"), ("inf", "--calibrate"), ("nan", "above 0"), ("x", "number")):
+        with pytest.raises(ValueError, match=problem):
+            parse_rates(rates)
 
 
 def test_an_slo_only_push_meets_recommends_push_and_says_why_its_neighbour_lost() -> None:

@@ -10,6 +10,7 @@ options do not reach the command's function: their values are collected in the c
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -37,7 +38,19 @@ _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 STORE_SETTINGS = ("redis_url", "database_url", "prefix", "schema")
 SETTING_NAMES = frozenset(_DEFAULTS)
 _SETTING_TYPES = get_type_hints(Settings)
-_NUMBERS = {int: click.IntRange, float: click.FloatRange}
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and infinity (which pass every range check) in one line."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_NUMBERS = {int: click.IntRange, float: FiniteFloat}
 _URLS = ("redis_url", "database_url")
 
 
@@ -112,7 +125,7 @@ def _click_type(kind: Any, spec: Declared) -> Any:
     if spec.choices is not None:
         return click.Choice(list(spec.choices))
     base = int if kind in (int, tuple[int, ...]) else float if kind is float else str
-    if base in _NUMBERS and (spec.min is not None or spec.max is not None):
+    if base in _NUMBERS:
         return _NUMBERS[base](spec.min, spec.max, min_open=spec.min_open)
     return base
 

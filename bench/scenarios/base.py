@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, Arrival, Schedule
+from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, MAX_DURATION_S, MAX_IN_FLIGHT, Arrival, Schedule
 from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW, Depths, Mix, Op, Sizes
 from graphs.info import GraphInfo
 from targets.declared import option
@@ -45,7 +45,9 @@ class BenchConfig:
     churn_ratio: float = option(0.0, "Fraction of follow/unfollow operations.", flag="--churn", min=0, max=1)
     seed: int = option(1, "Seed of the workload (and of a generated graph).")
     arrival: Arrival = option("constant", "Arrival process.", choices=ARRIVALS)
-    max_in_flight: int = option(DEFAULT_MAX_IN_FLIGHT, "Bound on concurrent operations.", min=1)
+    max_in_flight: int = option(
+        DEFAULT_MAX_IN_FLIGHT, "Bound on concurrent operations (caps the driver's memory).", min=1, max=MAX_IN_FLIGHT
+    )
     page_size: int = option(50, "Posts per timeline read.", min=1, max=1000)
     user_timeline_ratio: float = option(
         0.0, "Fraction of reads that read one account's own posts (a user timeline), not a home timeline.", min=0, max=1
@@ -66,13 +68,17 @@ class BenchConfig:
     author_alpha: float = option(DEFAULT_AUTHOR_ALPHA, "Posting weight = (1 + followers) ** alpha.", min=0)
     oracle_users: int = option(100, "Users whose pages are checked against Postgres after each strategy.", min=0)
     warmup: float = option(
-        2.0, "Seconds of unmeasured read-only load before each strategy (pools and caches settle).", min=0
+        2.0,
+        "Seconds of unmeasured read-only load before each strategy (pools and caches settle).",
+        min=0,
+        max=MAX_DURATION_S,
     )
     drain_timeout: float = option(
         120.0,
         "Seconds to wait after the load for the fan-out queue to drain before the run is cut short (figures kept).",
         min=0,
         min_open=True,
+        max=MAX_DURATION_S,
     )
     #: A service speaking the ``fanout serve`` API to drive over HTTP instead of the strategy in process.
     target: str | None = option(
