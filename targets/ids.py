@@ -14,6 +14,7 @@ EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 EPOCH_MS = int(EPOCH.timestamp() * 1000)
 SEQUENCE_BITS = 12
 MAX_POST_ID = (1 << 53) - 1
+MAX_USER_ID = (1 << 63) - 1  # a Postgres bigint
 
 #: SQL default for ``posts.id``; ``{schema}`` is filled in by :mod:`targets.stores.schema`.
 POST_ID_DEFAULT_SQL = (

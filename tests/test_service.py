@@ -142,7 +142,10 @@ BAD_REQUESTS = [
     ("PUT", "/users/1/following/1", None, 422, "cannot follow or unfollow itself"),
     ("PUT", "/users/1/following/987654321", None, 404, "user 987654321 does not exist"),
     ("DELETE", "/users/x/following/1", None, 400, "not an integer"),
-    ("PATCH", "/users/1/following/2", None, 405, "PATCH is not allowed"),
+    ("PATCH", "/users/1/following/2", None, 405, "PATCH is not allowed on /users/1/following/2: use DELETE, PUT"),
+    ("PUT", "/users/1/posts", None, 405, "use GET, HEAD, POST"),
+    ("GET", "/users/1/timeline?limit=", None, 400, "limit is empty"),
+    ("GET", "/users/1/timeline?before=", None, 400, "before is empty"),
     ("GET", "/no/such/route", None, 404, "no route"),
     ("GET", "/users/sample?n=0", None, 400, "n=0"),
 ]
@@ -156,6 +159,8 @@ def test_malformed_requests_get_a_4xx_with_a_message_and_the_service_stays_up(se
         assert reply.headers["content-type"] == "application/json", (method, path)
         data = reply.json()
         assert data["status"] == status and message in data["error"], (method, path, data)
+        if status == 405:  # every method the path serves, not only the first route's
+            assert reply.headers["allow"] == message.split("use ")[-1], (method, path)
     # A body larger than the limit sent in chunks (no Content-Length) is refused as well.
     chunked = call(service, "POST", "/users/1/posts", data=iter([b'{"body": "', b"y" * 20_000, b'"}']))
     assert chunked.status_code == 413

@@ -36,11 +36,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from targets.config import Settings
 from targets.errors import FanoutError, InvalidOperation, StoreUnavailable, UnknownUser
 from targets.fanout.worker import running_worker
+from targets.ids import MAX_USER_ID
 from targets.service import routes
 from targets.service.delivery import DeliveryTracker
 from targets.service.metrics import ServiceMetrics
@@ -57,7 +58,6 @@ log = logging.getLogger("fanout.service")
 SERVICE_CONFIG_VAR = "FANOUT_SERVICE_CONFIG"
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_POST_CHARS = 2_000
-MAX_ID = 2**63 - 1  # Postgres bigint
 MAX_SAMPLE = 100_000
 MAX_TOP = 1_000
 FLUSH_INTERVAL_S = 1.0
@@ -133,15 +133,17 @@ def _parse_int(raw: str, what: str) -> int:
 
 def _path_id(request: Request, name: str) -> int:
     value = _parse_int(request.path_params[name], "user id")
-    if not 0 <= value <= MAX_ID:
-        raise Problem(400, f"user id {value} is out of range: ids are integers from 0 to {MAX_ID}")
+    if not 0 <= value <= MAX_USER_ID:
+        raise Problem(400, f"user id {value} is out of range: ids are integers from 0 to {MAX_USER_ID}")
     return value
 
 
 def _query_int(request: Request, name: str, default: int | None) -> int | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
+    if raw == "":
+        raise Problem(400, f"{name} is empty: pass a whole number or leave {name} out")
     return _parse_int(raw, name)
 
 
@@ -354,13 +356,22 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}: see /openapi.json"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}: see /openapi.json"
+        allowed = _allowed_methods(request)
+        message = f"{request.method} is not allowed on {request.url.path}: use {', '.join(allowed)}"
     else:
         message = str(exc.detail)
     response = _error(request, exc.status_code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette's own Allow names only the first route's)."""
+    matching = (r for r in request.app.routes if isinstance(r, Route) and r.matches(request.scope)[0] != Match.NONE)
+    return sorted({method for route in matching for method in route.methods or ()})
 
 
 async def _on_store_error(request: Request, exc: Exception) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from targets.ids import MAX_POST_ID, MAX_USER_ID
 from targets.service import routes
 
 
@@ -26,8 +27,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), reasons[s]) for s in statuses}
 
 
-_USER = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
-_OTHER = {"name": "other_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+#: User ids are Postgres bigints; post ids fit a JSON number exactly (53 bits).
+_ID = {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_USER_ID}
+_USER = {"name": "user_id", "in": "path", "required": True, "schema": _ID}
+_OTHER = {"name": "other_id", "in": "path", "required": True, "schema": _ID}
 #: The parameters of a page read (home timeline or user timeline).
 _PAGE = [
     _USER,
@@ -36,7 +39,7 @@ _PAGE = [
         "name": "before",
         "in": "query",
         "description": "exclusive upper bound: the next_before of the previous page",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_POST_ID + 1},
     },
 ]
 
