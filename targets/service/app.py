@@ -264,6 +264,8 @@ async def sample_users(request: Request) -> Response:
         raise Problem(400, f"n={n} is outside 1..{MAX_SAMPLE}: ask for fewer users")
     if not 0 <= top <= MAX_TOP:  # type: ignore[operator]
         raise Problem(400, f"top={top} is outside 0..{MAX_TOP}")
+    if not -MAX_USER_ID - 1 <= seed <= MAX_USER_ID:  # type: ignore[operator]
+        raise Problem(400, f"seed={seed} is outside the int64 range")
     social = _svc(request).stores.social
     total = await social.user_count()
     sample = await social.sample_users(n, seed)  # type: ignore[arg-type]

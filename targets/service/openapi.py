@@ -100,7 +100,16 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
                     {"name": "top", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
-                    {"name": "seed", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "seed",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "format": "int64",
+                            "minimum": -MAX_USER_ID - 1,
+                            "maximum": MAX_USER_ID,
+                        },
+                    },
                 ],
                 "responses": {"200": _json(_ref("Sample"), "the sample"), **_errors(400, 503)},
             }
