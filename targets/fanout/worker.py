@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from targets.fanout.batches import follower_chunks
 from targets.fanout.queue import Batch, Entry, FanoutQueue, consumer_name
 from targets.stores.connections import Stores
@@ -28,6 +32,11 @@ OWNERS = frozenset(timeline_owners())
 MAX_BLOCK_MS = 1_000
 #: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
 FORGET_AFTER_MS = 600_000
+#: Waiting out a lost Redis (a restart): the first retry, and the longest pause between retries.
+RECONNECT_FIRST_S = 0.1
+RECONNECT_MAX_S = 5.0
+#: What a restarting or unreachable Redis raises.
+LOST_REDIS = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass
@@ -40,6 +49,12 @@ class WorkerCounts:
     posts_split: int = 0
     redelivered: int = 0
     claimed: int = 0
+    reconnects: int = 0
+
+
+def lost_redis(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis went away or came back without the queue's group (a restart without its data)."""
+    return isinstance(exc, LOST_REDIS) or (isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"))
 
 
 class Worker:
@@ -67,13 +82,45 @@ class Worker:
         self._stop.set()
 
     async def run(self) -> None:
-        """Consume until stopped; entries this worker read are handled before it returns."""
+        """Consume until stopped; entries this worker read are handled before it returns.
+
+        A lost Redis (a restart, a failover) does not end it: it waits with backoff until Redis answers, re-creates
+        the streams and the group if they vanished, and resumes. Entries it had read stay pending and are claimed
+        again after ``fanout_claim_idle_ms``; delivering them twice writes nothing twice.
+        """
+        while True:
+            try:
+                await self._consume()
+                return
+            except Exception as exc:
+                if not lost_redis(exc):
+                    raise
+                self.counts.reconnects += 1
+                log.warning("fan-out worker %s lost Redis (%s): reconnecting", self.consumer, exc)
+                if not await self._redis_back():
+                    return  # stopped while Redis was away: what it held stays pending for another worker
+
+    async def _redis_back(self) -> bool:
+        """Wait until Redis answers (True) or the worker is stopped (False), retrying with doubling pauses."""
+        pause = RECONNECT_FIRST_S
+        while not self._stop.is_set():
+            try:
+                await self.stores.redis.ping()
+                return True
+            except (*LOST_REDIS, OSError):
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), pause)
+                pause = min(2 * pause, RECONNECT_MAX_S)
+        return False
+
+    async def _consume(self) -> None:
+        self._failure = None
         await self.queue.ensure_group()
         await self.queue.forget_idle(max(FORGET_AFTER_MS, 10 * self.settings.fanout_claim_idle_ms))
         await self.stores.redis.publish(self.queue.ready_channel, self.consumer)
         next_claim = 0.0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._failure is None:
                 free = await self._wait_for_slot()
                 entries = []
                 if time.monotonic() >= next_claim:
@@ -115,9 +162,10 @@ class Worker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("fan-out task failed: %r", task.exception())
             self._failure = task.exception()
-            self._stop.set()
+            if not lost_redis(self._failure):  # a lost Redis ends this pass of the loop, not the worker
+                log.error("fan-out task failed: %r", self._failure)
+                self._stop.set()
         self._slot_freed.set()
 
     async def _finish(self) -> None:
