@@ -6,6 +6,7 @@ The restart is of a private redis-server this test starts on a free loopback por
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from devservers.redis_server import find_redis_server, start_redis, stop_redis
@@ -19,6 +20,15 @@ from tests.conftest import SESSION_TAG, namespace_settings
 from tests.test_fanout import holders
 
 AUTHOR, FOLLOWERS = 0, 500
+
+
+async def until(check: Callable[[], bool], polls: int = 600) -> None:
+    """Wait for a condition, polled every 50 ms, failing after ``polls`` looks (30 s)."""
+    for _ in range(polls):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition did not hold within 30 s")
 
 
 async def reconnect(stores: Stores) -> None:
@@ -46,7 +56,10 @@ async def test_a_worker_survives_a_redis_restart_and_delivers_what_is_published_
                     await drain(stores, 60)
                     assert await holders(stores, "push", range(1, FOLLOWERS + 1), before.post_id) == FOLLOWERS
                     # Redis restarts empty (no persistence): the streams and the worker's group are gone.
+                    assert worker.state == "running"
                     await asyncio.to_thread(stop_redis, entry, 30)
+                    # While Redis is away the worker says so (a service's /healthz turns it into a 503).
+                    await until(lambda: worker.state == "reconnecting")
                     entry = await asyncio.to_thread(start_redis, url, "127.0.0.1", port, binaries, 30, tmp_path / "r2")
                     # The test's own pooled connections went stale with the old server: reconnect them first
                     # (a publish that fails half-way, committed in Postgres but not queued, is re-queued by
@@ -54,7 +67,8 @@ async def test_a_worker_survives_a_redis_restart_and_delivers_what_is_published_
                     await reconnect(stores)
                     after = await push.publish(AUTHOR, "after the restart")
                     await drain(stores, 60)
-                assert worker.counts.reconnects >= 1
+                    assert worker.state == "running"
+                assert worker.counts.reconnects >= 1 and worker.state == "stopped"
                 assert await holders(stores, "push", range(1, FOLLOWERS + 1), after.post_id) == FOLLOWERS
                 report = await delivery_report(stores, after.post_id)
                 assert report.complete and (report.delivered, report.written) == (FOLLOWERS, FOLLOWERS)

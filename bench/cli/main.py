@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "locust": "bench.cli.locust:locust",
     "perf": "bench.cli.perf:perf",
     "reset": "bench.cli.reset:reset",
+    "rebuild": "bench.cli.rebuild:rebuild",
 }
 
 

@@ -247,7 +247,8 @@ def output_from(options: dict[str, Any]) -> OutputOptions:
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-def _strategies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+def parse_strategies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    """``--strategy``'s comma-separated names (every strategy when not given), checked, in order, once each."""
     names = tuple(n.strip() for n in (value or ",".join(STRATEGIES)).split(",") if n.strip())
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown or not names:
@@ -268,7 +269,7 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--strategy",
         "strategies",
-        callback=_strategies,
+        callback=parse_strategies,
         metavar="push,pull,hybrid",
         help="Strategies to run, in order [default: all].",
     ),

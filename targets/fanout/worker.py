@@ -16,13 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from targets.fanout.batches import follower_chunks
 from targets.fanout.queue import Batch, Entry, FanoutQueue, consumer_name
 from targets.stores.connections import Stores
+from targets.stores.failures import LOST_STORE, lost_store
 from targets.strategies.registry import timeline_owners
 
 log = logging.getLogger(__name__)
@@ -32,11 +29,9 @@ OWNERS = frozenset(timeline_owners())
 MAX_BLOCK_MS = 1_000
 #: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
 FORGET_AFTER_MS = 600_000
-#: Waiting out a lost Redis (a restart): the first retry, and the longest pause between retries.
+#: Waiting out a lost store (a restart): the first retry, and the longest pause between retries.
 RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 5.0
-#: What a restarting or unreachable Redis raises.
-LOST_REDIS = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass
@@ -52,11 +47,6 @@ class WorkerCounts:
     reconnects: int = 0
 
 
-def lost_redis(exc: BaseException) -> bool:
-    """Whether ``exc`` says Redis went away or came back without the queue's group (a restart without its data)."""
-    return isinstance(exc, LOST_REDIS) or (isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"))
-
-
 class Worker:
     """One consumer of the fan-out group, running until :meth:`stop`."""
 
@@ -70,6 +60,10 @@ class Worker:
         self.consumer = consumer or consumer_name()
         self.inflight = inflight
         self.counts = WorkerCounts()
+        #: "starting", "running", "reconnecting" (a store is away), "stopped", or "failed" (see ``failure``).
+        self.state = "starting"
+        #: Why the worker failed (state "failed"): an error it cannot outlive, such as a bug.
+        self.failure: str | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -84,30 +78,35 @@ class Worker:
     async def run(self) -> None:
         """Consume until stopped; entries this worker read are handled before it returns.
 
-        A lost Redis (a restart, a failover) does not end it: it waits with backoff until Redis answers, re-creates
+        A lost store (a restart, a failover) does not end it: it waits with backoff until both answer, re-creates
         the streams and the group if they vanished, and resumes. Entries it had read stay pending and are claimed
         again after ``fanout_claim_idle_ms``; delivering them twice writes nothing twice.
         """
         while True:
             try:
                 await self._consume()
+                self.state = "stopped"
                 return
             except Exception as exc:
-                if not lost_redis(exc):
+                if not lost_store(exc):
+                    self.state, self.failure = "failed", f"{type(exc).__name__}: {exc}"[:300]
                     raise
                 self.counts.reconnects += 1
-                log.warning("fan-out worker %s lost Redis (%s): reconnecting", self.consumer, exc)
-                if not await self._redis_back():
-                    return  # stopped while Redis was away: what it held stays pending for another worker
+                self.state = "reconnecting"
+                log.warning("fan-out worker %s lost a store (%s): reconnecting", self.consumer, exc)
+                if not await self._stores_back():
+                    self.state = "stopped"
+                    return  # stopped while a store was away: what it held stays pending for another worker
 
-    async def _redis_back(self) -> bool:
-        """Wait until Redis answers (True) or the worker is stopped (False), retrying with doubling pauses."""
+    async def _stores_back(self) -> bool:
+        """Wait until both stores answer (True) or the worker is stopped (False), retrying with doubling pauses."""
         pause = RECONNECT_FIRST_S
         while not self._stop.is_set():
             try:
                 await self.stores.redis.ping()
+                await self.stores.pg.fetchval("SELECT 1")
                 return True
-            except (*LOST_REDIS, OSError):
+            except LOST_STORE:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), pause)
                 pause = min(2 * pause, RECONNECT_MAX_S)
@@ -118,6 +117,7 @@ class Worker:
         await self.queue.ensure_group()
         await self.queue.forget_idle(max(FORGET_AFTER_MS, 10 * self.settings.fanout_claim_idle_ms))
         await self.stores.redis.publish(self.queue.ready_channel, self.consumer)
+        self.state = "running"
         next_claim = 0.0
         try:
             while not self._stop.is_set() and self._failure is None:
@@ -163,7 +163,7 @@ class Worker:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._failure = task.exception()
-            if not lost_redis(self._failure):  # a lost Redis ends this pass of the loop, not the worker
+            if not lost_store(self._failure):  # a lost store ends this pass of the loop, not the worker
                 log.error("fan-out task failed: %r", self._failure)
                 self._stop.set()
         self._slot_freed.set()

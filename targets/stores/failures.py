@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 AUTH = "auth"  # the server answered but refused the credentials
 REFUSED = "refused"  # nothing listens at host:port
 TIMEOUT = "timeout"  # something holds the port but did not answer in time
@@ -20,6 +25,26 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+#: What a store that went away (restarting, crashed, unreachable) raises: Redis's connection errors; asyncpg's for a
+#: connection lost, refused or not yet accepted (08xxx, 57P0x: shut down, crashed, starting up) and the socket errors
+#: under them. Not a bug's error (a script error, bad SQL): retrying those cannot help.
+LOST_STORE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    OSError,
+)
+
+
+def lost_store(exc: BaseException) -> bool:
+    """Whether ``exc`` says a store went away, or Redis came back without the fan-out queue's group (a restart
+    without its data)."""
+    return isinstance(exc, LOST_STORE) or (isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"))
 
 
 def failure_kind(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ are kept going while the cursor fetches the next rows, so Postgres and Redis wor
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from redis.commands.core import AsyncScript
@@ -29,6 +30,9 @@ from targets.stores.post_cache import POST_CACHE_PATTERN
 from targets.stores.postgres import Authors
 from targets.stores.timelines import ALL_DERIVED_PATTERN, SENTINEL, home_key_prefix, owner_pattern
 
+#: The key (relative to the prefix) marking that derived state was built in this Redis; see
+#: :mod:`targets.stores.recovery`. No ``{``: no derived-state pattern matches it.
+BUILT_MARKER = "derived:built"
 #: Timeline entries per Lua call: big enough that calls are few, small enough that one call holds Redis for only a
 #: few milliseconds (a call is atomic, so other clients wait behind it).
 CALL_ENTRIES = 10_000
@@ -55,13 +59,19 @@ local function zadd_ids(key, ids)
 end
 """
 
-# ARGV[1] the timeline key prefix, then (user id, comma-separated post ids) pairs: one variadic ZADD per timeline.
+# ARGV[1] the timeline key prefix, ARGV[2] the cap, then (user id, comma-separated post ids) pairs: one variadic
+# ZADD per timeline, trimmed to the cap when it grew (a rebuild merged into timelines that fan-out writes to as well).
 # Returns the entries added (Redis's own ZADD replies).
 _ZADD_TIMELINES = (
     _ZADD_IDS
     + """
-local prefix, added = ARGV[1], 0
-for i = 2, #ARGV, 2 do added = added + zadd_ids(prefix .. ARGV[i] .. '}', ARGV[i + 1]) end
+local prefix, keep, added = ARGV[1], -(tonumber(ARGV[2]) + 1), 0
+for i = 3, #ARGV, 2 do
+  local key = prefix .. ARGV[i] .. '}'
+  local n = zadd_ids(key, ARGV[i + 1])
+  if n > 0 then redis.call('ZREMRANGEBYRANK', key, 0, keep) end
+  added = added + n
+end
 return added
 """
 )
@@ -166,6 +176,8 @@ async def rebuild_timelines(
         written += await _materialise_home(stores, name, authors, on_users)
         if authors is Authors.ORDINARY:
             await _materialise_reader_state(stores, name)
+    # Beside the state: a Redis that comes back without it has lost what was built (targets.stores.recovery).
+    await stores.redis.set(stores.settings.prefix + BUILT_MARKER, f"{time.time():.3f}")
     return written
 
 
@@ -180,7 +192,8 @@ async def _materialise_home(
             on_users(owner, users)
 
     script = stores.redis.register_script(_ZADD_TIMELINES)
-    return await _stream(stores, timelines_sql(authors), args, script, [home_key_prefix(s.prefix, owner)], written)
+    head = [home_key_prefix(s.prefix, owner), str(s.timeline_cap)]
+    return await _stream(stores, timelines_sql(authors), args, script, head, written)
 
 
 async def _materialise_reader_state(stores: Stores, owner: str) -> None:
