@@ -28,5 +28,20 @@ class UnknownUser(FanoutError, LookupError):
         super().__init__(f"user {user_id} does not exist: load a graph containing it (`fanout graph load FILE`)")
 
 
+class DeliveryFailed(FanoutError):
+    """A post was stored in Postgres, but delivering it failed (a store went away in between).
+
+    The post exists: a client that retries without an idempotency key stores it twice. Retrying with the same key
+    stores nothing new and delivers the stored post.
+    """
+
+    def __init__(self, post_id: int, reason: str) -> None:
+        self.post_id = post_id
+        super().__init__(
+            f"post {post_id} was stored but its delivery failed ({reason}): retry with the same Idempotency-Key to "
+            "deliver it without storing it twice"
+        )
+
+
 class InvalidOperation(FanoutError, ValueError):
     """An operation that cannot be applied as asked (following oneself, a non-positive page size, ...)."""

@@ -89,7 +89,12 @@ def test_publish_reaches_every_follower_and_metrics_count_it(service: ServicePro
     assert all(p["id"] != post["id"] for p in call(service, "GET", f"/users/{outsider}/timeline").json()["posts"])
     metrics = call(service, "GET", "/metrics").json()
     assert metrics["strategy"] == "push"
-    assert metrics["fanout"] == {"mode": "async", "in_process_worker": True, "pending_in_this_process": 0}
+    assert metrics["fanout"] == {
+        "mode": "async",
+        "in_process_worker": True,
+        "worker_state": "running",
+        "pending_in_this_process": 0,
+    }
     assert metrics["counters"]["posts"] == 1 and metrics["counters"]["posts_delivered"] == 1
     assert metrics["counters"]["reads"] == min(10, len(followers)) + 1
     assert metrics["counters"]["entries_written"] == len(followers)
@@ -355,3 +360,20 @@ def test_user_posts_page_through_an_accounts_own_posts(service: ServiceProcess, 
     assert rest["posts"][0]["id"] == ids[0] and all(p["author_id"] == author for p in rest["posts"])
     assert call(service, "GET", "/users/999999/posts").status_code == 404
     assert call(service, "GET", f"/users/{author}/posts", params={"limit": 0}).status_code == 422
+
+
+def test_a_keyed_publish_is_stored_once_and_a_bad_key_is_refused(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    author = next(iter(graph.nodes))
+    key = f"retry-{time.time_ns()}"
+    first = call(service, "POST", f"/users/{author}/posts", json={"body": "hello"}, headers={"Idempotency-Key": key})
+    retry = call(service, "POST", f"/users/{author}/posts", json={"body": "again"}, headers={"Idempotency-Key": key})
+    assert first.status_code == retry.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"] and retry.json()["body"] == "hello"
+    other = call(
+        service, "POST", f"/users/{author}/posts", json={"body": "new"}, headers={"Idempotency-Key": key + "x"}
+    )
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    for bad in ("k" * 256, "caf\u00e9", ""):
+        refused = call(service, "POST", f"/users/{author}/posts", json={"body": "x"}, headers={"Idempotency-Key": bad})
+        assert refused.status_code == 400 and "Idempotency-Key" in refused.json()["error"], bad

@@ -39,8 +39,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from targets.config import Settings
-from targets.errors import FanoutError, InvalidOperation, StoreUnavailable, UnknownUser
-from targets.fanout.worker import running_worker
+from targets.errors import DeliveryFailed, FanoutError, InvalidOperation, StoreUnavailable, UnknownUser
+from targets.fanout.worker import Worker, running_worker
 from targets.ids import MAX_USER_ID
 from targets.service import routes
 from targets.service.delivery import DeliveryTracker
@@ -49,8 +49,9 @@ from targets.service.openapi import OPENAPI
 from targets.stores.connections import Stores
 from targets.stores.identity import namespace_identity
 from targets.stores.postgres import Post
+from targets.stores.recovery import rebuild_if_lost
 from targets.strategies.base import DEFAULT_PAGE, Strategy
-from targets.strategies.registry import STRATEGIES, keeps_timelines, make_strategy
+from targets.strategies.registry import STRATEGIES, keeps_timelines, make_strategy, timeline_owners
 
 log = logging.getLogger("fanout.service")
 
@@ -58,6 +59,9 @@ log = logging.getLogger("fanout.service")
 SERVICE_CONFIG_VAR = "FANOUT_SERVICE_CONFIG"
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_POST_CHARS = 2_000
+#: The header that makes a publish safe to retry (IETF draft-ietf-httpapi-idempotency-key-header), and its bound.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_CHARS = 255
 MAX_SAMPLE = 100_000
 MAX_TOP = 1_000
 FLUSH_INTERVAL_S = 1.0
@@ -110,6 +114,8 @@ class Service:
     metrics: ServiceMetrics
     delivery: DeliveryTracker | None = None
     worker: bool = False
+    #: The in-process fan-out worker, when there is one (its ``state`` makes /healthz ok or not).
+    fanout_worker: Worker | None = None
 
     async def collect(self) -> None:
         """Account for completed deliveries, then send this process's numbers to Redis."""
@@ -213,12 +219,17 @@ async def _page(request: Request, read: Callable[[int, int, int | None], Awaitab
 
 
 async def publish(request: Request) -> Response:
-    """POST /users/{id}/posts: store a post and deliver it as the strategy does."""
+    """POST /users/{id}/posts: store a post and deliver it as the strategy does.
+
+    With an ``Idempotency-Key`` header a retry stores nothing new: it answers with the post stored the first time
+    (``Idempotent-Replayed: true``) and delivers it again, completing a delivery that had failed.
+    """
     user_id = _path_id(request, "user_id")
+    key = _idempotency_key(request)
     body = _post_text(await _json_body(request))
     svc = _svc(request)
     started = time.perf_counter()
-    receipt = await svc.strategy.publish(user_id, body)
+    receipt = await svc.strategy.publish(user_id, body, key=key)
     elapsed = time.perf_counter() - started
     svc.metrics.record("publish", elapsed)
     svc.metrics.count("posts")
@@ -230,7 +241,22 @@ async def publish(request: Request) -> Response:
         svc.metrics.count("entries_written", receipt.entries_written)
         if receipt.entries_written:
             svc.metrics.record("fanout", elapsed)
-    return JSONResponse({**_post_json(receipt.post), "entries_written": receipt.entries_written}, status_code=201)
+    headers = {"Idempotent-Replayed": "true"} if receipt.replayed else None
+    return JSONResponse(
+        {**_post_json(receipt.post), "entries_written": receipt.entries_written}, status_code=201, headers=headers
+    )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_CHARS or not all(" " <= c <= "~" for c in key):
+        raise Problem(
+            400,
+            f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_KEY_CHARS} printable ASCII characters: send a UUID",
+        )
+    return key
 
 
 async def follow(request: Request) -> Response:
@@ -282,21 +308,29 @@ async def sample_users(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: both stores answer; the strategy, its fan-out mode and the namespace (on which servers) served.
+    """GET /healthz: both stores answer and the in-process fan-out worker (if any) delivers; the strategy, its fan-out
+    mode and the namespace (on which servers) served.
 
-    ``fanout bench --target`` compares the namespace with its own to know whether it may inspect and undo the data.
+    A worker that is reconnecting to a store, has stopped or has failed makes it a 503 with status "degraded": posts
+    are accepted but not delivered meanwhile. ``fanout bench --target`` compares the namespace with its own to know
+    whether it may inspect and undo the data.
     """
     svc = _svc(request)
     await svc.stores.redis.ping()
     await svc.stores.social.ping()
-    return JSONResponse(
-        {
-            "status": "ok",
-            "strategy": svc.strategy.name,
-            "fanout": _fanout_mode(svc),
-            "namespace": (await namespace_identity(svc.stores)).to_json(),
-        }
-    )
+    worker = svc.fanout_worker
+    healthy = worker is None or worker.state in ("starting", "running")
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "degraded",
+        "strategy": svc.strategy.name,
+        "fanout": _fanout_mode(svc),
+        "namespace": (await namespace_identity(svc.stores)).to_json(),
+    }
+    if worker is not None:
+        body["worker"] = {"state": worker.state, "reconnects": worker.counts.reconnects}
+        if worker.failure:
+            body["worker"]["failure"] = worker.failure
+    return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 def _fanout_mode(svc: Service) -> str:
@@ -312,6 +346,7 @@ async def metrics(request: Request) -> Response:
     fanout = {
         "mode": _fanout_mode(svc),
         "in_process_worker": svc.worker,
+        "worker_state": svc.fanout_worker.state if svc.fanout_worker else None,
         "pending_in_this_process": len(svc.delivery.pending) if svc.delivery else 0,
     }
     return JSONResponse({"strategy": svc.strategy.name, "time": time.time(), "fanout": fanout, **snapshot})
@@ -346,7 +381,7 @@ async def _on_fanout_error(request: Request, exc: Exception) -> Response:
         status = 404
     elif isinstance(exc, InvalidOperation):
         status = 422
-    elif isinstance(exc, StoreUnavailable):
+    elif isinstance(exc, StoreUnavailable | DeliveryFailed):
         status = 503
     else:
         status = 400
@@ -388,12 +423,21 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 # -- the app ----------------------------------------------------------------------------------------------------
 async def _flush_every(service: Service, interval: float) -> None:
+    """Send the metrics, and rebuild the derived state whenever Redis lost it (a restart without its data)."""
+    owners = timeline_owners([service.strategy.name])
     while True:
         await asyncio.sleep(interval)
         try:
             await service.collect()
-        except (RedisError, OSError) as exc:  # keep serving; the next flush carries the counts
-            log.warning("metrics flush failed: %s", exc)
+            rebuilt = await rebuild_if_lost(service.stores, owners)
+            if rebuilt is not None:
+                log.warning(
+                    "Redis had lost the derived state: rebuilt %s timeline entries from Postgres in %.1fs",
+                    f"{rebuilt.timeline_entries:,}",
+                    rebuilt.seconds,
+                )
+        except (RedisError, OSError, asyncpg.PostgresConnectionError) as exc:  # keep serving; retry at the next tick
+            log.warning("metrics flush or state check failed: %s", exc)
 
 
 def create_app(config: ServiceConfig) -> Starlette:
@@ -410,7 +454,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             if keeps_timelines(strategy.name) and config.settings.fanout_mode == "async":
                 service.delivery = DeliveryTracker(stores, strategy.name, service_metrics)
                 if config.worker:
-                    await stack.enter_async_context(running_worker(stores))
+                    service.fanout_worker = await stack.enter_async_context(running_worker(stores))
                     service.worker = True
             app.state.service = service
             flusher = asyncio.create_task(_flush_every(service, FLUSH_INTERVAL_S))

@@ -66,7 +66,21 @@ OPENAPI: dict[str, Any] = {
             },
             "post": {
                 "summary": "Publish a post",
-                "parameters": [_USER],
+                "description": (
+                    "With an Idempotency-Key header a retry (after a 503, a timeout) stores nothing new: it answers"
+                    " with the post stored the first time, Idempotent-Replayed: true, and delivers it again. A 503"
+                    " after the post was stored names the post."
+                ),
+                "parameters": [
+                    _USER,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "a key unique to this post, e.g. a UUID (scoped to the author)",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+                    },
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -79,7 +93,18 @@ OPENAPI: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": {"201": _json(_ref("Published"), "stored and delivered"), **_errors(400, 404, 413, 503)},
+                "responses": {
+                    "201": {
+                        **_json(_ref("Published"), "stored and delivered"),
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "description": "true when this answers a retry: nothing new was stored",
+                                "schema": {"const": "true"},
+                            }
+                        },
+                    },
+                    **_errors(400, 404, 413, 503),
+                },
             },
         },
         routes.FOLLOWING: {
@@ -116,8 +141,15 @@ OPENAPI: dict[str, Any] = {
         },
         routes.HEALTHZ: {
             "get": {
-                "summary": "Both stores answer; the strategy, fan-out mode and namespace served",
-                "responses": {"200": _json(_ref("Health"), "ok")},
+                "summary": "Both stores answer and the in-process fan-out worker delivers; what is served",
+                "responses": {
+                    "200": _json(_ref("Health"), "ok"),
+                    "503": _json(
+                        {"anyOf": [_ref("Health"), _ref("Error")]},
+                        "degraded: the in-process fan-out worker is reconnecting to a store, stopped or failed (posts"
+                        " are accepted but not delivered meanwhile); or a store does not answer (an Error body)",
+                    ),
+                },
             }
         },
         routes.METRICS: {
@@ -190,8 +222,18 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["status", "strategy"],
                 "properties": {
-                    "status": {"const": "ok"},
+                    "status": {"enum": ["ok", "degraded"]},
                     "strategy": {"type": "string", "description": "push, pull, hybrid, or the service's own name"},
+                    "worker": {
+                        "type": "object",
+                        "description": "the in-process fan-out worker (async fan-out with a worker in the service)",
+                        "required": ["state", "reconnects"],
+                        "properties": {
+                            "state": {"enum": ["starting", "running", "reconnecting", "stopped", "failed"]},
+                            "reconnects": {"type": "integer", "minimum": 0},
+                            "failure": {"type": "string"},
+                        },
+                    },
                     "fanout": {"enum": ["sync", "async", "none"], "description": "how posts reach timelines"},
                     "namespace": {
                         "type": "object",

@@ -70,6 +70,21 @@ FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
 RETURNING id, created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers
 """
 
+# The same with an idempotency key: a post the author already stored under the key is not stored again (the row
+# then comes from the second statement).
+_INSERT_POST_ONCE = f"""
+WITH new AS (SELECT {{id_default}} AS id)
+INSERT INTO posts (id, author_id, created_at, body, idempotency_key)
+SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2, $3
+FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
+ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers
+"""
+_STORED_UNDER_KEY = """
+SELECT p.id, p.created_at, p.body, u.follower_count AS followers
+FROM posts p JOIN users u ON u.id = p.author_id WHERE p.author_id = $1 AND p.idempotency_key = $2
+"""
+
 
 # One keyset step down the (followee_id, follower_id) index gives an array of up to $3 follower ids; it is cut into
 # slices of $4, each sent as text (array slicing is cheaper than numbering rows with a window and grouping them).
@@ -125,6 +140,7 @@ class Social:
     def __init__(self, pg: asyncpg.Pool, id_default_sql: str) -> None:
         self.pg = pg
         self._insert_post = _INSERT_POST.format(id_default=id_default_sql)
+        self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql)
 
     # -- users ------------------------------------------------------------------------------------------------
     async def require_user(self, user_id: int) -> None:
@@ -201,6 +217,17 @@ class Social:
         if row is None:
             raise UnknownUser(author_id)
         return Post(row["id"], author_id, row["created_at"], body), int(row["followers"])
+
+    async def create_post_once(self, author_id: int, body: str, key: str) -> tuple[Post, int, bool]:
+        """:meth:`create_post` at most once per (author, ``key``): a repeated call returns the post stored the first
+        time (its body, not ``body``) and True for "replayed"."""
+        row = await self.pg.fetchrow(self._insert_post_once, author_id, body, key)
+        if row is not None:
+            return Post(row["id"], author_id, row["created_at"], body), int(row["followers"]), False
+        stored = await self.pg.fetchrow(_STORED_UNDER_KEY, author_id, key)
+        if stored is None:
+            raise UnknownUser(author_id)
+        return Post(stored["id"], author_id, stored["created_at"], stored["body"]), int(stored["followers"]), True
 
     async def posts_by_id(self, post_ids: Sequence[int]) -> dict[int, Post]:
         """Posts by id (missing ids are absent from the result)."""

@@ -31,8 +31,11 @@ def table_ddl(schema: str) -> list[str]:
             id bigint PRIMARY KEY DEFAULT {post_id_default},
             author_id bigint NOT NULL,
             created_at timestamptz NOT NULL,
-            body text NOT NULL
+            body text NOT NULL,
+            idempotency_key text
         )""",
+        # A namespace created before the column existed gets it (nullable: no table rewrite).
+        f"ALTER TABLE {schema}.posts ADD COLUMN IF NOT EXISTS idempotency_key text",
     ]
 
 
@@ -41,6 +44,9 @@ def index_ddl(schema: str) -> list[str]:
     return [
         f"CREATE INDEX IF NOT EXISTS follows_followee_idx ON {schema}.follows (followee_id, follower_id)",
         f"CREATE INDEX IF NOT EXISTS posts_author_id_idx ON {schema}.posts (author_id, id DESC)",
+        # A publish retried with the same key stores one post (only posts published with a key are indexed).
+        f"CREATE UNIQUE INDEX IF NOT EXISTS posts_idempotency_idx ON {schema}.posts (author_id, idempotency_key)"
+        " WHERE idempotency_key IS NOT NULL",
     ]
 
 

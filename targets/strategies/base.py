@@ -20,9 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from targets.errors import InvalidOperation
+from targets.errors import DeliveryFailed, InvalidOperation
 from targets.ids import MAX_POST_ID
 from targets.stores.connections import Stores
+from targets.stores.failures import LOST_STORE
 from targets.stores.pages import Page
 from targets.stores.post_cache import PostCache
 from targets.stores.postgres import Authors, FollowChange, Post
@@ -43,6 +44,8 @@ class Receipt:
 
     post: Post
     entries_written: int
+    #: The publish repeated an earlier one with the same idempotency key: nothing new was stored.
+    replayed: bool = False
 
     @property
     def post_id(self) -> int:
@@ -66,10 +69,22 @@ class Strategy(ABC):
         self.posts = PostCache(stores.redis, stores.settings.prefix)
 
     # -- public operations ------------------------------------------------------------------------------------
-    async def publish(self, author_id: int, body: str) -> Receipt:
-        """Store a post by ``author_id`` and deliver it as the strategy does."""
-        post, followers = await self.social.create_post(author_id, body)
-        return Receipt(post, await self.distribute(post, followers))
+    async def publish(self, author_id: int, body: str, *, key: str | None = None) -> Receipt:
+        """Store a post by ``author_id`` and deliver it as the strategy does.
+
+        With an idempotency ``key`` a retry stores nothing new: it delivers the post stored under the key again
+        (delivery is idempotent, so a post already delivered gains no entry), which completes a delivery that failed.
+        A delivery that fails after the post was stored raises :class:`DeliveryFailed` naming the post.
+        """
+        replayed = False
+        if key is None:
+            post, followers = await self.social.create_post(author_id, body)
+        else:
+            post, followers, replayed = await self.social.create_post_once(author_id, body, key)
+        try:
+            return Receipt(post, await self.distribute(post, followers), replayed)
+        except LOST_STORE as exc:
+            raise DeliveryFailed(post.id, f"{type(exc).__name__}: {exc}"[:200]) from exc
 
     async def follow(self, follower_id: int, followee_id: int) -> bool:
         """Make ``follower_id`` follow ``followee_id``; False when it already did."""
