@@ -32,6 +32,11 @@ class ServerCounters:
     client: StoreCounters
     #: Redis INFO used_cpu_sys + used_cpu_user: CPU seconds the server spent (for every client), cumulative.
     redis_cpu_s: float = 0.0
+    #: Which server process counted: Redis's run_id and PostgreSQL's postmaster start time. A restart in between
+    #: starts the counters again from zero (Postgres's crash recovery resets its statistics), so deltas across it are
+    #: not figures of the run.
+    redis_run_id: str = ""
+    pg_started: str = ""
 
     def since(self, earlier: ServerCounters, operations: int) -> dict[str, Any]:
         """The ``store_counters`` block of a result: deltas since ``earlier``, totals and per operation.
@@ -54,7 +59,7 @@ class ServerCounters:
         def per_op(total: float) -> float | None:
             return round(total / operations, 3) if operations else None
 
-        return {
+        block: dict[str, Any] = {
             "operations": operations,
             "redis_commands": redis_commands,
             "redis_commands_per_op": per_op(redis_commands),
@@ -67,6 +72,20 @@ class ServerCounters:
             "redis_cpu_us_per_op": per_op(cpu_s * 1e6),
             "client": asdict(client),
         }
+        # A server that restarted counted from zero again: its figures are withheld and named, never printed as 0.
+        invalid = {}
+        if self.redis_run_id != earlier.redis_run_id:
+            invalid["redis"] = "Redis restarted during the run: its INFO counters started again from zero"
+            for key in ("redis_commands", "redis_commands_per_op", "redis_commandstats", "redis_cpu_s"):
+                block[key] = None
+            block["redis_cpu_us_per_op"] = None
+        if self.pg_started != earlier.pg_started:
+            invalid["postgres"] = "PostgreSQL restarted during the run: crash recovery reset its statistics"
+            for key in ("pg_rows_read", "pg_rows_written", "pg_rows_read_per_op", "pg_rows_written_per_op"):
+                block[key] = None
+        if invalid:
+            block["invalid"] = invalid
+        return block
 
 
 _PG_ROWS = """
@@ -74,7 +93,8 @@ SELECT
   (SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables WHERE schemaname = $1)
   + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE schemaname = $1) AS rows_read,
   (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE schemaname = $1)
-    AS rows_written
+    AS rows_written,
+  pg_postmaster_start_time() AS started
 """
 
 
@@ -104,10 +124,17 @@ async def server_counters(stores: Stores) -> ServerCounters:
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items() if isinstance(v, dict)}
     cpu = await stores.redis.info("cpu")
     cpu_s = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    run_id = str((await stores.redis.info("server"))["run_id"])
     row = await stores.pg.fetchrow(_PG_ROWS, stores.settings.schema)
     assert row is not None
     return ServerCounters(
-        calls, int(row["rows_read"]), int(row["rows_written"]), stores.counters.snapshot(), redis_cpu_s=cpu_s
+        calls,
+        int(row["rows_read"]),
+        int(row["rows_written"]),
+        stores.counters.snapshot(),
+        redis_cpu_s=cpu_s,
+        redis_run_id=run_id,
+        pg_started=str(row["started"]),
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +25,7 @@ from rich.table import Table
 
 from bench.bindings.service import check_target, target_graph
 from bench.driver import Driver, calibrate
+from bench.faults import SERVER_OF, Fault, FaultRun
 from bench.output import (
     IntervalLines,
     OutputOptions,
@@ -40,6 +43,7 @@ from bench.scenarios.rounds import finish_run, run_rounds, settle_after_runs
 from bench.scenarios.run import StrategyOutcome, run_strategy, target_note
 from bench.scenarios.snapshot import DerivedState
 from bench.sweep import Point
+from devservers.manager import crash_restart, pause
 from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo
@@ -109,6 +113,8 @@ class Plan:
     points: Callable[[GraphInfo], Sequence[Point]] | None = None
     #: A sweep's stopping rule: (point name, the result so far) -> skip that point.
     skip: Callable[[str, dict[str, Any]], bool] | None = None
+    #: Faults injected during each strategy's load (``--fault``).
+    faults: tuple[Fault, ...] = ()
 
 
 @dataclass
@@ -159,6 +165,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "reciprocity": plan.reciprocity if plan.users else None,
             "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
             "repeat": plan.repeat,
+            "faults": [f.label for f in plan.faults],
         }
         if points:
             parameters["points"] = [p.as_json() for p in points.values()]
@@ -185,16 +192,29 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay
                 # valid until that strategy has run. Otherwise (a graph loaded earlier) every strategy rebuilds.
                 fresh = bool(plan.graph_file or plan.users) and plan.posts_per_user > 0
+                lost_state = False  # Redis lost derived state during a run: every later run rebuilds its own
 
                 async def run_one(name: str, round_no: int, rebuild: bool) -> tuple[dict[str, Any], bool]:
+                    nonlocal lost_state
                     label = name if plan.repeat == 1 else f"{name} r{round_no}"
                     point = points.get(name)
                     strategy, here = (name, stores) if point is None else (point.strategy, _stores_for(stores, point))
                     ran.append(strategy)
                     at = config if point is None or point.rate is None else dataclasses.replace(config, rate=point.rate)
+                    faults = _fault_run(plan, workers, logs.queue, progress.console) if plan.faults else None
                     outcome = await _run_one(
-                        here, strategy, plan, at, graph, progress, rebuild=rebuild, label=label, derived=derived
+                        here,
+                        strategy,
+                        plan,
+                        at,
+                        graph,
+                        progress,
+                        rebuild=rebuild or lost_state,
+                        label=label,
+                        derived=derived,
+                        faults=faults,
                     )
+                    lost_state = lost_state or bool((outcome.recovery or {}).get("rebuilds"))
                     if outcome.failure:
                         failures.append(f"{label}: {outcome.failure}")
                     if plan.output.hdr_log is not None:
@@ -267,6 +287,7 @@ async def _run_one(
     rebuild: bool,
     label: str,
     derived: DerivedState,
+    faults: FaultRun | None = None,
 ) -> StrategyOutcome:
     """Reset derived state, then run one strategy with a live progress line."""
     task = progress.add_task(label, total=config.duration, status="resetting derived state")
@@ -289,6 +310,7 @@ async def _run_one(
             watch.attach,
             workers=workers,
             on_phase=lambda phase: progress.console.print(f"{label}: {phase}", highlight=False),
+            faults=faults,
         )
     finally:
         watch.stop()
@@ -330,6 +352,37 @@ def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[
     console.print(f"starting {plan.workers} fan-out worker process(es)")
     # The bench stops its workers itself, after a Ctrl-C too (its undo needs the queue quiet).
     return start_workers(plan.settings, plan.workers, log_queue, stop_on_sigint=False)
+
+
+def _fault_run(plan: Plan, workers: list[BaseProcess], log_queue: Any, console: Console) -> FaultRun:
+    """The faults of one strategy's run: store crashes through ``fanout up``'s machinery, worker kills on ours."""
+    settings = plan.settings
+
+    async def act(fault: Fault) -> str:
+        console.print(f"fault: {fault.label}", highlight=False)
+        if fault.kind == "kill-worker":
+            return _replace_worker(workers, settings, log_queue)
+        key = SERVER_OF[fault.kind]
+        url = settings.redis_url if key == "redis" else settings.database_url
+        if fault.length_s is not None:
+            await asyncio.to_thread(pause, key, url, fault.length_s)
+            return f"paused the private {key} server for {fault.length_s:g}s"
+        entry = await asyncio.to_thread(crash_restart, key, url)
+        return f"crashed and restarted the private {key} server (now pid {entry['pid']})"
+
+    return FaultRun(plan.faults, act)
+
+
+def _replace_worker(workers: list[BaseProcess], settings: Settings, log_queue: Any) -> str:
+    """SIGKILL the first live fan-out worker, as a crash would, and start another in its place."""
+    victim = next((w for w in workers if w.is_alive() and w.pid is not None), None)
+    if victim is None or victim.pid is None:
+        raise FanoutError("no live fan-out worker to kill")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    (replacement,) = start_workers(settings, 1, log_queue, stop_on_sigint=False)
+    workers[workers.index(victim)] = replacement
+    return f"killed fan-out worker pid {victim.pid}, started pid {replacement.pid}"
 
 
 def _announce(name: str, config: BenchConfig) -> str:

@@ -17,6 +17,8 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from devservers.support import (
     free_port,
     port_in_use,
     process,
+    terminate,
+    wait_reaped,
     with_endpoint,
 )
 from targets.config import DATABASE_URL_VAR, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, REDIS_URL_VAR, mask_url
@@ -294,3 +298,61 @@ def status(redis_url: str, database_url: str, schema: str | None = None) -> list
             )
         )
     return rows
+
+
+# -- faults -----------------------------------------------------------------------------------------------------------
+#: How a crash is simulated: Redis is killed outright (without persistence it comes back empty), PostgreSQL gets
+#: SIGQUIT, its immediate shutdown, so that it runs crash recovery when it starts again (as after a power loss).
+CRASH_SIGNALS = {"redis": signal.SIGKILL, "postgres": signal.SIGQUIT}
+
+
+def private_server(key: str, url: str) -> Entry | None:
+    """The running server ``fanout up`` started from this directory that ``url`` names (same host:port), or None."""
+    entry = load_state().get(key)
+    if entry is None or process(entry) is None or not same_server(url, entry["url"]):
+        return None
+    return entry
+
+
+def pause(key: str, url: str, seconds: float) -> None:
+    """Stop the private server ``url`` names (SIGSTOP) for ``seconds``, then let it go on (SIGCONT).
+
+    Only a server ``fanout up`` started is touched (:class:`ServerError` otherwise); it is resumed even if the wait
+    is interrupted.
+    """
+    entry = private_server(key, url)
+    proc = process(entry) if entry is not None else None
+    if proc is None:
+        raise ServerError(f"{mask_url(url)} is not a server `fanout up` started from this directory: not pausing it")
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
+def crash_restart(key: str, url: str, timeout: float = DEFAULT_READY_TIMEOUT_S) -> Entry:
+    """Crash the private server ``url`` names and start it again on the same port and data directory.
+
+    Only a server ``fanout up`` started is touched (:class:`ServerError` otherwise). ``url`` is the configured one,
+    with the password the state file does not hold. Returns (and records) the new server's entry once it answers.
+    """
+    kind = {k.key: k for k in STORES}[key]
+    with state_lock() as state:
+        entry = state.get(key)
+        if entry is None or process(entry) is None or not same_server(url, entry["url"]):
+            raise ServerError(
+                f"{kind.name} at {mask_url(url)} is not a server `fanout up` started from this directory, so fanout "
+                f"will not crash it: run `fanout up` with {kind.variable} set to a free loopback port"
+            )
+        proc = process(entry)
+        assert proc is not None
+        procs = [proc, *proc.children(recursive=True)]
+        terminate(procs, CRASH_SIGNALS[key], timeout)
+        wait_reaped(procs)
+        host, port = endpoint(url, kind.default_port)
+        binaries = Binaries(entry["source"], Path(entry["binary"]), entry["label"])
+        new = kind.start(url, host or "127.0.0.1", port, binaries, timeout, Path(entry["dir"]))
+        state[key] = new
+        save_state(state)
+        return new

@@ -259,6 +259,8 @@ async def test_ctrl_c_in_any_phase_writes_what_was_measured_and_undoes_the_run(
     extra, kept = CTRL_C_PHASES[phase]
     proc = _interrupted_bench(bench_namespace, small_run(out, "--strategy", "push,pull", *extra))
     seen = _read_until(proc, phase)
+    if phase == "load running":  # and has measured something: its first interval line
+        seen += _read_until(proc, "offered")
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + rest

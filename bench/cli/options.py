@@ -18,14 +18,16 @@ from typing import Any, TypeVar, get_type_hints
 
 import click
 
+from bench.faults import SERVER_OF, Fault, check_faults, parse_fault
 from bench.output import DEFAULT_INTERVAL_S, OutputOptions
 from bench.runner import QUICK, Plan
 from bench.scenarios.base import BenchConfig
 from bench.scenarios.registry import SCENARIOS
 from graphs.formats import FORMATS, IGNORE_FLAG, ReadOptions
-from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared
+from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared, mask_url
 from targets.declared import Declared, declarations, flag_of
-from targets.strategies.registry import STRATEGIES
+from targets.errors import FanoutError
+from targets.strategies.registry import STRATEGIES, timeline_owners
 from targets.urls import check_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -258,6 +260,13 @@ def parse_strategies(ctx: click.Context, param: click.Parameter, value: str | No
     return tuple(dict.fromkeys(names))
 
 
+def _faults(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[Fault, ...]:
+    try:
+        return tuple(parse_fault(text) for text in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def bench_options(command: F) -> F:
     """Every option of ``fanout bench``, in the order ``--help`` lists them."""
     for decorate in reversed(_BENCH_OPTIONS):
@@ -331,6 +340,16 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         help="Rounds: each runs every strategy once, in a rotated order; figures become medians with 95% intervals.",
     ),
     click.option(
+        "--fault",
+        "faults",
+        multiple=True,
+        callback=_faults,
+        metavar="KIND@Ns",
+        help="Inject a fault N seconds into each strategy's load (repeatable): redis-restart or pg-restart (crash "
+        "and restart a private server `fanout up` started), redis-pause=DURATION@Ns (SIGSTOP it that long) or "
+        "kill-worker (SIGKILL a fan-out worker).",
+    ),
+    click.option(
         "--out",
         type=click.Path(dir_okay=False, path_type=Path),
         help="Result file [default: results/<time>-<scenario>.json].",
@@ -373,6 +392,8 @@ def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
     strategies = options["strategies"]
     if config.target and ctx.get_parameter_source("strategies") in (click.core.ParameterSource.DEFAULT, None):
         strategies = ()  # the one the service serves
+    faults = options["faults"]
+    _check_faults(faults, config, settings, strategies, options["workers"])
     plan = Plan(
         settings,
         options["workers"],
@@ -387,5 +408,37 @@ def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
         graph_read=graph_read,
         output=output,
         repeat=options["repeat"],
+        faults=faults,
     )
     return plan
+
+
+def _check_faults(
+    faults: tuple[Fault, ...], config: BenchConfig, settings: Settings, strategies: tuple[str, ...], workers: int
+) -> None:
+    """Faults that cannot be carried out fail here, before anything runs: usage errors, or one line naming the fix."""
+    from devservers.manager import private_server
+
+    if not faults:
+        return
+    try:
+        check_faults(faults, config.duration)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    kinds = {f.kind for f in faults}
+    if "kill-worker" in kinds and (
+        config.target or settings.fanout_mode != "async" or workers < 1 or not timeline_owners(strategies)
+    ):
+        raise click.UsageError(
+            "--fault kill-worker needs the benchmark's own fan-out workers: a push or hybrid strategy with --fanout "
+            "async and --workers 1 or more, without --target"
+        )
+    for kind in sorted(kinds & set(SERVER_OF)):
+        key = SERVER_OF[kind]
+        url = settings.redis_url if key == "redis" else settings.database_url
+        if private_server(key, url) is None:
+            variable = REDIS_URL_VAR if key == "redis" else DATABASE_URL_VAR
+            raise FanoutError(
+                f"--fault {kind} crashes only a server `fanout up` started from this directory, and "
+                f"{mask_url(url)} is not one: set {variable} to a free loopback port and run `fanout up` first"
+            )

@@ -104,6 +104,39 @@ def _driver_commands_per_op(figures: Figures) -> float | None:
     return None if sent is None else sent / max(1, counters.get("operations") or 0)
 
 
+def _counter(store: str, *keys: str) -> Callable[[Figures], Any]:
+    """A server-counter figure, or "invalid" when ``store`` restarted during the run (its counters began again)."""
+    get = _at("store_counters", *keys)
+
+    def counter(figures: Figures) -> Any:
+        if store in (_at("store_counters", "invalid")(figures) or {}):
+            return "invalid"
+        return get(figures)
+
+    return counter
+
+
+def _per_fault(key: str, missing: str = "–") -> Callable[[Figures], Any]:
+    """A figure of each injected fault: the value for one fault, values joined by " / " for several (``missing``
+    where a fault has none: "never" for a recovery that did not happen within the run)."""
+
+    def get(figures: Figures) -> Any:
+        faults = figures.get("faults")
+        if not faults:
+            return None
+        values = [f.get(key) for f in faults]
+        if len(values) == 1:
+            return values[0] if values[0] is not None else missing
+        return " / ".join(missing if v is None else number(v) for v in values)
+
+    return get
+
+
+def _rebuilds(figures: Figures) -> int | None:
+    recovery = figures.get("recovery")
+    return None if recovery is None else len(recovery.get("rebuilds") or [])
+
+
 def _errors(figures: Figures) -> int | None:
     errors = figures.get("errors")
     return None if errors is None else sum(errors.values())
@@ -178,17 +211,17 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
             Metric("in-flight bound hits", _at("load", "in_flight_limit_hits"), "lower", "", short="bound hits"),
             Metric(
                 "Redis commands/op (server)",
-                _at("store_counters", "redis_commands_per_op"),
+                _counter("redis", "redis_commands_per_op"),
                 "lower",
                 "",
                 short="Redis cmd/op server",
             ),
             Metric("Redis commands/op (driver)", _driver_commands_per_op, "lower", "", short="Redis cmd/op driver"),
-            Metric("PG rows read/op", _at("store_counters", "pg_rows_read_per_op"), "lower", ""),
-            Metric("PG rows written/op", _at("store_counters", "pg_rows_written_per_op"), "lower", ""),
+            Metric("PG rows read/op", _counter("postgres", "pg_rows_read_per_op"), "lower", ""),
+            Metric("PG rows written/op", _counter("postgres", "pg_rows_written_per_op"), "lower", ""),
             Metric(
                 "Redis CPU/op (server)",
-                _at("store_counters", "redis_cpu_us_per_op"),
+                _counter("redis", "redis_cpu_us_per_op"),
                 "lower",
                 "µs",
                 short="Redis CPU/op (µs)",
@@ -239,6 +272,18 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
                 "MB",
                 short="timelines mem +(MB)",
             ),
+        ],
+    ),
+    (
+        "faults",  # per fault in the order injected (the title names them), "a / b" for several
+        [
+            Metric("errors after fault", _per_fault("error_count"), "lower", "", short="fault errors"),
+            Metric("recovered after", _per_fault("recovered_s", "never"), "lower", "s", short="recovered (s)"),
+            Metric("steady p99 after", _per_fault("steady_s", "never"), "lower", "s", short="steady (s)"),
+            Metric("read p99 during fault", _per_fault("read_p99_during_ms"), "lower", short="read p99 during"),
+            Metric("read p99 after fault", _per_fault("read_p99_after_ms"), "lower", short="read p99 after"),
+            Metric("timelines rebuilt", _rebuilds, None, "", short="rebuilt"),
+            Metric("posts lost", _at("recovery", "posts_lost", "posts_lost"), "lower", ""),
         ],
     ),
     (
@@ -306,7 +351,9 @@ def title(doc: dict[str, Any]) -> str:
     """A result's table title: scenario and graph, and INCOMPLETE when the run stopped early."""
     graph = doc["graph"]
     state = "" if doc["complete"] else " — INCOMPLETE"
-    return f"{doc['scenario']} run, {graph['users']:,} users, {graph['follows']:,} follows{state}"
+    faults = doc.get("run", {}).get("parameters", {}).get("faults")
+    injected = f", faults {', '.join(faults)}" if faults else ""
+    return f"{doc['scenario']} run, {graph['users']:,} users, {graph['follows']:,} follows{injected}{state}"
 
 
 def visible(metrics: list[Metric], figures: Iterable[Figures]) -> list[Metric]:

@@ -27,7 +27,9 @@ from bench.bindings.receipts import Published
 from bench.bindings.service import counted_by_service, service_counters
 from bench.disturbance import Guard
 from bench.driver import Driver, DriveResult, Schedule
+from bench.faults import FaultRun
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
+from bench.recovery import LossWatch, posts_lost
 from bench.results import latency_block
 from bench.scenarios.base import BenchConfig, Scenario
 from bench.scenarios.changes import RunChanges
@@ -41,7 +43,7 @@ from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.connections import Stores
 from targets.stores.timelines import Timelines
-from targets.strategies.registry import keeps_timelines
+from targets.strategies.registry import keeps_timelines, timeline_owners
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 
@@ -97,6 +99,10 @@ class StrategyOutcome:
     not_measured: tuple[str, ...] = ()
     #: What the workload asked for (the result's ``workload`` block: read mix, pages, body sizes).
     workload: dict[str, Any] | None = None
+    #: One block per fault injected during the load (``--fault``, :mod:`bench.faults`).
+    faults: list[dict[str, Any]] | None = None
+    #: Derived state rebuilt after Redis lost it, and the check that no post was lost (:mod:`bench.recovery`).
+    recovery: dict[str, Any] | None = None
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
         """Lag of every timeline entry the posts' fan-out wrote (see :class:`Delivery` for its origin)."""
@@ -118,6 +124,7 @@ async def run_strategy(
     *,
     workers: int = 0,
     on_phase: Callable[[str], None] | None = None,
+    faults: FaultRun | None = None,
 ) -> StrategyOutcome:
     """Drive one strategy with the seeded workload and the scenario, then measure counters, memory and the oracle.
 
@@ -125,7 +132,9 @@ async def run_strategy(
     load (Ctrl-C) returns what was measured with ``complete`` False and skips the after-run checks. ``workers``:
     fan-out worker processes running beside it (the disturbance guard allows for their own Redis commands).
     ``on_phase`` is told as the run enters the phases around its load ("warming up", "draining the fan-out queue").
-    A Ctrl-C in the warm-up raises :class:`asyncio.CancelledError` (nothing was measured or changed yet).
+    A Ctrl-C in the warm-up raises :class:`asyncio.CancelledError` (nothing was measured or changed yet). ``faults``
+    are injected during the load. Whenever Redis loses the strategy's derived state (a fault or not) it is rebuilt at
+    once, and after the drain every post of the run is checked against Postgres.
     """
     scenario = SCENARIOS[config.scenario](config, graph)
     writes = WriteLog()
@@ -134,7 +143,18 @@ async def run_strategy(
         config.target, name, stores, config.page_size, changes.churn, writes, config.max_in_flight
     ) as binding:
         outcome = await _drive(
-            stores, name, config, graph, scenario, changes, binding, writes, on_driver, workers, on_phase or _quiet
+            stores,
+            name,
+            config,
+            graph,
+            scenario,
+            changes,
+            binding,
+            writes,
+            on_driver,
+            workers,
+            on_phase or _quiet,
+            faults,
         )
         if not binding.own_namespace and outcome.target is not None:
             changes.posts_here = False  # none of the run's posts is in the harness's stores
@@ -154,6 +174,7 @@ async def _drive(
     on_driver: Callable[[Driver[Op]], None] | None,
     workers: int,
     on_phase: Callable[[str], None],
+    faults: FaultRun | None,
 ) -> StrategyOutcome:
     """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
     own = binding.own_namespace
@@ -163,8 +184,9 @@ async def _drive(
         on_phase("warming up")
     await warm_up(binding.target, config, graph)
     raise_if_cancelled()
+    target = binding.target if faults is None else faults.wrap(binding.target, scenario.kind_of)
     driver: Driver[Op] = Driver(
-        binding.target,
+        target,
         workload,
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
@@ -179,8 +201,13 @@ async def _drive(
     # The service's own counts (its /metrics), to report beside the harness's: after the warm-up, before the load.
     counted_before = await service_counters(binding.service) if binding.service else None
     await guard.start()
+    watch = LossWatch(stores, timeline_owners([name]) if own else {})
+    await watch.start()
     if on_driver:  # told just before the load starts, with no await in between
         on_driver(driver)
+    watch.origin = time.perf_counter()
+    if faults is not None:
+        faults.start()
     # The scenario samples the stores while the load runs: only when they hold the target's data.
     observer = asyncio.create_task(scenario.during_load(stores) if own else asyncio.sleep(0))
     try:
@@ -198,10 +225,17 @@ async def _drive(
     outcome.target, outcome.not_measured = binding.description, binding.not_measured
     if result.interrupted:
         guard.cancel()
+        watch.cancel()
+        if faults is not None:
+            faults.cancel()
         outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     try:
         raise_if_cancelled()
+        if faults is not None:  # a restart under way at the end of the load completes before the drain
+            await faults.settle()
+            outcome.faults = faults.block(result, scenario.publish_kinds)
+        await watch.stop()
         if own and binding.fanout == "async":
             on_phase("draining the fan-out queue")
         if own:
@@ -218,6 +252,12 @@ async def _drive(
             outcome.store_counters = after.since(before, result.completed)
             timelines = _timeline_sample(stores, name, graph, config.seed)
             outcome.memory = await memory(stores, used_before, timelines=timelines)
+        # After the counters and the memory: its reads are the check's, not the run's.
+        if own and (faults is not None or watch.rebuilds):
+            owners = timeline_owners([name])
+            acknowledged = [p.post_id for p in binding.published]
+            lost = await posts_lost(stores, name if owners else None, owners.get(name), changes.post_mark, acknowledged)
+            outcome.recovery = {**watch.block(), "posts_lost": lost}
         if binding.service is not None and outcome.target is not None:  # before the oracle's reads
             outcome.target["service_counted"] = await counted_by_service(binding.service, counted_before)
         raise_if_cancelled()
@@ -230,11 +270,13 @@ async def _drive(
     except asyncio.CancelledError:  # Ctrl-C after the load: keep what the load measured
         handled_cancel()
         guard.cancel()
+        watch.cancel()
         if not outcome.deliveries:
             outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
     except Exception as exc:  # a store or the queue failing after the load: what the load measured stands
         guard.cancel()
+        watch.cancel()
         outcome.failure = f"{type(exc).__name__}: {exc}"[:500]
         if not outcome.deliveries:
             outcome.deliveries = receipt_deliveries(binding, writes)
@@ -399,6 +441,10 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         doc["target"] = outcome.target
     if outcome.disturbance is not None:
         doc["disturbance"] = outcome.disturbance
+    if outcome.faults is not None:
+        doc["faults"] = outcome.faults
+    if outcome.recovery is not None:
+        doc["recovery"] = outcome.recovery
     extra = outcome.scenario.result(outcome)
     if extra is not None:
         doc[outcome.scenario.name] = extra

@@ -1,0 +1,257 @@
+"""Faults as part of a benchmark: ``--fault redis-restart@15s`` crashes a store or a worker at a set time of the load.
+
+Kinds (:data:`KINDS`):
+
+- ``redis-restart``: SIGKILL the private redis-server, start it again on the same port. Without persistence it comes
+  back empty: queue, timelines and post cache are gone (the run rebuilds them, :mod:`bench.recovery`).
+- ``pg-restart``: SIGQUIT the private postmaster (immediate shutdown, as a crash) and start it again; it runs crash
+  recovery, which resets its statistics (the run's per-operation Postgres figures are then marked invalid).
+- ``kill-worker``: SIGKILL one of the run's fan-out worker processes mid-delivery and start a replacement; the jobs
+  it held are claimed by a live worker after ``fanout_claim_idle_ms``.
+- ``redis-pause=700ms``: SIGSTOP the private redis-server for that long, then SIGCONT (a stall: a long command, a
+  fork, a VM pause). Nothing fails; every operation in flight or arriving meanwhile waits, and the open-loop driver
+  charges the wait to each of them.
+
+Store faults act only on servers ``fanout up`` started from this directory (:func:`devservers.manager.crash_restart`
+refuses any other, before the run starts). :class:`FaultRun` injects the faults at their times, measured from the
+load's start, and watches every operation's outcome from outside the target (it wraps the target, as the driver sees
+it); :meth:`FaultRun.block` then says per fault what the operations saw and how long recovery took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bench.driver import DriveResult
+from targets.histograms import merged, percentile_ms
+
+Op = TypeVar("Op")
+
+KINDS = ("redis-restart", "pg-restart", "kill-worker", "redis-pause")
+#: The private server each store fault acts on (the state file's key).
+SERVER_OF = {"redis-restart": "redis", "pg-restart": "postgres", "redis-pause": "redis"}
+#: Kinds that last a while (``KIND=DURATION@TIME``); the others are instants.
+LASTING = frozenset({"redis-pause"})
+#: "Back to steady": read p99 of a one-second window at most this multiple of the p99 before the fault, or at most
+#: ``STEADY_SLACK_MS`` above it (a window holds a few hundred reads: its p99 rests on a handful of them, so a tighter
+#: bound would call noise an outage).
+STEADY_FACTOR = 2.0
+STEADY_SLACK_MS = 2.0
+
+_TIME = r"\d+(?:\.\d+)?(?:ms|s)?"
+_SPEC = re.compile(rf"^(?P<kind>[a-z-]+)(?:=(?P<length>{_TIME}))?@(?P<at>{_TIME})$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: what, and when (seconds after the load's start)."""
+
+    kind: str
+    at_s: float
+    #: How long a lasting fault lasts (a pause), None for an instant one.
+    length_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        """As it is written on the command line."""
+        length = f"={self.length_s * 1000:g}ms" if self.length_s is not None else ""
+        return f"{self.kind}{length}@{self.at_s:g}s"
+
+
+def parse_fault(text: str) -> Fault:
+    """``KIND@TIME`` or, for a lasting kind, ``KIND=DURATION@TIME`` (times in s or ms); ValueError with a one-line
+    message naming the fix."""
+    match = _SPEC.match(text.strip())
+    if match is None or match["kind"] not in KINDS:
+        raise ValueError(
+            f"fault {text!r} is not KIND@SECONDS (e.g. redis-restart@15s, redis-pause=700ms@10s) with KIND one of "
+            f"{', '.join(KINDS)}"
+        )
+    kind = match["kind"]
+    if (match["length"] is None) == (kind in LASTING):
+        form = f"{kind}=DURATION@TIME (e.g. {kind}=700ms@10s)" if kind in LASTING else f"{kind}@TIME"
+        raise ValueError(f"fault {text!r}: write it as {form}")
+    length = _seconds(match["length"]) if match["length"] is not None else None
+    if length is not None and not length > 0:
+        raise ValueError(f"fault {text!r}: its duration must be above 0")
+    return Fault(kind, _seconds(match["at"]), length)
+
+
+def _seconds(text: str) -> float:
+    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.removesuffix("s"))
+
+
+def check_faults(faults: Sequence[Fault], duration: float) -> None:
+    """Every fault falls inside the load (ValueError naming the fault and the fix otherwise)."""
+    for fault in faults:
+        if not 0 < fault.at_s < duration:
+            raise ValueError(
+                f"fault {fault.label} is not inside the {duration:g}s load: give a time between 0 and the --duration"
+            )
+
+
+#: What carries out a fault: returns a short description of what it did.
+Action = Callable[[Fault], Awaitable[str]]
+
+
+@dataclass
+class _Injected:
+    fault: Fault
+    began_s: float
+    done_s: float | None = None
+    detail: str = ""
+    error: str | None = None
+
+
+class FaultRun:
+    """Injects faults during one strategy's load and records what every operation saw, for :meth:`block`."""
+
+    def __init__(self, faults: Sequence[Fault], act: Action) -> None:
+        self.faults = sorted(faults, key=lambda f: f.at_s)
+        self.act = act
+        self.origin = 0.0
+        self.injected: list[_Injected] = []
+        #: (seconds from the load's start when it finished, kind of operation, error name or None).
+        self.outcomes: list[tuple[float, str, str | None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def wrap(
+        self, target: Callable[[Op], Awaitable[None]], kind_of: Callable[[Op], str]
+    ) -> Callable[[Op], Awaitable[None]]:
+        """``target`` as the driver will call it, recording each operation's end and outcome."""
+
+        async def watched(op: Op) -> None:
+            try:
+                await target(op)
+            except Exception as exc:
+                self.outcomes.append((time.perf_counter() - self.origin, kind_of(op), type(exc).__name__))
+                raise
+            self.outcomes.append((time.perf_counter() - self.origin, kind_of(op), None))
+
+        return watched
+
+    def start(self) -> None:
+        """The load starts now: schedule the faults."""
+        self.origin = time.perf_counter()
+        self._task = asyncio.create_task(self._inject())
+
+    async def settle(self) -> None:
+        """Wait until every fault due during the load has been carried out (a restart under way completes)."""
+        if self._task is not None:
+            await self._task
+
+    def cancel(self) -> None:
+        """Ctrl-C: inject nothing more (a restart under way is a thread; it completes on its own)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _inject(self) -> None:
+        for fault in self.faults:
+            delay = self.origin + fault.at_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record = _Injected(fault, time.perf_counter() - self.origin)
+            self.injected.append(record)
+            try:
+                record.detail = await self.act(fault)
+            except Exception as exc:  # the fault could not be carried out: say so, and go on measuring
+                record.error = f"{type(exc).__name__}: {exc}"[:300]
+            record.done_s = time.perf_counter() - self.origin
+
+    def block(self, drive: DriveResult, publish_kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """Per fault: errors by operation and kind, recovery times, p99 during and after (see the module doc)."""
+        blocks = []
+        ends = [r.began_s for r in self.injected[1:]] + [drive.elapsed_s]
+        w = drive.window_s
+        for i, (record, end) in enumerate(zip(self.injected, ends, strict=True)):
+            # Up to the next fault, whole windows before it; up to the end, the last (partly filled) window too.
+            last = math.ceil(end / w) - 1 if i == len(ends) - 1 else int(end / w) - 1
+            blocks.append(self._one(record, end, last, drive, publish_kinds))
+        return blocks
+
+    def _one(
+        self, record: _Injected, end: float, last: int, drive: DriveResult, publish_kinds: Sequence[str]
+    ) -> dict[str, Any]:
+        start = record.began_s
+        seen = [(t, kind, err) for t, kind, err in self.outcomes if start <= t < end]
+        errors: dict[str, Counter[str]] = {}
+        for _t, kind, err in seen:
+            if err is not None:
+                errors.setdefault(kind, Counter())[err] += 1
+        error_times = [t for t, _k, err in seen if err is not None]
+        last_error = max(error_times, default=None)
+        # From the fault until operations succeed again for good: the first success after its last error (0 when
+        # nothing failed; None when nothing succeeded after).
+        recovered: float | None = 0.0
+        if last_error is not None:
+            first_success = min((t for t, _k, err in seen if err is None and t > last_error), default=None)
+            recovered = None if first_success is None else round(first_success - start, 3)
+        steady_w = _steady_window(drive, start, last)
+        w = drive.window_s
+        first_w, end_w = int(start / w), max(int(start / w), last)
+        reads = ("read",)
+        publishes = ("post", *publish_kinds)
+        during_last = (steady_w - 1) if steady_w is not None else end_w
+        after_first = steady_w if steady_w is not None else end_w + 1
+
+        def p99(kinds: Sequence[str], first: int, last: int) -> float | None:
+            hists = [drive.kinds[k].window_latency(first, last) for k in kinds if k in drive.kinds]
+            counts = sum(h.get_total_count() for h in hists)
+            if not counts:
+                return None
+            return round(percentile_ms(merged(hists), 99.0), 3)
+
+        return {
+            "fault": record.fault.label,
+            "injected_s": round(start, 3),
+            "action_s": round((record.done_s or start) - start, 3),
+            "action": record.detail,
+            **({"action_error": record.error} if record.error else {}),
+            "errors": {kind: dict(c) for kind, c in errors.items()},
+            "error_count": len(error_times),
+            "first_error_s": round(min(error_times) - start, 3) if error_times else None,
+            "last_error_s": round(last_error - start, 3) if last_error is not None else None,
+            "recovered_s": recovered,
+            # From the fault until read p99 is back within the steady bound, error-free, to the next fault or the end.
+            "steady_s": round(steady_w * w - start, 3) if steady_w is not None else None,
+            "read_p99_during_ms": p99(reads, first_w, during_last),
+            "read_p99_after_ms": p99(reads, after_first, end_w),
+            "publish_p99_during_ms": p99(publishes, first_w, during_last),
+            "publish_p99_after_ms": p99(publishes, after_first, end_w),
+        }
+
+
+def _steady_window(drive: DriveResult, start: float, last: int) -> int | None:
+    """The first window from the fault's on whose read p99 stays within the steady bound, error-free, up to window
+    ``last``.
+
+    The bound is :data:`STEADY_FACTOR` times the read p99 of the windows before the fault (None without them).
+    """
+    w = drive.window_s
+    first = int(start / w)
+    reads = drive.kinds.get("read")
+    if reads is None or first < 1 or last < first:
+        return None
+    before = reads.window_latency(0, first - 1)
+    if not before.get_total_count():
+        return None
+    base = percentile_ms(before, 99.0)
+    bound = max(base * STEADY_FACTOR, base + STEADY_SLACK_MS)
+    errors = Counter[int]()
+    for stats in drive.kinds.values():
+        errors.update(stats.window_errors)
+    steady = None
+    for window in range(last, first - 1, -1):  # from the end back: the last run of good windows
+        hist = reads.windows.get(window)
+        good = errors[window] == 0 and (hist is None or percentile_ms(hist, 99.0) <= bound)
+        if not good:
+            break
+        steady = window
+    return steady

@@ -1,0 +1,161 @@
+"""A run that outlives a Redis which lost its data: rebuild derived state at once, then prove no post was lost.
+
+:class:`LossWatch` runs beside one strategy's load and drain. Every ``interval`` it asks Redis whether the derived
+state built in it is still there (:func:`targets.stores.recovery.lost`, one EXISTS); when Redis came back empty it
+rebuilds that strategy's timelines and the post cache from Postgres at once, merged with what fan-out has written
+since, and records when and how much. It is not tied to ``--fault``: a restart the harness did not cause is handled
+the same way.
+
+:func:`posts_lost` is the check after the drain: every post of the run that Postgres holds must be in every timeline
+that should hold it (each follower's home timeline; for hybrid, a celebrity's post in the author's own timeline),
+unless the cap has since trimmed it; and every post a client was told was published must be in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from targets.stores.authors import AuthorTimelines
+from targets.stores.connections import Stores
+from targets.stores.postgres import Authors
+from targets.stores.recovery import lost, mark_built, rebuild_if_lost
+from targets.stores.timelines import Timelines
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks at the marker.
+WATCH_INTERVAL_S = 0.25
+#: How long :meth:`LossWatch.stop` keeps looking for a store that is still away.
+STOP_PATIENCE_S = 60.0
+#: (post, timeline) pairs checked per pipeline.
+CHECK_BATCH = 5_000
+
+# The run's posts, with the followers whose home timeline should hold each and whether the author is a celebrity.
+_POST_HOLDERS = """
+SELECT p.id, p.author_id, u.follower_count,
+       coalesce(array_agg(f.follower_id) FILTER (WHERE f.follower_id IS NOT NULL), '{}') AS followers
+FROM posts p JOIN users u ON u.id = p.author_id LEFT JOIN follows f ON f.followee_id = p.author_id
+WHERE p.id > $1 GROUP BY p.id, p.author_id, u.follower_count ORDER BY p.id
+"""
+
+
+class LossWatch:
+    """Rebuilds one strategy's derived state whenever Redis lost it, while a run goes on."""
+
+    def __init__(
+        self, stores: Stores, owners: Mapping[str, Authors], interval: float = WATCH_INTERVAL_S, origin: float = 0.0
+    ) -> None:
+        self.stores, self.owners, self.interval = stores, owners, interval
+        #: perf_counter() of the load's start, to which rebuild times are relative.
+        self.origin = origin or time.perf_counter()
+        #: One entry per rebuild: when it began (s from ``origin``), how long it took, what it wrote.
+        self.rebuilds: list[dict[str, Any]] = []
+        #: Looks that failed (Redis or Postgres still away), retried at the next tick.
+        self.failed_looks = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._give_up_at = 0.0
+
+    async def start(self) -> None:
+        """Start watching. State built before markers existed is taken as complete (it is what the run starts from)."""
+        if self.owners and await lost(self.stores):
+            await mark_built(self.stores)
+        if self.owners:
+            self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        """Stop watching, after one last look (a loss right at the end of the load is rebuilt before the drain)."""
+        self._give_up_at = time.perf_counter() + STOP_PATIENCE_S
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    def cancel(self) -> None:
+        """Stop at once (Ctrl-C): a rebuild cut short is noticed by the next run's reset, which rebuilds anyway."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def block(self) -> dict[str, Any]:
+        """The result's ``recovery`` block."""
+        return {"rebuilds": self.rebuilds, "failed_looks": self.failed_looks}
+
+    async def _watch(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            looked = await self._look()
+            if stopping and (looked or time.perf_counter() > self._give_up_at):
+                return
+            await asyncio.sleep(0 if stopping else self.interval)
+            if stopping:  # a store still away at the end: look again, a little later
+                await asyncio.sleep(self.interval)
+
+    async def _look(self) -> bool:
+        """One look (and a rebuild when the state was lost); False when a store did not answer."""
+        try:
+            began = time.perf_counter()
+            done = await rebuild_if_lost(self.stores, self.owners)
+            if done is not None:
+                log.warning("Redis had lost the derived state: rebuilt %s from Postgres", ", ".join(self.owners))
+                self.rebuilds.append(
+                    {
+                        "at_s": round(began - self.origin, 3),
+                        "seconds": round(done.seconds, 3),
+                        "timeline_entries": done.timeline_entries,
+                        "posts_cached": done.posts_cached,
+                    }
+                )
+        except Exception as exc:  # a store still away: look again at the next tick
+            self.failed_looks += 1
+            log.info("looking for lost derived state failed (%s): retrying", type(exc).__name__)
+            return False
+        return True
+
+
+async def posts_lost(
+    stores: Stores, owner: str | None, authors: Authors | None, post_mark: int, acknowledged: Iterable[int]
+) -> dict[str, Any]:
+    """The result's ``posts_lost`` block: the run's posts (ids above ``post_mark``) checked against Postgres.
+
+    ``owner``/``authors``: the strategy's timelines (None for a strategy without them: then only acknowledged posts
+    missing from Postgres count). A timeline lacks a post legitimately only when it holds ``timeline_cap`` newer ones.
+    """
+    rows = await stores.pg.fetch(_POST_HOLDERS, post_mark)
+    in_pg = {int(r["id"]) for r in rows}
+    missing_in_pg = sorted(set(acknowledged) - in_pg)
+    checks: list[tuple[int, str]] = []  # (post id, key that should hold it)
+    if owner is not None and authors is not None:
+        s = stores.settings
+        homes = Timelines(stores.redis, s.prefix, owner, s.timeline_cap)
+        own = AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
+        for r in rows:
+            post, celebrity = int(r["id"]), int(r["follower_count"]) >= s.celebrity_threshold
+            if authors is Authors.ORDINARY and celebrity:
+                checks.append((post, own.key(int(r["author_id"]))))
+            else:
+                checks += [(post, homes.key(int(f))) for f in r["followers"]]
+    missing_entries, posts_missing = 0, set()
+    for start in range(0, len(checks), CHECK_BATCH):
+        chunk = checks[start : start + CHECK_BATCH]
+        async with stores.redis.pipeline(transaction=False) as pipe:
+            for post, key in chunk:
+                pipe.zscore(key, post)
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+            replies = await pipe.execute()
+        for i, (post, _key) in enumerate(chunk):
+            score, size, lowest = replies[3 * i : 3 * i + 3]
+            trimmed = size >= stores.settings.timeline_cap and lowest and lowest[0][1] > post
+            if score is None and not trimmed:
+                missing_entries += 1
+                posts_missing.add(post)
+    return {
+        "posts_checked": len(rows),
+        "timeline_entries_checked": len(checks),
+        "posts_lost": len(posts_missing) + len(missing_in_pg),
+        "timeline_entries_missing": missing_entries,
+        "acknowledged_not_in_postgres": len(missing_in_pg),
+    }
