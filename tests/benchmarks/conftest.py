@@ -105,7 +105,8 @@ async def load_feed(settings: Settings) -> Feed:
         await create_schema(conn, schema, indexes=False)
         await conn.copy_records_to_table("users", records=users, schema_name=schema)
         await conn.copy_records_to_table("follows", records=follows, schema_name=schema)
-        await conn.copy_records_to_table("posts", records=posts, schema_name=schema)
+        columns = ["id", "author_id", "created_at", "body"]
+        await conn.copy_records_to_table("posts", records=posts, columns=columns, schema_name=schema)
         for statement in index_ddl(schema):
             await conn.execute(statement)
         for table in ("users", "follows", "posts"):
