@@ -13,9 +13,13 @@ Kinds (:data:`KINDS`):
   charges the wait to each of them.
 
 Store faults act only on servers ``fanout up`` started from this directory (:func:`devservers.manager.crash_restart`
-refuses any other, before the run starts). :class:`FaultRun` injects the faults at their times, measured from the
-load's start, and watches every operation's outcome from outside the target (it wraps the target, as the driver sees
-it); :meth:`FaultRun.block` then says per fault what the operations saw and how long recovery took.
+refuses any other, before the run starts), unless ``--fault-exec KIND=COMMAND`` names the command that does it to an
+external server (``redis-restart='systemctl restart redis-server'``): then that command runs at the fault's time.
+``@every-Ns`` repeats a fault (each occurrence is injected and reported on its own).
+
+:class:`FaultRun` injects the faults at their times, measured from the load's start, and watches every operation's
+outcome from outside the target (it wraps the target, as the driver sees it); :meth:`FaultRun.block` then says per
+fault what the operations saw and how long recovery took.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ STEADY_FACTOR = 2.0
 STEADY_SLACK_MS = 2.0
 
 _TIME = r"\d+(?:\.\d+)?(?:ms|s)?"
-_SPEC = re.compile(rf"^(?P<kind>[a-z-]+)(?:=(?P<length>{_TIME}))?@(?P<at>{_TIME})$")
+_SPEC = re.compile(rf"^(?P<kind>[a-z-]+)(?:=(?P<length>{_TIME}))?@(?P<every>every-)?(?P<at>{_TIME})$")
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,21 @@ class Fault:
     at_s: float
     #: How long a lasting fault lasts (a pause), None for an instant one.
     length_s: float | None = None
+    #: Repeated every so many seconds (from ``at_s`` = the first time on), None for once.
+    every_s: float | None = None
 
     @property
     def label(self) -> str:
         """As it is written on the command line."""
         length = f"={self.length_s * 1000:g}ms" if self.length_s is not None else ""
-        return f"{self.kind}{length}@{self.at_s:g}s"
+        at = f"every-{self.every_s:g}s" if self.every_s is not None else f"{self.at_s:g}s"
+        return f"{self.kind}{length}@{at}"
+
+    def times(self, duration: float) -> list[float]:
+        """When it happens during a load of ``duration`` seconds."""
+        if self.every_s is None:
+            return [self.at_s]
+        return [self.every_s * i for i in range(1, math.ceil(duration / self.every_s)) if self.every_s * i < duration]
 
 
 def parse_fault(text: str) -> Fault:
@@ -81,17 +94,36 @@ def parse_fault(text: str) -> Fault:
     length = _seconds(match["length"]) if match["length"] is not None else None
     if length is not None and not length > 0:
         raise ValueError(f"fault {text!r}: its duration must be above 0")
-    return Fault(kind, _seconds(match["at"]), length)
+    at = _seconds(match["at"])
+    every = at if match["every"] else None
+    if every is not None and not (every > 0 and every > (length or 0)):
+        raise ValueError(f"fault {text!r}: its period must be above 0 and longer than its duration")
+    return Fault(kind, at, length, every)
 
 
 def _seconds(text: str) -> float:
     return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.removesuffix("s"))
 
 
+def parse_exec(text: str) -> tuple[str, str]:
+    """``KIND=COMMAND`` of ``--fault-exec``; ValueError naming the fix."""
+    kind, sep, command = text.partition("=")
+    if not sep or kind not in SERVER_OF or not command.strip():
+        raise ValueError(
+            f"--fault-exec {text!r} is not KIND=COMMAND with KIND one of {', '.join(SERVER_OF)} "
+            "(e.g. redis-restart='systemctl restart redis')"
+        )
+    return kind, command.strip()
+
+
 def check_faults(faults: Sequence[Fault], duration: float) -> None:
     """Every fault falls inside the load (ValueError naming the fault and the fix otherwise)."""
     for fault in faults:
         if not 0 < fault.at_s < duration:
+            if fault.every_s is not None:
+                raise ValueError(
+                    f"fault {fault.label} never happens in the {duration:g}s load: repeat it more often than that"
+                )
             raise ValueError(
                 f"fault {fault.label} is not inside the {duration:g}s load: give a time between 0 and the --duration"
             )
@@ -113,8 +145,11 @@ class _Injected:
 class FaultRun:
     """Injects faults during one strategy's load and records what every operation saw, for :meth:`block`."""
 
-    def __init__(self, faults: Sequence[Fault], act: Action) -> None:
-        self.faults = sorted(faults, key=lambda f: f.at_s)
+    def __init__(self, faults: Sequence[Fault], act: Action, duration: float) -> None:
+        # A repeated fault is one injection per time (each with its own block).
+        self.faults = sorted(
+            (Fault(f.kind, t, f.length_s) for f in faults for t in f.times(duration)), key=lambda f: f.at_s
+        )
         self.act = act
         self.origin = 0.0
         self.injected: list[_Injected] = []

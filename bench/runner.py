@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shlex
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -115,6 +117,8 @@ class Plan:
     skip: Callable[[str, dict[str, Any]], bool] | None = None
     #: Faults injected during each strategy's load (``--fault``).
     faults: tuple[Fault, ...] = ()
+    #: Fault kind -> the command that carries it out on an external server (``--fault-exec``).
+    fault_exec: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +170,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "posts_per_user": plan.posts_per_user if (plan.graph_file or plan.users) else None,
             "repeat": plan.repeat,
             "faults": [f.label for f in plan.faults],
+            "fault_exec": sorted(plan.fault_exec),  # which kinds ran a command of the user's (not the command)
         }
         if points:
             parameters["points"] = [p.as_json() for p in points.values()]
@@ -362,6 +367,9 @@ def _fault_run(plan: Plan, workers: list[BaseProcess], log_queue: Any, console: 
         console.print(f"fault: {fault.label}", highlight=False)
         if fault.kind == "kill-worker":
             return _replace_worker(workers, settings, log_queue)
+        command = plan.fault_exec.get(fault.kind)
+        if command is not None:
+            return await asyncio.to_thread(_run_fault_command, fault.kind, command)
         key = SERVER_OF[fault.kind]
         url = settings.redis_url if key == "redis" else settings.database_url
         if fault.length_s is not None:
@@ -370,7 +378,24 @@ def _fault_run(plan: Plan, workers: list[BaseProcess], log_queue: Any, console: 
         entry = await asyncio.to_thread(crash_restart, key, url)
         return f"crashed and restarted the private {key} server (now pid {entry['pid']})"
 
-    return FaultRun(plan.faults, act)
+    return FaultRun(plan.faults, act, plan.config.duration)
+
+
+#: How long a --fault-exec command may take.
+FAULT_COMMAND_TIMEOUT_S = 300.0
+
+
+def _run_fault_command(kind: str, command: str) -> str:
+    """Run the user's command for a fault on an external server; its output is not kept (it may hold secrets)."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=FAULT_COMMAND_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FanoutError(f"the --fault-exec command for {kind} did not run ({type(exc).__name__})") from None
+    if done.returncode != 0:
+        raise FanoutError(f"the --fault-exec command for {kind} exited with {done.returncode}")
+    return f"ran the --fault-exec command for {kind} (exit 0)"
 
 
 def _replace_worker(workers: list[BaseProcess], settings: Settings, log_queue: Any) -> str:

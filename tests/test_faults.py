@@ -153,12 +153,32 @@ def test_a_store_fault_refuses_a_server_fanout_did_not_start(tmp_path: Path) -> 
     assert not list(tmp_path.glob("results/*"))
 
 
+def test_a_fault_on_an_external_server_runs_the_given_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FANOUT_PREFIX", "FANOUT_SCHEMA")}
+    env.update(FANOUT_PREFIX=f"fanout_{SESSION_TAG}_exec:", FANOUT_SCHEMA=f"fanout_{SESSION_TAG}_exec")
+    out = tmp_path / "e.json"
+    args = ["--users", "100", "--posts-per-user", "2", "--strategy", "pull", "--duration", "3", "--rate", "50"]
+    args += ["--fault", "redis-restart@every-1s", "--fault-exec", "redis-restart=touch restarted", "--out", str(out)]
+    try:
+        done = fanout(env, tmp_path, "bench", *args)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert (tmp_path / "restarted").exists()
+        doc = json.loads(out.read_text())
+        assert doc["run"]["parameters"]["fault_exec"] == ["redis-restart"]
+        faults = doc["strategies"]["pull"]["faults"]
+        assert [f["fault"] for f in faults] == ["redis-restart@1s", "redis-restart@2s"]
+        assert all(f["action"] == "ran the --fault-exec command for redis-restart (exit 0)" for f in faults)
+    finally:
+        fanout(env, tmp_path, "reset", "--yes")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--fault", "flood@1s"], "is not KIND@SECONDS"),
         (["--fault", "redis-restart@9s", "--duration", "5"], "is not inside the 5s load"),
         (["--fault", "kill-worker@1s", "--fanout", "sync", "--duration", "2"], "needs the benchmark's own fan-out"),
+        (["--fault-exec", "flood=true"], "is not KIND=COMMAND"),
     ],
 )
 def test_faults_that_cannot_happen_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -173,6 +193,10 @@ def test_a_fault_is_written_kind_at_seconds() -> None:
     assert parse_fault("redis-pause=700ms@10s").length_s == 0.7
     with pytest.raises(ValueError, match="redis-pause=DURATION@TIME"):
         parse_fault("redis-pause@10s")
+    every = parse_fault("redis-pause=700ms@every-2.5s")
+    assert every.times(8) == [2.5, 5.0, 7.5] and every.label == "redis-pause=700ms@every-2.5s"
+    with pytest.raises(ValueError, match="longer than its duration"):
+        parse_fault("redis-pause=3s@every-2s")
     with pytest.raises(ValueError, match="KIND one of"):
         parse_fault("redis-restart")
     with pytest.raises(ValueError, match="not inside"):

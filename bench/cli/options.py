@@ -18,7 +18,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import click
 
-from bench.faults import SERVER_OF, Fault, check_faults, parse_fault
+from bench.faults import SERVER_OF, Fault, check_faults, parse_exec, parse_fault
 from bench.output import DEFAULT_INTERVAL_S, OutputOptions
 from bench.runner import QUICK, Plan
 from bench.scenarios.base import BenchConfig
@@ -267,6 +267,13 @@ def _faults(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
         raise click.BadParameter(str(exc)) from None
 
 
+def _fault_exec(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return dict(parse_exec(text) for text in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def bench_options(command: F) -> F:
     """Every option of ``fanout bench``, in the order ``--help`` lists them."""
     for decorate in reversed(_BENCH_OPTIONS):
@@ -347,7 +354,16 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         metavar="KIND@Ns",
         help="Inject a fault N seconds into each strategy's load (repeatable): redis-restart or pg-restart (crash "
         "and restart a private server `fanout up` started), redis-pause=DURATION@Ns (SIGSTOP it that long) or "
-        "kill-worker (SIGKILL a fan-out worker).",
+        "kill-worker (SIGKILL a fan-out worker); @every-Ns repeats it.",
+    ),
+    click.option(
+        "--fault-exec",
+        "fault_exec",
+        multiple=True,
+        callback=_fault_exec,
+        metavar="KIND=COMMAND",
+        help="The command that carries out a store fault on a server fanout did not start (repeatable), e.g. "
+        "redis-restart='systemctl restart redis-server' (keep secrets in the environment, not here).",
     ),
     click.option(
         "--out",
@@ -392,8 +408,8 @@ def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
     strategies = options["strategies"]
     if config.target and ctx.get_parameter_source("strategies") in (click.core.ParameterSource.DEFAULT, None):
         strategies = ()  # the one the service serves
-    faults = options["faults"]
-    _check_faults(faults, config, settings, strategies, options["workers"])
+    faults, fault_exec = options["faults"], options["fault_exec"]
+    _check_faults(faults, config, settings, strategies, options["workers"], fault_exec)
     plan = Plan(
         settings,
         options["workers"],
@@ -409,12 +425,18 @@ def plan_from(ctx: click.Context, options: dict[str, Any]) -> Plan:
         output=output,
         repeat=options["repeat"],
         faults=faults,
+        fault_exec=fault_exec,
     )
     return plan
 
 
 def _check_faults(
-    faults: tuple[Fault, ...], config: BenchConfig, settings: Settings, strategies: tuple[str, ...], workers: int
+    faults: tuple[Fault, ...],
+    config: BenchConfig,
+    settings: Settings,
+    strategies: tuple[str, ...],
+    workers: int,
+    fault_exec: dict[str, str],
 ) -> None:
     """Faults that cannot be carried out fail here, before anything runs: usage errors, or one line naming the fix."""
     from devservers.manager import private_server
@@ -433,12 +455,13 @@ def _check_faults(
             "--fault kill-worker needs the benchmark's own fan-out workers: a push or hybrid strategy with --fanout "
             "async and --workers 1 or more, without --target"
         )
-    for kind in sorted(kinds & set(SERVER_OF)):
+    for kind in sorted(kinds & set(SERVER_OF) - set(fault_exec)):
         key = SERVER_OF[kind]
         url = settings.redis_url if key == "redis" else settings.database_url
         if private_server(key, url) is None:
             variable = REDIS_URL_VAR if key == "redis" else DATABASE_URL_VAR
             raise FanoutError(
                 f"--fault {kind} crashes only a server `fanout up` started from this directory, and "
-                f"{mask_url(url)} is not one: set {variable} to a free loopback port and run `fanout up` first"
+                f"{mask_url(url)} is not one: set {variable} to a free loopback port and run `fanout up` first, or "
+                f"name the command that does it with --fault-exec {kind}=COMMAND"
             )

@@ -116,6 +116,10 @@ def _counter(store: str, *keys: str) -> Callable[[Figures], Any]:
     return counter
 
 
+#: Faults whose figures a cell lists one by one; more (a repeated fault) are summarised by the worst.
+MAX_FAULTS_SHOWN = 3
+
+
 def _per_fault(key: str, missing: str = "–") -> Callable[[Figures], Any]:
     """A figure of each injected fault: the value for one fault, values joined by " / " for several (``missing``
     where a fault has none: "never" for a recovery that did not happen within the run)."""
@@ -127,6 +131,11 @@ def _per_fault(key: str, missing: str = "–") -> Callable[[Figures], Any]:
         values = [f.get(key) for f in faults]
         if len(values) == 1:
             return values[0] if values[0] is not None else missing
+        if len(values) > MAX_FAULTS_SHOWN:  # a repeated fault: the worst of them
+            if any(v is None for v in values) and missing == "never":
+                return f"{missing} ({len(values)} faults)"
+            known = [v for v in values if v is not None]
+            return f"max {number(max(known))} ({len(values)} faults)" if known else missing
         return " / ".join(missing if v is None else number(v) for v in values)
 
     return get
