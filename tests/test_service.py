@@ -362,6 +362,13 @@ def test_user_posts_page_through_an_accounts_own_posts(service: ServiceProcess, 
     assert call(service, "GET", f"/users/{author}/posts", params={"limit": 0}).status_code == 422
 
 
+def test_a_deeply_nested_body_is_a_client_error(service: ServiceProcess, graph: nx.DiGraph) -> None:
+    author = next(iter(graph.nodes))
+    nested = '{"a":' * 2_000 + "1" + "}" * 2_000  # under the size limit, over the JSON decoder's depth
+    reply = call(service, "POST", f"/users/{author}/posts", data=nested, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
+
+
 def test_a_keyed_publish_is_stored_once_and_a_bad_key_is_refused(service: ServiceProcess, graph: nx.DiGraph) -> None:
     author = next(iter(graph.nodes))
     key = f"retry-{time.time_ns()}"

@@ -168,6 +168,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         data = json.loads(b"".join(chunks))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Problem(400, f'request body is not valid JSON ({exc}): send {{"body": "..."}}') from None
+    except RecursionError:  # the decoder's nesting limit (about 1,000 levels), not a server fault
+        raise Problem(400, 'request body is nested too deeply: send {"body": "..."}') from None
     if not isinstance(data, dict):
         raise Problem(400, 'request body must be a JSON object: send {"body": "..."}')
     return data
