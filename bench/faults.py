@@ -255,7 +255,9 @@ class FaultRun:
             "last_error_s": round(last_error - start, 3) if last_error is not None else None,
             "recovered_s": recovered,
             # From the fault until read p99 is back within the steady bound, error-free, to the next fault or the end.
-            "steady_s": round(steady_w * w - start, 3) if steady_w is not None else None,
+            # (0 when the fault's own window already was: a fault injected a hair before a window's start lands
+            # in the window before it.)
+            "steady_s": round(max(0.0, steady_w * w - start), 3) if steady_w is not None else None,
             "read_p99_during_ms": p99(reads, first_w, during_last),
             "read_p99_after_ms": p99(reads, after_first, end_w),
             "publish_p99_during_ms": p99(publishes, first_w, during_last),
