@@ -47,9 +47,19 @@ class OutputOptions:
     worker_log: Path | None = None
 
 
+#: An interval shorter than this (the operations still in flight when the schedule ended) gets counts, not rates:
+#: 9 completions in 20 ms would read "achieved 450/s" with nothing offered.
+SHORT_SPAN_S = 1.0
+
+
 def interval_line(name: str, status: IntervalStatus) -> str:
     """One status line: elapsed, offered/achieved rate, the interval's p50/p99 (ms), errors; figures as the table
     prints them, so a line fits 80 columns up to 999.9 s, 9,999 ops/s, a p99 of 9,999 ms and 999 errors."""
+    if status.span_s < SHORT_SPAN_S:
+        return (
+            f"{name:<6.6} {status.elapsed_s:5.1f}s + {status.completed:,} op(s) in flight at the end: "
+            f"p50 {number(status.p50_ms)} p99 {number(status.p99_ms)} ms errors {status.errors}"
+        )
     return (
         f"{name:<6.6} {status.elapsed_s:5.1f}s offered {number(status.offered_rate):>5}/s "
         f"achieved {number(status.achieved_rate):>5}/s p50 {number(status.p50_ms):>5} "

@@ -145,6 +145,15 @@ def test_a_stall_gets_its_line_and_the_time_after_the_load_does_not() -> None:
     assert not worth_a_line(interval(0.0, 0), 5.0) and not worth_a_line(interval(0.001, 0), 5.0)  # after the load
 
 
+def test_the_operations_finishing_after_the_schedule_get_counts_not_rates() -> None:
+    tail = IntervalStatus(20.0, 0.02, 0.0, 450.0, 31.9, 90.8, 9, 0)  # 9 in flight at the end, done within 20 ms
+    line = interval_line("pull", tail)
+    assert "offered" not in line and "+ 9 op(s) in flight at the end" in line and "p99 90.8 ms" in line
+    assert len(line) <= 80
+    full = IntervalStatus(20.0, 5.0, 250.0, 249.0, 1.0, 3.0, 1245, 0)
+    assert "offered   250/s" in interval_line("pull", full)
+
+
 def test_live_line_fits_80_columns_whole() -> None:
     live = LiveStatus(elapsed_s=12.3, offered_rate=2500.0, achieved_rate=2499.5, p99_ms=123.4, errors=17, in_flight=256)
     for width in (80, 160):
