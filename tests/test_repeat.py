@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.repeat import rotated, summarise
-from bench.report.tables import number, rich_table, strategies_side_by_side
+from bench.report.tables import fitted_table, number, rich_table, strategies_side_by_side
 from bench.results import latency_block, load_result, write_result
 from bench.scenarios.rounds import run_rounds
 from bench.scenarios.snapshot import TimelineSnapshot
@@ -125,6 +125,16 @@ async def test_intervals_cover_the_known_difference_and_only_the_differing_pairs
     assert amplification[-1].text == "no clear difference" and all(not c.notes for c in amplification[1:])
     text = _table(doc)
     assert f"Median of {ROUNDS} rounds" in text
+    # In 80 columns (compact) each figure keeps its interval under it and the differences go under the label;
+    # nothing is cut or wrapped out of sight.
+    console = Console(record=True, width=80)
+    console.print(fitted_table(strategies_side_by_side(doc)))
+    narrow = console.export_text()
+    lines = narrow.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert f"{number(_low(doc, 'fast'))}–{number(_high(doc, 'fast'))}" in narrow
+    assert any(line.split()[:2] == ["fast<slow", "twin<slow"] for line in lines)
+    assert "Under a row's label: the pairs" in " ".join(narrow.split()) and "differences" not in lines[2]
 
 
 def test_one_round_says_it_has_no_intervals_and_tails_show_their_samples(tmp_path: Path) -> None:

@@ -385,8 +385,7 @@ def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
     comparison = Comparison(title(doc), columns + (["differences"] if repeated else []))
     comparison.caption = (
         f"Median of {len(rounds)} rounds (strategy order rotated each round), under it its 95% bootstrap interval "
-        "over rounds (none: the same in every round). Differences: the pairs whose intervals do not overlap "
-        "(a<b); pairs not listed show no clear difference."
+        f"over rounds (none: the same in every round). {DIFFERENCES_SENTENCE}"
         if repeated
         else "one round: no intervals (--repeat N gives medians over N rounds with 95% intervals)"
     )
@@ -419,6 +418,16 @@ def strategies_side_by_side(doc: dict[str, Any]) -> Comparison:
         if rows:
             comparison.sections.append((section, rows))
     return comparison
+
+
+#: How the caption explains the differences column, and how the compact layout (which has no room for that column
+#: and lists a row's differences under its label instead) says it.
+DIFFERENCES_SENTENCE = (
+    "Differences: the pairs whose intervals do not overlap (a<b); pairs not listed show no clear difference."
+)
+COMPACT_DIFFERENCES_SENTENCE = (
+    "Under a row's label: the pairs whose intervals do not overlap (a<b); pairs not listed show no clear difference."
+)
 
 
 def _label(metric: Metric) -> Cell:
@@ -525,8 +534,18 @@ COMPACT_VALUE = 16
 
 def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
     """The comparison as a rich table (a section title row, then its rows; a cell's notes dim under its value),
-    wide or compact (see the module)."""
-    caption = Text(comparison.caption or "")
+    wide or compact (see the module).
+
+    Of several rounds the compact layout keeps each figure's interval under it (a figure without its interval is
+    not a result of repeated rounds) and lists a row's clear differences under its label, as 80 columns have no
+    room for a column of them.
+    """
+    repeated = comparison.columns[-1] == "differences"
+    fold_differences = compact and repeated
+    text = comparison.caption or ""
+    if fold_differences:
+        text = text.replace(DIFFERENCES_SENTENCE, COMPACT_DIFFERENCES_SENTENCE)
+    caption = Text(text)
     for line in comparison.warnings:
         caption.append(("\n" if caption else "") + "WARNING " + line, style="bold yellow")
     table = Table(
@@ -539,8 +558,9 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
         **({"box": box.SIMPLE_HEAD, "pad_edge": False} if compact else {}),
     )
     # Labels wrap only beside a column of differences (several rounds), which needs the room.
-    wrap_labels = comparison.columns[-1] == "differences"
-    for i, column in enumerate(comparison.columns):
+    wrap_labels = repeated
+    columns = comparison.columns[:-1] if fold_differences else comparison.columns
+    for i, column in enumerate(columns):
         if not compact:
             table.add_column(
                 column,
@@ -558,6 +578,14 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
         table.add_row(Text(COMPACT_TITLES.get(section, section) if compact else section, style="bold cyan"))
         for row in rows:
             label, *values = row
+            if fold_differences:
+                *values, diff = values
+                clear = "" if diff.text == "no clear difference" else diff.text.replace("\n", " ")
+                cell = _rich_cell(label, compact)
+                if clear:
+                    cell.append("\n" + clear, style="dim")
+                table.add_row(cell, *(_rich_cell(c, compact, notes=1) for c in values))
+                continue
             table.add_row(_rich_cell(label, compact), *(_rich_cell(c, compact) for c in values))
         table.add_section()
     return table
@@ -590,11 +618,13 @@ def fitted_table(comparison: Comparison) -> FittedTable:
     return FittedTable(comparison)
 
 
-def _rich_cell(cell: Cell, compact: bool = False) -> Text:
+def _rich_cell(cell: Cell, compact: bool = False, notes: int | None = None) -> Text:
+    """A cell's text and (up to ``notes`` of) its notes under it; compact keeps one line unless ``notes`` is given
+    (the wide layout and the HTML have every note)."""
     text = Text((cell.short or cell.text) if compact else cell.text, style=STYLES.get(cell.tone or "", ""))
-    if not compact:  # the compact layout keeps one line per row; its notes are in the wide one and the HTML
-        for note in cell.notes:
-            text.append("\n" + note, style="dim")
+    shown = cell.notes if not compact else cell.notes[: notes or 0]
+    for note in shown:
+        text.append("\n" + note, style="dim")
     return text
 
 
