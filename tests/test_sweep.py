@@ -123,6 +123,18 @@ def test_an_slo_only_pull_meets_recommends_pull() -> None:
     assert advice["neighbours"][0]["point"] == "hybrid-10"
 
 
+def test_a_point_that_pushes_nothing_meets_a_delivery_slo() -> None:
+    # Pull delivers nothing (no lag measured at all): a delivery SLO cannot exclude it; a pushing point without a
+    # measured lag still fails it.
+    doc = copy.deepcopy(_sweep_doc())
+    for r in doc["rounds"]:
+        for name in ("pull", "push"):
+            r["strategies"][name]["delivery_lag"] = latency_block(new_histogram())
+    advice = recommend(doc, POINTS, parse_slo("publish-p99=2ms,delivery-p99=5s"), WEIGHTS)
+    assert advice["point"] == "pull" and advice["evaluations"]["pull"]["fails"] == []
+    assert [f["slo"] for f in advice["evaluations"]["push"]["fails"]] == ["publish-p99", "delivery-p99"]
+
+
 def test_the_cheapest_point_within_the_slos_wins_and_costier_neighbours_are_named() -> None:
     # Cost = CPU µs + 2 x rows: pull 85, hybrid-10 38, hybrid-100 22, hybrid-1001 16, push 16 (by CPU noise).
     advice = recommend(_sweep_doc(), POINTS, parse_slo("read-p99=10ms,publish-p99=10ms"), WEIGHTS)
