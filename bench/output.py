@@ -47,15 +47,19 @@ class OutputOptions:
     worker_log: Path | None = None
 
 
-#: An interval shorter than this (the operations still in flight when the schedule ended) gets counts, not rates:
-#: 9 completions in 20 ms would read "achieved 450/s" with nothing offered.
+#: The last line of a run, when its interval is shorter than this (or than half an interval), covers the operations
+#: still in flight when the schedule ended: it gets counts, not rates (9 completions in 20 ms would read "achieved
+#: 450/s" with nothing offered).
 SHORT_SPAN_S = 1.0
 
 
-def interval_line(name: str, status: IntervalStatus) -> str:
+def interval_line(name: str, status: IntervalStatus, *, tail: bool = False) -> str:
     """One status line: elapsed, offered/achieved rate, the interval's p50/p99 (ms), errors; figures as the table
-    prints them, so a line fits 80 columns up to 999.9 s, 9,999 ops/s, a p99 of 9,999 ms and 999 errors."""
-    if status.span_s < SHORT_SPAN_S:
+    prints them, so a line fits 80 columns up to 999.9 s, 9,999 ops/s, a p99 of 9,999 ms and 999 errors.
+
+    ``tail``: the line of the operations that completed after the schedule ended (counts instead of rates).
+    """
+    if tail:
         return (
             f"{name:<6.6} {status.elapsed_s:5.1f}s + {status.completed:,} op(s) in flight at the end: "
             f"p50 {number(status.p50_ms)} p99 {number(status.p99_ms)} ms errors {status.errors}"
@@ -129,7 +133,7 @@ class IntervalLines:
         if self._driver is not None:
             status = self._driver.interval()
             if status.completed:
-                self._print(status)
+                self._print(status, tail=status.span_s < min(SHORT_SPAN_S, self.interval / 2))
             self._driver = None
 
     async def _print_every(self) -> None:
@@ -140,8 +144,8 @@ class IntervalLines:
             if worth_a_line(status, self.interval):
                 self._print(status)
 
-    def _print(self, status: IntervalStatus) -> None:
-        self.console.print(interval_line(self.name, status), highlight=False, soft_wrap=True)
+    def _print(self, status: IntervalStatus, *, tail: bool = False) -> None:
+        self.console.print(interval_line(self.name, status, tail=tail), highlight=False, soft_wrap=True)
 
 
 class WorkerLogs:

@@ -147,11 +147,21 @@ def test_a_stall_gets_its_line_and_the_time_after_the_load_does_not() -> None:
 
 def test_the_operations_finishing_after_the_schedule_get_counts_not_rates() -> None:
     tail = IntervalStatus(20.0, 0.02, 0.0, 450.0, 31.9, 90.8, 9, 0)  # 9 in flight at the end, done within 20 ms
-    line = interval_line("pull", tail)
+    line = interval_line("pull", tail, tail=True)
     assert "offered" not in line and "+ 9 op(s) in flight at the end" in line and "p99 90.8 ms" in line
     assert len(line) <= 80
-    full = IntervalStatus(20.0, 5.0, 250.0, 249.0, 1.0, 3.0, 1245, 0)
-    assert "offered   250/s" in interval_line("pull", full)
+    short = IntervalStatus(20.0, 0.5, 250.0, 249.0, 1.0, 3.0, 124, 0)  # an ordinary line of --interval 0.5
+    assert "offered   250/s" in interval_line("pull", short)
+    console = Console(record=True, width=80, force_terminal=False)
+    lines = IntervalLines(console, "pull", 5.0)
+
+    class Ended:  # a driver whose schedule ended 20 ms before its last completion
+        def interval(self) -> IntervalStatus:
+            return tail
+
+    lines._driver = Ended()  # type: ignore[assignment]
+    lines.stop()
+    assert "in flight at the end" in console.export_text()
 
 
 def test_live_line_fits_80_columns_whole() -> None:
