@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from bench.disturbance import Thresholds, _Snapshot, assess, warnings
+from bench.disturbance import Thresholds, _Snapshot, assess, foreign_active, warnings
 from bench.results import load_result
 from targets.config import Settings
 from tests.test_bench_cli import bench_namespace, namespace_args, small_run  # noqa: F401  (fixture)
@@ -30,6 +30,25 @@ def test_foreign_commands_are_the_servers_minus_the_harnesss_own() -> None:
     (line,) = warnings(doc)
     assert line.startswith("disturbed: round 1, push: load average up to 3.5 on 2 CPUs")
     assert f"{HAMMER:,} Redis commands from other clients" in line
+
+
+def test_foreign_commands_count_only_when_another_client_was_seen_busy() -> None:
+    # The harness's own scripts run commands inside Redis that its allowance only estimates: a shortfall of the
+    # estimate is not another client, unless CLIENT LIST showed one at work.
+    before = _Snapshot(redis_commands=1_000, client_commands=100, pg_outside=0, pg_inside=0)
+    after = _Snapshot(redis_commands=1_000 + 900 + 2_000 + HAMMER, client_commands=100 + 900, pg_outside=0, pg_inside=0)
+    alone = assess(before, after, [0.5], foreign_active=[0, 0, 0, 0], allowance=2_000, seconds=2.0, cpus=2)
+    assert alone["redis_foreign_commands"] == HAMMER and not alone["disturbed"]
+    assert (alone["redis_foreign_active_samples"], alone["redis_samples"]) == (0, 4)
+    seen = assess(before, after, [0.5], foreign_active=[0, 2, 1, 0], allowance=2_000, seconds=2.0, cpus=2)
+    assert seen["disturbed"] and seen["redis_foreign_active_samples"] == 2
+    clients = [
+        {"name": "fanout-bench", "idle": "0", "cmd": "evalsha"},  # the harness's own
+        {"name": "", "idle": "0", "cmd": "incr"},  # another program, busy
+        {"name": "", "idle": "42", "cmd": "get"},  # another program, idle
+        {"name": "", "idle": "0", "cmd": "NULL"},  # just connected, no command yet
+    ]
+    assert foreign_active(clients) == 1
 
 
 def test_a_run_hammered_by_another_client_carries_the_disturbance(

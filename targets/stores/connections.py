@@ -31,6 +31,9 @@ CONNECT_TIMEOUT_S = 5.0
 SCAN_COUNT = 10_000
 REDIS_MAX_CONNECTIONS = 128
 REDIS_POOL_WAIT_S = 30.0
+#: The name (CLIENT SETNAME) of every Redis connection the harness opens, so that CLIENT LIST tells its connections
+#: from other programs' (the disturbance guard).
+HARNESS_CLIENT_NAME = "fanout-bench"
 
 
 class Stores:
@@ -139,7 +142,11 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
     # A blocking pool: past its size a caller waits for a connection instead of failing with "Too many connections",
     # which under load would turn into errors the benchmark would wrongly blame on the strategy.
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_WAIT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        client_name=HARNESS_CLIENT_NAME,
     )
     client = aioredis.Redis.from_pool(pool)
     if counters is not None:
