@@ -8,6 +8,7 @@ needed: the loop, the summary, the schema and the table are what is tested.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.repeat import rotated, summarise
-from bench.report.tables import fitted_table, number, rich_table, strategies_side_by_side
+from bench.report.tables import fitted_table, number, rich_table, runs_side_by_side, strategies_side_by_side
 from bench.results import latency_block, load_result, write_result
 from bench.scenarios.rounds import run_rounds
 from bench.scenarios.snapshot import TimelineSnapshot
@@ -190,3 +191,21 @@ async def test_a_timeline_copy_restores_the_exact_rebuilt_state(stores: Stores) 
     assert await copy.restore(stores) == 30
     assert await state() == before
     assert await stores.redis.exists(*(timelines.key(u) for u in users[30:])) == 0
+
+
+async def test_comparing_repeated_runs_shows_intervals_and_says_when_a_change_is_not_clear(tmp_path: Path) -> None:
+    doc, _ = await _repeated(tmp_path, ROUNDS)
+    slower = copy.deepcopy(doc)
+    for r in slower["rounds"]:
+        r["strategies"]["fast"]["read"]["p50_ms"] += 100.0  # far outside the first run's interval
+    same = runs_side_by_side([("a", doc), ("b", copy.deepcopy(doc))], "fast")
+    shifted = runs_side_by_side([("a", doc), ("b", slower)], "fast")
+
+    def p50(comparison: Any) -> list[Any]:
+        return next(row for _, rows in comparison.sections for row in rows if row[0].text == "read p50 (ms)")
+
+    base, again = p50(same)[1:]
+    assert base.notes == (f"{number(_low(doc, 'fast'))}–{number(_high(doc, 'fast'))}",)
+    assert again.notes[0].endswith(", no clear difference") and again.tone is None
+    _, moved = p50(shifted)[1:]
+    assert "no clear difference" not in moved.notes[0] and moved.tone == "worse"

@@ -475,8 +475,13 @@ def _cell(value: Any, best: float | None) -> Cell:
 
 
 def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
-    """Several results, one strategy: a column per run, each later run with its change from the first."""
+    """Several results, one strategy: a column per run, each later run with its change from the first.
+
+    Runs of several rounds carry each figure's 95% interval under it; a change whose interval overlaps the
+    baseline's is marked "no clear difference" (not toned better or worse).
+    """
     figures = [doc["strategies"].get(strategy) for _, doc in runs]
+    rounds = [[r["strategies"] for r in doc.get("rounds") or []] for _, doc in runs]
     headers = [
         label + (" (baseline)" if i == 0 else "") + _cut(f)
         for i, ((label, _), f) in enumerate(zip(runs, figures, strict=True))
@@ -490,14 +495,33 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
         rows = []
         for metric in visible(metrics, present):
             base = metric.get(figures[0]) if figures[0] is not None else None
+            intervals = [
+                _intervals(metric, {strategy: f}, r).get(strategy) if f is not None and len(r) > 1 else None
+                for f, r in zip(figures, rounds, strict=True)
+            ]
             row = [_label(metric)]
             for i, f in enumerate(figures):
-                value = metric.get(f) if f is not None else None
-                row.append(_cell(value, None) if i == 0 else _delta_cell(metric, base, value))
+                value = intervals[i].median if intervals[i] is not None else metric.get(f) if f is not None else None
+                if i == 0 and intervals[0] is not None:
+                    base = intervals[0].median
+                cell = _cell(value, None) if i == 0 else _delta_cell(metric, base, value)
+                interval = intervals[i]
+                if interval is not None and interval.low != interval.high:
+                    overlap = i > 0 and intervals[0] is not None and _overlap(intervals[0], interval)
+                    note = f"{number(interval.low)}–{number(interval.high)}"
+                    if overlap:
+                        cell = Cell(cell.text, None)
+                        note += ", no clear difference"
+                    cell = Cell(cell.text, cell.tone, notes=(note,))
+                row.append(cell)
             rows.append(row)
         if rows:
             comparison.sections.append((section, rows))
     return comparison
+
+
+def _overlap(a: Interval, b: Interval) -> bool:
+    return a.low <= b.high and b.low <= a.high
 
 
 def _delta_cell(metric: Metric, base: Any, value: Any) -> Cell:
