@@ -140,8 +140,13 @@ def test_bench_table_is_compact_in_80_columns_and_no_cell_wraps() -> None:
     body = lines[next(i for i, line in enumerate(lines) if "─" in line) + 1 :]  # below the header rule
     if comparison.caption:  # the caption (what the intervals rest on) is below the rows, not one of them
         body = body[: next(i for i, line in enumerate(body) if line.strip().startswith(comparison.caption[:20]))]
-    rows = [line for line in body if line.strip()]
-    # One line per section title and per row: a wrapped cell would add lines.
+    # A note (a tail's sample count) is a line of its own under its value, with nothing in the label column.
+    note_lines = [line for line in body if line.strip() and line[:COMPACT_LABEL].strip() == ""]
+    rows = [line for line in body if line.strip() and line not in note_lines]
+    cells = [row[1:] for _, section in comparison.sections for row in section]
+    notes = sum(max((len(c.notes) for c in values), default=0) for values in cells)
+    assert len(note_lines) == notes > 0 and all("sample" in line for line in note_lines)
+    # One line per section title and per row, and one per note under them: a wrapped cell would add lines.
     assert len(rows) == len(comparison.labels()) + len(comparison.sections)
     labels = [line.strip().split("  ")[0] for line in rows]
     short = [row[0].short for _, section in comparison.sections for row in section]

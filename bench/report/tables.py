@@ -8,7 +8,8 @@ Units: latencies in ms, memory in MB (10^6 bytes), rates in ops/s. A row is show
 value; the best numeric value of a row is marked when lower or higher is better.
 
 Two layouts of the same model: wide (every label says what and in which unit) and compact (short labels, the unit of a
-section's latencies in its title, no cell wrapped: three strategies fit 80 columns). :func:`fitted_table` picks the
+section's latencies in its title, no cell wrapped: three strategies fit 80 columns); both show a cell's notes (its
+interval, a tail's sample count) on lines under it. :func:`fitted_table` picks the
 wide one when it fits the console, else the compact one.
 """
 
@@ -560,9 +561,9 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
     """The comparison as a rich table (a section title row, then its rows; a cell's notes dim under its value),
     wide or compact (see the module).
 
-    Of several rounds the compact layout keeps each figure's interval under it (a figure without its interval is
-    not a result of repeated rounds) and lists a row's clear differences under its label, as 80 columns have no
-    room for a column of them.
+    Both keep a cell's notes under it (a figure of repeated rounds without its interval, or a tail percentile without
+    the samples it rests on, would say more than was measured). Of several rounds the compact layout lists a row's
+    clear differences under its label, as 80 columns have no room for a column of them.
     """
     repeated = comparison.columns[-1] == "differences"
     fold_differences = compact and repeated
@@ -608,7 +609,7 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
                 cell = _rich_cell(label, compact)
                 if clear:
                     cell.append("\n" + clear, style="dim")
-                table.add_row(cell, *(_rich_cell(c, compact, notes=1) for c in values))
+                table.add_row(cell, *(_rich_cell(c, compact) for c in values))
                 continue
             table.add_row(_rich_cell(label, compact), *(_rich_cell(c, compact) for c in values))
         table.add_section()
@@ -642,12 +643,10 @@ def fitted_table(comparison: Comparison) -> FittedTable:
     return FittedTable(comparison)
 
 
-def _rich_cell(cell: Cell, compact: bool = False, notes: int | None = None) -> Text:
-    """A cell's text and (up to ``notes`` of) its notes under it; compact keeps one line unless ``notes`` is given
-    (the wide layout and the HTML have every note)."""
+def _rich_cell(cell: Cell, compact: bool = False) -> Text:
+    """A cell's text (compact: its short form) and its notes under it, dim: an interval, a tail's sample count."""
     text = Text((cell.short or cell.text) if compact else cell.text, style=STYLES.get(cell.tone or "", ""))
-    shown = cell.notes if not compact else cell.notes[: notes or 0]
-    for note in shown:
+    for note in cell.notes:
         text.append("\n" + note, style="dim")
     return text
 
