@@ -130,7 +130,7 @@ class Guard:
             self._before,
             after,
             self._loads,
-            foreign_active=self._foreign_active,
+            active_samples=self._foreign_active,
             allowance=FANOUT_COMMANDS_PER_ENTRY * entries_written
             + FANOUT_COMMANDS_PER_POST * posts
             + round(WORKER_COMMANDS_PER_S * workers * seconds),
@@ -153,13 +153,14 @@ def assess(
     after: _Snapshot,
     loads: list[float],
     *,
-    foreign_active: list[int] | None = None,
+    active_samples: list[int] | None = None,
     allowance: int,
     seconds: float,
     thresholds: Thresholds = THRESHOLDS,
     cpus: int | None = None,
 ) -> dict[str, Any]:
-    """The ``disturbance`` block from two snapshots and the load-average samples."""
+    """The ``disturbance`` block from two snapshots, the load-average samples and (``active_samples``) how many other
+    programs' connections each CLIENT LIST sample saw busy (None: not sampled)."""
     cpus = cpus or os.cpu_count() or 1
     server = max(0, after.redis_commands - before.redis_commands)
     own = max(0, after.client_commands - before.client_commands) + allowance
@@ -173,7 +174,7 @@ def assess(
     # None: not sampled (a caller of its own); then the difference of totals decides alone. Unseen, a difference
     # counts only when it exceeds the harness's own work: what the allowance misses is a fraction of that (a client
     # that bursts and leaves between two samples is caught this way).
-    seen = None if foreign_active is None else sum(1 for n in foreign_active if n)
+    seen = None if active_samples is None else sum(1 for n in active_samples if n)
     trusted = seen is None or seen > 0 or foreign > own
     if foreign > max(thresholds.redis_min, thresholds.redis_fraction * own) and trusted:
         reasons.append(f"{foreign:,} Redis commands from other clients (the harness's own: about {own:,})")
@@ -190,7 +191,7 @@ def assess(
         "redis_foreign_commands": foreign,
         # CLIENT LIST samples in which another program's connection had just run a command.
         **(
-            {"redis_foreign_active_samples": seen, "redis_samples": len(foreign_active or [])}
+            {"redis_foreign_active_samples": seen, "redis_samples": len(active_samples or [])}
             if seen is not None
             else {}
         ),

@@ -204,6 +204,7 @@ class Driver(Generic[Op]):
         kind_of: Callable[[Op], str] | None = None,
         extra: Sequence[tuple[float, Op]] = (),
         window_s: float = 1.0,
+        on_record: Callable[[str, float, str | None], None] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight {max_in_flight} must be at least 1")
@@ -216,6 +217,9 @@ class Driver(Generic[Op]):
         self.kind_of = kind_of or (lambda op: str(getattr(op, "kind", "op")))
         self.extra = sorted(extra, key=lambda e: e[0])
         self.window_s = window_s
+        #: Told ``(kind, seconds from the start when it ended, error name or None)`` of every operation once it is
+        #: recorded, outside its timing: a listener (the fault report) needs no wrapper around the target.
+        self.on_record = on_record
         #: Operations the schedule (and ``extra``) asks for.
         self.planned = sum(1 for _ in schedule.offsets()) + len(self.extra)
         self.kinds: dict[str, KindStats] = {}
@@ -311,6 +315,8 @@ class Driver(Generic[Op]):
         self._completed += 1
         self._last_done = max(self._last_done, done)
         done_window = int((done - self._start) / self.window_s)
+        if self.on_record is not None:
+            self.on_record(kind, done - self._start, error)
         if error is not None:
             self._errors += 1
             stats.errors[error] += 1

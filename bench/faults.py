@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
+import shlex
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from bench.driver import DriveResult
+from devservers.manager import crash_restart, pause
+from targets.config import Settings
+from targets.errors import FanoutError
 from targets.histograms import merged, percentile_ms
-
-Op = TypeVar("Op")
 
 KINDS = ("redis-restart", "pg-restart", "kill-worker", "redis-pause")
 #: The private server each store fault acts on (the state file's key).
@@ -131,6 +137,57 @@ def check_faults(faults: Sequence[Fault], duration: float) -> None:
 
 #: What carries out a fault: returns a short description of what it did.
 Action = Callable[[Fault], Awaitable[str]]
+#: How long a --fault-exec command may take.
+FAULT_COMMAND_TIMEOUT_S = 300.0
+
+
+def fault_actions(
+    settings: Settings, fault_exec: dict[str, str], kill_worker: Callable[[], str], announce: Callable[[str], None]
+) -> Action:
+    """What carries out each kind: a store fault on the private server ``fanout up`` started (or the user's
+    ``--fault-exec`` command), ``kill-worker`` by ``kill_worker``; ``announce`` is told each fault as it starts."""
+
+    async def act(fault: Fault) -> str:
+        announce(f"fault: {fault.label}")
+        if fault.kind == "kill-worker":
+            return kill_worker()
+        command = fault_exec.get(fault.kind)
+        if command is not None:
+            return await asyncio.to_thread(run_fault_command, fault.kind, command)
+        key = SERVER_OF[fault.kind]
+        url = settings.redis_url if key == "redis" else settings.database_url
+        if fault.length_s is not None:
+            await asyncio.to_thread(pause, key, url, fault.length_s)
+            return f"paused the private {key} server for {fault.length_s:g}s"
+        entry = await asyncio.to_thread(crash_restart, key, url)
+        return f"crashed and restarted the private {key} server (now pid {entry['pid']})"
+
+    return act
+
+
+def run_fault_command(kind: str, command: str) -> str:
+    """Run the user's command for a fault on an external server; its output is not kept (it may hold secrets)."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=FAULT_COMMAND_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FanoutError(f"the --fault-exec command for {kind} did not run ({type(exc).__name__})") from None
+    if done.returncode != 0:
+        raise FanoutError(f"the --fault-exec command for {kind} exited with {done.returncode}")
+    return f"ran the --fault-exec command for {kind} (exit 0)"
+
+
+def replace_worker(workers: list[BaseProcess], start_one: Callable[[], BaseProcess]) -> str:
+    """SIGKILL the first live fan-out worker of ``workers``, as a crash would, and put ``start_one()`` in its place."""
+    victim = next((w for w in workers if w.is_alive() and w.pid is not None), None)
+    if victim is None or victim.pid is None:
+        raise FanoutError("no live fan-out worker to kill")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    replacement = start_one()
+    workers[workers.index(victim)] = replacement
+    return f"killed fan-out worker pid {victim.pid}, started pid {replacement.pid}"
 
 
 @dataclass
@@ -153,24 +210,16 @@ class FaultRun:
         self.act = act
         self.origin = 0.0
         self.injected: list[_Injected] = []
-        #: (seconds from the load's start when it finished, kind of operation, error name or None).
+        #: (seconds from the load's start when it finished, kind of operation, error name or None), from about the
+        #: first fault's time on (nothing earlier is looked at; a timer may wake the injection a little early).
         self.outcomes: list[tuple[float, str, str | None]] = []
+        self._from = max(0.0, self.faults[0].at_s - 1.0) if self.faults else 0.0
         self._task: asyncio.Task[None] | None = None
 
-    def wrap(
-        self, target: Callable[[Op], Awaitable[None]], kind_of: Callable[[Op], str]
-    ) -> Callable[[Op], Awaitable[None]]:
-        """``target`` as the driver will call it, recording each operation's end and outcome."""
-
-        async def watched(op: Op) -> None:
-            try:
-                await target(op)
-            except Exception as exc:
-                self.outcomes.append((time.perf_counter() - self.origin, kind_of(op), type(exc).__name__))
-                raise
-            self.outcomes.append((time.perf_counter() - self.origin, kind_of(op), None))
-
-        return watched
+    def record(self, kind: str, at_s: float, error: str | None) -> None:
+        """The driver's ``on_record`` listener: one operation ended ``at_s`` seconds into the load."""
+        if at_s >= self._from:
+            self.outcomes.append((at_s, kind, error))
 
     def start(self) -> None:
         """The load starts now: schedule the faults."""

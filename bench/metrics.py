@@ -76,9 +76,15 @@ class ServerCounters:
         invalid = {}
         if self.redis_run_id != earlier.redis_run_id:
             invalid["redis"] = "Redis restarted during the run: its INFO counters started again from zero"
-            for key in ("redis_commands", "redis_commands_per_op", "redis_commandstats", "redis_cpu_s"):
+            redis_keys = (
+                "redis_commands",
+                "redis_commands_per_op",
+                "redis_commandstats",
+                "redis_cpu_s",
+                "redis_cpu_us_per_op",
+            )
+            for key in redis_keys:
                 block[key] = None
-            block["redis_cpu_us_per_op"] = None
         if self.pg_started != earlier.pg_started:
             invalid["postgres"] = "PostgreSQL restarted during the run: crash recovery reset its statistics"
             for key in ("pg_rows_read", "pg_rows_written", "pg_rows_read_per_op", "pg_rows_written_per_op"):

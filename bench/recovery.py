@@ -17,12 +17,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from targets.stores.authors import AuthorTimelines
 from targets.stores.connections import Stores
+from targets.stores.failures import LOST_STORE
+from targets.stores.materialise import mark_built
 from targets.stores.postgres import Authors
-from targets.stores.recovery import lost, mark_built, rebuild_if_lost
+from targets.stores.recovery import lost, rebuild_if_lost
 from targets.stores.timelines import Timelines
 
 log = logging.getLogger(__name__)
@@ -46,12 +49,10 @@ WHERE p.id > $1 GROUP BY p.id, p.author_id, u.follower_count ORDER BY p.id
 class LossWatch:
     """Rebuilds one strategy's derived state whenever Redis lost it, while a run goes on."""
 
-    def __init__(
-        self, stores: Stores, owners: Mapping[str, Authors], interval: float = WATCH_INTERVAL_S, origin: float = 0.0
-    ) -> None:
+    def __init__(self, stores: Stores, owners: Mapping[str, Authors], interval: float = WATCH_INTERVAL_S) -> None:
         self.stores, self.owners, self.interval = stores, owners, interval
-        #: perf_counter() of the load's start, to which rebuild times are relative.
-        self.origin = origin or time.perf_counter()
+        #: perf_counter() of the load's start, to which rebuild times are relative (the caller sets it then).
+        self.origin = time.perf_counter()
         #: One entry per rebuild: when it began (s from ``origin``), how long it took, what it wrote.
         self.rebuilds: list[dict[str, Any]] = []
         #: Looks that failed (Redis or Postgres still away), retried at the next tick.
@@ -89,9 +90,7 @@ class LossWatch:
             looked = await self._look()
             if stopping and (looked or time.perf_counter() > self._give_up_at):
                 return
-            await asyncio.sleep(0 if stopping else self.interval)
-            if stopping:  # a store still away at the end: look again, a little later
-                await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.interval)  # stopping, but a store is still away: look again a little later
 
     async def _look(self) -> bool:
         """One look (and a rebuild when the state was lost); False when a store did not answer."""
@@ -108,7 +107,7 @@ class LossWatch:
                         "posts_cached": done.posts_cached,
                     }
                 )
-        except Exception as exc:  # a store still away: look again at the next tick
+        except LOST_STORE as exc:  # a store still away: look again at the next tick (a bug's error is raised)
             self.failed_looks += 1
             log.info("looking for lost derived state failed (%s): retrying", type(exc).__name__)
             return False
@@ -121,41 +120,66 @@ async def posts_lost(
     """The result's ``posts_lost`` block: the run's posts (ids above ``post_mark``) checked against Postgres.
 
     ``owner``/``authors``: the strategy's timelines (None for a strategy without them: then only acknowledged posts
-    missing from Postgres count). A timeline lacks a post legitimately only when it holds ``timeline_cap`` newer ones.
+    missing from Postgres count). A timeline lacks a post legitimately only when Postgres has ``timeline_cap`` newer
+    posts that belong in it (the cap trimmed it).
     """
     rows = await stores.pg.fetch(_POST_HOLDERS, post_mark)
     in_pg = {int(r["id"]) for r in rows}
     missing_in_pg = sorted(set(acknowledged) - in_pg)
-    checks: list[tuple[int, str]] = []  # (post id, key that should hold it)
+    checks: list[_Check] = []
     if owner is not None and authors is not None:
         s = stores.settings
         homes = Timelines(stores.redis, s.prefix, owner, s.timeline_cap)
         own = AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
         for r in rows:
-            post, celebrity = int(r["id"]), int(r["follower_count"]) >= s.celebrity_threshold
-            if authors is Authors.ORDINARY and celebrity:
-                checks.append((post, own.key(int(r["author_id"]))))
+            post, author = int(r["id"]), int(r["author_id"])
+            if authors is Authors.ORDINARY and int(r["follower_count"]) >= s.celebrity_threshold:
+                checks.append(_Check(post, own.key(author), author, _NEWER_OWN))
             else:
-                checks += [(post, homes.key(int(f))) for f in r["followers"]]
-    missing_entries, posts_missing = 0, set()
-    for start in range(0, len(checks), CHECK_BATCH):
-        chunk = checks[start : start + CHECK_BATCH]
-        async with stores.redis.pipeline(transaction=False) as pipe:
-            for post, key in chunk:
-                pipe.zscore(key, post)
-                pipe.zcard(key)
-                pipe.zrange(key, 0, 0, withscores=True)
-            replies = await pipe.execute()
-        for i, (post, _key) in enumerate(chunk):
-            score, size, lowest = replies[3 * i : 3 * i + 3]
-            trimmed = size >= stores.settings.timeline_cap and lowest and lowest[0][1] > post
-            if score is None and not trimmed:
-                missing_entries += 1
-                posts_missing.add(post)
+                newer = _NEWER_ORDINARY if authors is Authors.ORDINARY else _NEWER_FOLLOWED
+                checks += [_Check(post, homes.key(int(f)), int(f), newer) for f in r["followers"]]
+    missing = await _not_held(stores, checks)
     return {
         "posts_checked": len(rows),
         "timeline_entries_checked": len(checks),
-        "posts_lost": len(posts_missing) + len(missing_in_pg),
-        "timeline_entries_missing": missing_entries,
+        "posts_lost": len({c.post for c in missing}) + len(missing_in_pg),
+        "timeline_entries_missing": len(missing),
         "acknowledged_not_in_postgres": len(missing_in_pg),
     }
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A post that the timeline ``key`` of ``holder`` should hold; ``newer`` counts (up to $3) the posts newer than
+    $2 that belong in it, per Postgres."""
+
+    post: int
+    key: str
+    holder: int
+    newer: str
+
+
+_NEWER_FOLLOWED = """SELECT count(*) FROM (SELECT 1 FROM follows f JOIN posts p ON p.author_id = f.followee_id
+WHERE f.follower_id = $1 AND p.id > $2 LIMIT $3) t"""
+_NEWER_ORDINARY = """SELECT count(*) FROM (SELECT 1 FROM follows f JOIN users u ON u.id = f.followee_id
+JOIN posts p ON p.author_id = f.followee_id WHERE f.follower_id = $1 AND u.follower_count < $4 AND p.id > $2
+LIMIT $3) t"""
+_NEWER_OWN = "SELECT count(*) FROM (SELECT 1 FROM posts WHERE author_id = $1 AND id > $2 LIMIT $3) t"
+
+
+async def _not_held(stores: Stores, checks: list[_Check]) -> list[_Check]:
+    """The checks whose timeline lacks the post, though the cap did not trim it (Postgres has fewer than
+    ``timeline_cap`` newer posts for that timeline). Postgres is asked about the misses only."""
+    misses: list[_Check] = []
+    for start in range(0, len(checks), CHECK_BATCH):
+        chunk = checks[start : start + CHECK_BATCH]
+        async with stores.redis.pipeline(transaction=False) as pipe:
+            for check in chunk:
+                pipe.zscore(check.key, check.post)
+            misses += [c for c, score in zip(chunk, await pipe.execute(), strict=True) if score is None]
+    s, lost = stores.settings, []
+    for c in misses:
+        args = (c.holder, c.post, s.timeline_cap) + ((s.celebrity_threshold,) if c.newer is _NEWER_ORDINARY else ())
+        if await stores.pg.fetchval(c.newer, *args) < s.timeline_cap:
+            lost.append(c)
+    return lost

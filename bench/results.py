@@ -153,6 +153,10 @@ async def server_versions(stores: Stores) -> tuple[Document, Document]:
     return redis, postgres
 
 
+#: Options whose values are never written into a result (see ``run.command``).
+HIDDEN = ("--fault-exec",)
+
+
 async def run_metadata(
     stores: Stores, *, parameters: dict[str, Any], seed: int, started_at: str | None = None, command: str | None = None
 ) -> Document:
@@ -165,8 +169,11 @@ async def run_metadata(
     run: Document = {
         "started_at": started_at or utc_now(),
         "finished_at": None,
-        # Masked: a --redis-url or --database-url on the command line may hold a password.
-        "command": " ".join(mask_args(command.split(" ") if command is not None else ["fanout", *sys.argv[1:]])),
+        # Masked: a --redis-url or --database-url on the command line may hold a password, a --fault-exec command a
+        # secret of its own.
+        "command": " ".join(
+            mask_args(command.split(" ") if command is not None else ["fanout", *sys.argv[1:]], HIDDEN)
+        ),
         "git": git_state(),
         "harness": {"name": "fanout-bench", "version": harness_version()},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},

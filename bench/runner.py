@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import shlex
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +23,7 @@ from rich.table import Table
 
 from bench.bindings.service import check_target, target_graph
 from bench.driver import Driver, calibrate
-from bench.faults import SERVER_OF, Fault, FaultRun
+from bench.faults import Fault, FaultRun, fault_actions, replace_worker
 from bench.output import (
     IntervalLines,
     OutputOptions,
@@ -45,7 +41,6 @@ from bench.scenarios.rounds import finish_run, run_rounds, settle_after_runs
 from bench.scenarios.run import StrategyOutcome, run_strategy, target_note
 from bench.scenarios.snapshot import DerivedState
 from bench.sweep import Point
-from devservers.manager import crash_restart, pause
 from graphs.formats import ReadOptions
 from graphs.generate import GraphSpec
 from graphs.info import GraphInfo
@@ -360,54 +355,13 @@ def _start_workers(plan: Plan, console: Console, log_queue: Any = None) -> list[
 
 
 def _fault_run(plan: Plan, workers: list[BaseProcess], log_queue: Any, console: Console) -> FaultRun:
-    """The faults of one strategy's run: store crashes through ``fanout up``'s machinery, worker kills on ours."""
-    settings = plan.settings
+    """The faults of one strategy's run, carried out on the plan's servers and on this run's workers."""
 
-    async def act(fault: Fault) -> str:
-        console.print(f"fault: {fault.label}", highlight=False)
-        if fault.kind == "kill-worker":
-            return _replace_worker(workers, settings, log_queue)
-        command = plan.fault_exec.get(fault.kind)
-        if command is not None:
-            return await asyncio.to_thread(_run_fault_command, fault.kind, command)
-        key = SERVER_OF[fault.kind]
-        url = settings.redis_url if key == "redis" else settings.database_url
-        if fault.length_s is not None:
-            await asyncio.to_thread(pause, key, url, fault.length_s)
-            return f"paused the private {key} server for {fault.length_s:g}s"
-        entry = await asyncio.to_thread(crash_restart, key, url)
-        return f"crashed and restarted the private {key} server (now pid {entry['pid']})"
+    def kill_worker() -> str:
+        return replace_worker(workers, lambda: start_workers(plan.settings, 1, log_queue, stop_on_sigint=False)[0])
 
+    act = fault_actions(plan.settings, plan.fault_exec, kill_worker, announce=lambda text: console.print(text))
     return FaultRun(plan.faults, act, plan.config.duration)
-
-
-#: How long a --fault-exec command may take.
-FAULT_COMMAND_TIMEOUT_S = 300.0
-
-
-def _run_fault_command(kind: str, command: str) -> str:
-    """Run the user's command for a fault on an external server; its output is not kept (it may hold secrets)."""
-    try:
-        done = subprocess.run(
-            shlex.split(command), capture_output=True, text=True, timeout=FAULT_COMMAND_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise FanoutError(f"the --fault-exec command for {kind} did not run ({type(exc).__name__})") from None
-    if done.returncode != 0:
-        raise FanoutError(f"the --fault-exec command for {kind} exited with {done.returncode}")
-    return f"ran the --fault-exec command for {kind} (exit 0)"
-
-
-def _replace_worker(workers: list[BaseProcess], settings: Settings, log_queue: Any) -> str:
-    """SIGKILL the first live fan-out worker, as a crash would, and start another in its place."""
-    victim = next((w for w in workers if w.is_alive() and w.pid is not None), None)
-    if victim is None or victim.pid is None:
-        raise FanoutError("no live fan-out worker to kill")
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.join()
-    (replacement,) = start_workers(settings, 1, log_queue, stop_on_sigint=False)
-    workers[workers.index(victim)] = replacement
-    return f"killed fan-out worker pid {victim.pid}, started pid {replacement.pid}"
 
 
 def _announce(name: str, config: BenchConfig) -> str:

@@ -306,9 +306,10 @@ def status(redis_url: str, database_url: str, schema: str | None = None) -> list
 CRASH_SIGNALS = {"redis": signal.SIGKILL, "postgres": signal.SIGQUIT}
 
 
-def private_server(key: str, url: str) -> Entry | None:
-    """The running server ``fanout up`` started from this directory that ``url`` names (same host:port), or None."""
-    entry = load_state().get(key)
+def private_server(key: str, url: str, state: State | None = None) -> Entry | None:
+    """The running server ``fanout up`` started from this directory that ``url`` names (same host:port), or None
+    (``state``: the state already read, under its lock)."""
+    entry = (load_state() if state is None else state).get(key)
     if entry is None or process(entry) is None or not same_server(url, entry["url"]):
         return None
     return entry
@@ -339,8 +340,8 @@ def crash_restart(key: str, url: str, timeout: float = DEFAULT_READY_TIMEOUT_S) 
     """
     kind = {k.key: k for k in STORES}[key]
     with state_lock() as state:
-        entry = state.get(key)
-        if entry is None or process(entry) is None or not same_server(url, entry["url"]):
+        entry = private_server(key, url, state)
+        if entry is None:
             raise ServerError(
                 f"{kind.name} at {mask_url(url)} is not a server `fanout up` started from this directory, so fanout "
                 f"will not crash it: run `fanout up` with {kind.variable} set to a free loopback port"

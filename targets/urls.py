@@ -8,6 +8,7 @@ would misread into one line without the secret, and :func:`endpoint_key` tells w
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from targets.errors import FanoutError
@@ -70,12 +71,17 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{authority}{path}{q}{_mask_query(query) if q else ''}"
 
 
-def mask_args(args: list[str]) -> list[str]:
-    """Command-line arguments with every URL's password masked (``--redis-url URL`` and ``--redis-url=URL``)."""
-    masked = []
+def mask_args(args: list[str], hidden: Collection[str] = ()) -> list[str]:
+    """Command-line arguments with every URL's password masked (``--redis-url URL`` and ``--redis-url=URL``), and
+    the values of the ``hidden`` options (a command that may hold a secret) replaced by ``***``."""
+    masked: list[str] = []
     for arg in args:
         option, eq, value = arg.partition("=")
-        if eq and option.startswith("-"):
+        if masked and masked[-1] in hidden:
+            masked.append("***")
+        elif eq and option in hidden:
+            masked.append(f"{option}=***")
+        elif eq and option.startswith("-"):
             masked.append(f"{option}={mask_url(value)}")
         else:
             masked.append(mask_url(arg) if "://" in arg or "password=" in arg.lower() else arg)

@@ -38,14 +38,14 @@ def test_foreign_commands_count_only_when_another_client_was_seen_busy() -> None
     before = _Snapshot(redis_commands=1_000, client_commands=100, pg_outside=0, pg_inside=0)
     own, short = 50_000, 5_000  # the harness's commands, and what the allowance missed of its in-server ones
     after = _Snapshot(1_000 + own + 2_000 + short, client_commands=100 + own, pg_outside=0, pg_inside=0)
-    alone = assess(before, after, [0.5], foreign_active=[0, 0, 0, 0], allowance=2_000, seconds=2.0, cpus=2)
+    alone = assess(before, after, [0.5], active_samples=[0, 0, 0, 0], allowance=2_000, seconds=2.0, cpus=2)
     assert alone["redis_foreign_commands"] == short and not alone["disturbed"]
     assert (alone["redis_foreign_active_samples"], alone["redis_samples"]) == (0, 4)
-    seen = assess(before, after, [0.5], foreign_active=[0, 2, 1, 0], allowance=2_000, seconds=2.0, cpus=2)
+    seen = assess(before, after, [0.5], active_samples=[0, 2, 1, 0], allowance=2_000, seconds=2.0, cpus=2)
     assert seen["disturbed"] and seen["redis_foreign_active_samples"] == 2
     # Unseen (it came and went between two samples) but more than the harness's own work: not an estimate's error.
     burst = _Snapshot(after.redis_commands + 10 * HAMMER, after.client_commands, 0, 0)
-    assert assess(before, burst, [0.5], foreign_active=[0, 0], allowance=2_000, seconds=2.0, cpus=2)["disturbed"]
+    assert assess(before, burst, [0.5], active_samples=[0, 0], allowance=2_000, seconds=2.0, cpus=2)["disturbed"]
     clients = [
         {"name": "fanout-bench", "idle": "0", "cmd": "evalsha"},  # the harness's own
         {"name": "", "idle": "0", "cmd": "incr"},  # another program, busy

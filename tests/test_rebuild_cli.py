@@ -9,7 +9,7 @@ import sys
 from graphs.generate import GraphSpec
 from graphs.load import load_generated
 from targets.stores.connections import Stores
-from targets.stores.materialise import clear_derived
+from targets.stores.materialise import clear_derived, marker_key
 from targets.stores.recovery import lost
 from tests.conftest import SESSION_TAG, namespace_settings
 from tests.test_bench_cli import assert_every_page_matches_postgres, namespace_args
@@ -28,7 +28,7 @@ async def test_rebuild_restores_every_page_after_redis_lost_the_derived_state() 
             assert not await lost(stores)
             # What a Redis restart without persistence does to the namespace (only ours: never FLUSHALL).
             await clear_derived(stores)
-            await stores.redis.unlink(settings.prefix + "derived:built")
+            await stores.redis.unlink(marker_key(stores))
             assert await lost(stores)
             command = [sys.executable, "-m", "bench.cli", *namespace_args(settings), "rebuild"]
             command += ["--strategy", "push,hybrid", "--threshold", str(THRESHOLD), "--timeline-cap", "4"]

@@ -60,6 +60,11 @@ def test_mask_url_hides_a_password_of_special_characters() -> None:
         assert "S3cr" not in shown and "pw" not in shown.rpartition("@")[0], shown
 
 
+def test_mask_args_hides_the_values_of_hidden_options() -> None:
+    args = ["bench", "--fault-exec", "redis-restart=redis-cli -a S3cret shutdown", "--fault-exec=pg-restart=x", "-r"]
+    assert mask_args(args, ("--fault-exec",)) == ["bench", "--fault-exec", "***", "--fault-exec=***", "-r"]
+
+
 def test_mask_args_masks_both_option_spellings() -> None:
     args = ["bench", "--redis-url", "redis://:S3cret@h/0", "--database-url=postgresql://u:PgS3cret@h/db", "-u", "5"]
     masked = mask_args(args)

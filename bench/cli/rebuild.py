@@ -33,9 +33,10 @@ def rebuild(ctx: click.Context, strategies: tuple[str, ...]) -> None:
     """Rebuild timelines (and the post cache) in Redis from Postgres."""
     settings = settings_from(ctx)
     owners = timeline_owners(strategies)
-    for name in strategies:
-        if name not in owners:
-            click.echo(f"{name}: keeps no timelines, nothing to rebuild")
+    if ctx.get_parameter_source("strategies") is click.core.ParameterSource.COMMANDLINE:
+        for name in strategies:
+            if name not in owners:
+                click.echo(f"{name}: keeps no timelines, nothing to rebuild")
 
     async def _rebuild() -> None:
         async with await Stores.connect(settings, create=False) as stores:

@@ -508,7 +508,7 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
                 cell = _cell(value, None) if i == 0 else _delta_cell(metric, base, value)
                 interval = intervals[i]
                 if interval is not None and interval.low != interval.high:
-                    overlap = i > 0 and intervals[0] is not None and _overlap(intervals[0], interval)
+                    overlap = i > 0 and intervals[0] is not None and intervals[0].overlaps(interval)
                     note = f"{number(interval.low)}–{number(interval.high)}"
                     if overlap:
                         cell = Cell(cell.text, None)
@@ -519,10 +519,6 @@ def runs_side_by_side(runs: Labelled, strategy: str) -> Comparison:
         if rows:
             comparison.sections.append((section, rows))
     return comparison
-
-
-def _overlap(a: Interval, b: Interval) -> bool:
-    return a.low <= b.high and b.low <= a.high
 
 
 def _delta_cell(metric: Metric, base: Any, value: Any) -> Cell:

@@ -184,14 +184,14 @@ async def _drive(
         on_phase("warming up")
     await warm_up(binding.target, config, graph)
     raise_if_cancelled()
-    target = binding.target if faults is None else faults.wrap(binding.target, scenario.kind_of)
     driver: Driver[Op] = Driver(
-        target,
+        binding.target,
         workload,
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
         kind_of=scenario.kind_of,
         extra=scenario.extra_ops(),
+        on_record=faults.record if faults is not None else None,
     )
     guard = Guard(stores)
     if own:

@@ -47,6 +47,7 @@ from targets.service.delivery import DeliveryTracker
 from targets.service.metrics import ServiceMetrics
 from targets.service.openapi import OPENAPI
 from targets.stores.connections import Stores
+from targets.stores.failures import LOST_STORE
 from targets.stores.identity import namespace_identity
 from targets.stores.postgres import Post
 from targets.stores.recovery import rebuild_if_lost
@@ -113,7 +114,6 @@ class Service:
     strategy: Strategy
     metrics: ServiceMetrics
     delivery: DeliveryTracker | None = None
-    worker: bool = False
     #: The in-process fan-out worker, when there is one (its ``state`` makes /healthz ok or not).
     fanout_worker: Worker | None = None
 
@@ -347,7 +347,7 @@ async def metrics(request: Request) -> Response:
     snapshot = await svc.metrics.snapshot()
     fanout = {
         "mode": _fanout_mode(svc),
-        "in_process_worker": svc.worker,
+        "in_process_worker": svc.fanout_worker is not None,
         "worker_state": svc.fanout_worker.state if svc.fanout_worker else None,
         "pending_in_this_process": len(svc.delivery.pending) if svc.delivery else 0,
     }
@@ -438,7 +438,7 @@ async def _flush_every(service: Service, interval: float) -> None:
                     f"{rebuilt.timeline_entries:,}",
                     rebuilt.seconds,
                 )
-        except (RedisError, OSError, asyncpg.PostgresConnectionError) as exc:  # keep serving; retry at the next tick
+        except (RedisError, *LOST_STORE) as exc:  # keep serving; retry at the next tick
             log.warning("metrics flush or state check failed: %s", exc)
 
 
@@ -457,7 +457,6 @@ def create_app(config: ServiceConfig) -> Starlette:
                 service.delivery = DeliveryTracker(stores, strategy.name, service_metrics)
                 if config.worker:
                     service.fanout_worker = await stack.enter_async_context(running_worker(stores))
-                    service.worker = True
             app.state.service = service
             flusher = asyncio.create_task(_flush_every(service, FLUSH_INTERVAL_S))
             try:

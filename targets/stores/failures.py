@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import asyncpg
+from redis import exceptions as redis_errors
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -49,9 +50,6 @@ def lost_store(exc: BaseException) -> bool:
 
 def failure_kind(exc: BaseException) -> str:
     """The kind of a connection failure (:data:`AUTH`, :data:`REFUSED`, :data:`TIMEOUT` or :data:`OTHER`)."""
-    import asyncpg
-    from redis import exceptions as redis_errors
-
     auth = (
         redis_errors.AuthenticationError,
         redis_errors.AuthorizationError,

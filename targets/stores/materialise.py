@@ -176,9 +176,18 @@ async def rebuild_timelines(
         written += await _materialise_home(stores, name, authors, on_users)
         if authors is Authors.ORDINARY:
             await _materialise_reader_state(stores, name)
-    # Beside the state: a Redis that comes back without it has lost what was built (targets.stores.recovery).
-    await stores.redis.set(stores.settings.prefix + BUILT_MARKER, f"{time.time():.3f}")
+    await mark_built(stores)  # beside the state: a Redis that comes back without it has lost what was built
     return written
+
+
+def marker_key(stores: Stores) -> str:
+    """The full key of the marker that derived state was built in this Redis (see :mod:`targets.stores.recovery`)."""
+    return stores.settings.prefix + BUILT_MARKER
+
+
+async def mark_built(stores: Stores) -> None:
+    """Record that the derived state in this Redis is complete (its value: when, in Unix seconds)."""
+    await stores.redis.set(marker_key(stores), f"{time.time():.3f}")
 
 
 async def _materialise_home(

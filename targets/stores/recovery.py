@@ -3,7 +3,8 @@
 Redis holds nothing Postgres does not: timelines, author timelines, celebrity sets, the post cache and the fan-out
 queue are all derived. A Redis that restarts without its data (no persistence, a failover to an empty replica, an
 operator's FLUSHALL) comes back empty, and a timeline that is merely missing reads as an empty page. So whenever
-derived state is materialised a marker key is written beside it (:func:`mark_built`); a Redis without the marker has
+derived state is materialised a marker key is written beside it (:func:`~targets.stores.materialise.mark_built`; a
+watcher that starts on state built before markers existed writes it first); a Redis without the marker has
 lost what was built (:func:`lost`), and :func:`rebuild_lost` builds it again from Postgres, as Mastodon regenerates
 feeds.
 
@@ -19,23 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from targets.stores.connections import Stores
-from targets.stores.materialise import BUILT_MARKER, rebuild_timelines
+from targets.stores.materialise import marker_key, rebuild_timelines
 from targets.stores.post_cache import PostCache
 from targets.stores.postgres import Authors
-
-
-def marker_key(stores: Stores) -> str:
-    """The marker's full key."""
-    return stores.settings.prefix + BUILT_MARKER
-
-
-async def mark_built(stores: Stores) -> None:
-    """Record that the derived state in this Redis is complete (its value: when, in Unix seconds).
-
-    :func:`~targets.stores.materialise.rebuild_timelines` writes the marker itself; a watcher that starts on state
-    built before markers existed calls this first.
-    """
-    await stores.redis.set(marker_key(stores), f"{time.time():.3f}")
 
 
 async def lost(stores: Stores) -> bool:
@@ -47,7 +34,6 @@ async def lost(stores: Stores) -> bool:
 class Rebuilt:
     """What :func:`rebuild_lost` wrote."""
 
-    owners: tuple[str, ...]
     timeline_entries: int
     posts_cached: int
     seconds: float
@@ -63,7 +49,7 @@ async def rebuild_lost(stores: Stores, owners: Mapping[str, Authors]) -> Rebuilt
     began = time.perf_counter()
     entries = await rebuild_timelines(stores, owners, clear=False)
     cached = await PostCache(stores.redis, stores.settings.prefix).warm(stores.social)
-    return Rebuilt(tuple(owners), entries, cached, time.perf_counter() - began)
+    return Rebuilt(entries, cached, time.perf_counter() - began)
 
 
 #: How long one process may hold the right to rebuild (a process that dies mid-rebuild frees it by then).
