@@ -25,13 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.options import setting_options, settings_from
+from bench.perf.fanout_path import fanout_once, redis_cpu_s
 from graphs.star import load_star
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
-from targets.fanout.processes import start_workers, stop_workers
-from targets.fanout.queue import FanoutQueue
-from targets.fanout.reports import delivery_report
 from targets.stores.connections import Stores
 from targets.stores.schema import create_schema
 from targets.stores.timelines import home_pattern
@@ -39,8 +37,6 @@ from targets.strategies.push import PushStrategy
 from targets.urls import split_password
 
 AUTHOR = 0
-START_TIMEOUT_S = 60.0
-FANOUT_TIMEOUT_S = 600.0
 #: Where redis-cli (and redis-benchmark, in the versions that read it) takes a password from.
 REDISCLI_AUTH_VAR = "REDISCLI_AUTH"
 
@@ -122,7 +118,7 @@ async def _measure(
             for n in counts:
                 with console.status(f"round {round_}: fan-out with {n} worker process(es)"):
                     await stores.delete_keys(home_pattern(PushStrategy.name))
-                    runs.append({"round": round_, **await _fanout_once(stores, n, followers)})
+                    runs.append({"round": round_, **await fanout_once(stores, n, AUTHOR, followers)})
         await stores.delete_keys(home_pattern(PushStrategy.name))
         return {
             "benchmark": "fanout",
@@ -137,61 +133,6 @@ async def _measure(
     finally:
         await stores.drop()
         await stores.close()
-
-
-async def redis_cpu_s(stores: Stores) -> float:
-    """CPU seconds the Redis server has used (user + system), from INFO: how busy a run kept it, whatever the wall
-    clock says on a shared machine."""
-    info = await stores.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-async def _fanout_once(stores: Stores, processes: int, followers: int) -> dict:
-    """Start worker processes, wait until all consume, publish one post, wait for its completion notice.
-
-    Returns the figures of the post's delivery report and the Redis CPU seconds used meanwhile.
-    """
-    queue = FanoutQueue(stores.redis, stores.settings)
-    await queue.ensure_group()
-    pubsub = stores.redis.pubsub()
-    await pubsub.subscribe(queue.ready_channel, queue.completed_channel)
-    children = start_workers(stores.settings, processes)
-    try:
-        await _messages(pubsub, queue.ready_channel, processes)
-        cpu = await redis_cpu_s(stores)
-        receipt = await PushStrategy(stores).publish(AUTHOR, "one post to a million followers")
-        await _messages(pubsub, queue.completed_channel, 1, f"push:{receipt.post_id}")
-        cpu = await redis_cpu_s(stores) - cpu
-    finally:
-        await pubsub.aclose()
-        await asyncio.to_thread(stop_workers, children)
-    report = await delivery_report(stores, receipt.post_id)
-    if report.written != followers or report.fanout_seconds is None:
-        raise FanoutError(f"the fan-out wrote {report.written} entries for {followers} followers")
-    return {
-        "workers": processes,
-        "seconds": report.fanout_seconds,
-        "followers_per_s": followers / report.fanout_seconds,
-        "written": report.written,
-        "batches": report.batches,
-        "lag_p50_ms": report.lag_us.get_value_at_percentile(50) / 1000,
-        "lag_p99_ms": report.lag_us.get_value_at_percentile(99) / 1000,
-        "lag_max_ms": report.lag_us.get_max_value() / 1000,
-        "redis_cpu_s": cpu,
-    }
-
-
-async def _messages(pubsub, channel: str, count: int, payload: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Wait for ``count`` messages on ``channel`` (with ``payload``, when given)."""
-    deadline = time.monotonic() + (START_TIMEOUT_S if payload is None else FANOUT_TIMEOUT_S)
-    seen = 0
-    while seen < count:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise FanoutError(f"timed out waiting for {count - seen} message(s) on {channel}")
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
-        if message and message["channel"].decode() == channel:
-            seen += payload is None or message["data"].decode() == payload
 
 
 async def _redis_benchmark(stores: Stores, tool: str, requests: int) -> dict:

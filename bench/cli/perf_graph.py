@@ -24,6 +24,7 @@ import click
 from rich.console import Console
 
 from bench.cli.options import settings_from
+from bench.perf.fanout_path import fanout_once
 from graphs.console import load_progress, write_graph
 from graphs.generate import GraphSpec
 from targets.eventloop import run
@@ -36,6 +37,7 @@ PERF_PARAMS = {"alpha": 0.14, "beta": 0.83, "gamma": 0.03, "delta_in": 1.0, "del
 TIME_GOAL_S = 180.0
 MEMORY_GOAL_MB = 6 * 1024
 COPY_RATIO_GOAL = 1.5
+FANOUT_ROUNDS = 3
 
 console = Console()
 
@@ -82,6 +84,13 @@ def _data_only(source: Path, target: Path) -> None:
     "--celebrity-reach", type=float, default=0.5, show_default=True, help="Share of users following the celebrity."
 )
 @click.option(
+    "--posts-per-user",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Posts seeded per user, so the load materialises timelines (its entries/s is printed beside the fan-out's).",
+)
+@click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where the edge list goes [a temp dir]."
 )
 @click.option(
@@ -92,14 +101,21 @@ def _data_only(source: Path, target: Path) -> None:
 )
 @click.pass_context
 def graph_perf(
-    ctx: click.Context, users: int, seed: int, celebrity_reach: float, workdir: Path | None, output: Path | None
+    ctx: click.Context,
+    users: int,
+    seed: int,
+    celebrity_reach: float,
+    posts_per_user: int,
+    workdir: Path | None,
+    output: Path | None,
 ) -> None:
-    """Generate + load a scale-free graph with one celebrity; compare the load's rows/s with psql \\copy."""
+    """Generate + load a scale-free graph with one celebrity; compare the load's rows/s with psql \\copy, and its
+    timeline step's entries/s with one celebrity post's fan-out through the workers on the same graph."""
     from graphs.load import load_graph
 
     started = datetime.now(UTC)
     tag = f"perf_graph_{os.getpid()}"
-    settings = settings_from(ctx, schema=f"fanout_{tag}", prefix=f"fanout_{tag}:")
+    settings = settings_from(ctx, schema=f"fanout_{tag}", prefix=f"fanout_{tag}:", fanout_mode="async")
     spec = GraphSpec("scale-free", users, seed=seed, celebrities=1, celebrity_reach=celebrity_reach, params=PERF_PARAMS)
     tmp = Path(tempfile.mkdtemp(prefix="fanout-perf-graph-", dir=workdir))
     edges_file = tmp / "graph.edgelist"
@@ -113,12 +129,19 @@ def graph_perf(
 
         console.rule(f"load into schema {settings.schema}")
 
-        async def load_and_reference() -> tuple[dict, float]:
+        async def load_and_reference() -> tuple[dict, float, dict]:
             stores = await Stores.connect(settings)
             try:
                 async with stores:
                     with load_progress(console) as progress:
-                        report = await load_graph(stores, edges_file, progress=progress)
+                        report = await load_graph(
+                            stores, edges_file, posts_per_user=posts_per_user, seed=seed, progress=progress
+                        )
+                    console.rule(f"the fan-out path: {FANOUT_ROUNDS} posts by the most followed account, 1 worker")
+                    (celebrity, followers), *_ = await stores.social.most_followed(1)
+                    rounds = [await fanout_once(stores, 1, celebrity, followers) for _ in range(FANOUT_ROUNDS)]
+                    # The least disturbed round is the closest to what the path can do (as in perf fanout).
+                    fanout = max(rounds, key=lambda r: r["entries_per_s"]) | {"rounds": rounds}
                     console.rule("reference: psql \\copy of the same rows")
                     data = tmp / "rows.txt"
                     _data_only(edges_file, data)
@@ -128,12 +151,12 @@ def graph_perf(
                     copied = await stores.pg.fetchval(f"SELECT count(*) FROM {table}")
                     if copied != report.lines_read:
                         raise click.ClickException(f"psql copied {copied} rows, the loader read {report.lines_read}")
-                    return report.__dict__ | {"total_s": report.total_seconds}, psql_s
+                    return report.__dict__ | {"total_s": report.total_seconds}, psql_s, fanout
             finally:
                 async with await Stores.connect(settings, create=False) as cleanup:
                     await cleanup.drop()  # a 5M-edge schema left behind would slow everyone down
 
-        load, psql_s = run(load_and_reference())
+        load, psql_s, fanout = run(load_and_reference())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -141,6 +164,8 @@ def graph_perf(
     copy_rps = rows / load["seconds"]["copy"]
     load_rps = rows / load["total_s"]
     psql_rps = rows / psql_s
+    timeline_s = load["seconds"].get("timelines")
+    timeline_eps = load["timeline_entries"] / timeline_s if timeline_s else None
     result = {
         "benchmark": "perf graph",
         "measured_at": started.isoformat(timespec="seconds"),
@@ -154,7 +179,14 @@ def graph_perf(
             **spec.params,
         },
         "generate": gen,
-        "load": {**load, "peak_rss_mb": _peak_rss_mb(), "copy_rows_per_s": copy_rps, "load_rows_per_s": load_rps},
+        "load": {
+            **load,
+            "peak_rss_mb": _peak_rss_mb(),
+            "copy_rows_per_s": copy_rps,
+            "load_rows_per_s": load_rps,
+            "timeline_entries_per_s": timeline_eps,
+        },
+        "fanout_path": fanout,
         "psql_copy": {"seconds": psql_s, "rows": rows, "rows_per_s": psql_rps},
         "copy_slowdown_vs_psql": psql_rps / copy_rps,
         "goals": {
@@ -163,6 +195,8 @@ def graph_perf(
             "peak_rss_mb": max(gen["peak_rss_mb"], _peak_rss_mb()),
             "under_6_gb": max(gen["peak_rss_mb"], _peak_rss_mb()) < MEMORY_GOAL_MB,
             "copy_within_1_5x_of_psql": psql_rps / copy_rps <= COPY_RATIO_GOAL,
+            # None without posts: the load then materialises no timelines.
+            "timelines_at_fanout_speed": None if timeline_eps is None else timeline_eps >= fanout["entries_per_s"],
         },
     }
     output = output or Path("results") / f"perf_graph_{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -188,6 +222,15 @@ def _print(result: dict, output: Path) -> None:
     table.add_row("load COPY phase rows/s", f"{load['copy_rows_per_s']:,.0f}")
     table.add_row("load end-to-end rows/s", f"{load['load_rows_per_s']:,.0f}")
     table.add_row("psql \\copy rows/s", f"{ref['rows_per_s']:,.0f} ({ref['seconds']:.1f} s)")
+    fanout = result["fanout_path"]
+    if load["timeline_entries_per_s"] is None:
+        table.add_row("load timeline entries/s", "none written (pass --posts-per-user)")
+    else:
+        table.add_row(
+            "load timeline entries/s", f"{load['timeline_entries_per_s']:,.0f} ({load['timeline_entries']:,} entries)"
+        )
+    best_of = f"best of {len(fanout['rounds'])} posts to {fanout['written']:,}"
+    table.add_row("fan-out path entries/s", f"{fanout['entries_per_s']:,.0f} ({best_of})")
     table.add_row("COPY slowdown vs psql", f"{result['copy_slowdown_vs_psql']:.2f}x (goal <= {COPY_RATIO_GOAL}x)")
     table.add_row("generate + load", f"{goals['generate_plus_load_s']:.1f} s (goal < {TIME_GOAL_S:.0f} s)")
     console.print(table)

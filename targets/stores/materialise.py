@@ -169,13 +169,17 @@ async def rebuild_timelines(
     ``clear=False`` skips deleting the old state first (each delete is a SCAN of the whole Redis database), for a
     caller that has just cleared it.
     """
-    written = 0
-    for name, authors in owners.items():
-        if clear:
+    if clear:
+        for name in owners:
             await clear_derived(stores, [name], post_cache=False)
-        written += await _materialise_home(stores, name, authors, on_users)
-        if authors is Authors.ORDINARY:
-            await _materialise_reader_state(stores, name)
+    # Every step runs side by side: each query sorts everything before its first row, and while one step's Postgres
+    # sorts, another's rows are being written by Redis (one after the other, neither server overlapped the other).
+    async with asyncio.TaskGroup() as steps:
+        homes = [steps.create_task(_materialise_home(stores, n, a, on_users)) for n, a in owners.items()]
+        for name, authors in owners.items():
+            if authors is Authors.ORDINARY:
+                steps.create_task(_materialise_reader_state(stores, name))
+    written = sum(home.result() for home in homes)
     await mark_built(stores)  # beside the state: a Redis that comes back without it has lost what was built
     return written
 
