@@ -138,17 +138,39 @@ def harness_version() -> str:
         return "0+unknown"
 
 
+#: The PostgreSQL settings that move the figures most, recorded with every run (a setting a version lacks, such as
+#: ``io_method`` before 18, is left out): two runs that differ in one of them differ in more than the version.
+PG_SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "jit",
+    "data_checksums",
+    "io_method",
+    "autovacuum",
+    "synchronous_commit",
+    "fsync",
+    "max_parallel_workers_per_gather",
+    "random_page_cost",
+)
+
+
 async def server_versions(stores: Stores) -> tuple[Document, Document]:
-    """The Redis and Postgres server versions, as the servers report them."""
+    """The Redis and Postgres server versions (and Postgres's :data:`PG_SETTINGS`), as the servers report them."""
     info = await stores.redis.info("server")
     async with stores.pg.acquire() as conn:
         version = await conn.fetchval("SHOW server_version")
         version_num = await conn.fetchval("SHOW server_version_num")
+        settings = await conn.fetch(
+            "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name",
+            list(PG_SETTINGS),
+        )
     redis = {"version": str(info["redis_version"]), "url": mask_url(stores.settings.redis_url)}
     postgres = {
         "version": str(version).split()[0],
         "version_num": int(version_num),
         "url": mask_url(stores.settings.database_url),
+        "settings": {r["name"]: r["value"] for r in settings},
     }
     return redis, postgres
 

@@ -2,6 +2,10 @@
 
 PostgreSQL refuses to run as root, so when fanout runs as root (containers, CI) the cluster belongs to, and the
 server runs as, the ``postgres`` account (else ``nobody``), switched to by :func:`subprocess.run`'s ``user=``.
+
+Whatever the major version, the private server is configured the same way (:data:`SETTINGS`, and no data checksums),
+so a run on the pip package's PostgreSQL 18 and one on a system PostgreSQL 15 differ by the version, not by defaults
+that changed between versions or by what a build happens to include (the pip build has no JIT).
 """
 
 from __future__ import annotations
@@ -170,6 +174,14 @@ def _run_as(command: list[str], account: pwd.struct_passwd | None, cwd: Path, ti
             raise ServerError(f"{Path(command[0]).name} failed ({' / '.join(lines[-2:])[:300]}): see {cwd}")
 
 
+#: What ``fanout up`` sets in the private server's ``fanout.conf`` besides where it listens. The first three are
+#: PostgreSQL's own defaults, written out so the figures in a result are not left to a build; JIT is off because
+#: the harness runs short OLTP queries, for which compiling costs more than it saves, and only some builds have it.
+SETTINGS = {"shared_buffers": "128MB", "work_mem": "4MB", "effective_cache_size": "4GB", "jit": "off"}
+#: Before 18 initdb made clusters without data checksums; from 18 on it must be asked not to.
+NO_CHECKSUMS_FROM = 18
+
+
 def _conf_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -191,7 +203,8 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
         data.mkdir(mode=0o700, exist_ok=True)
         _give([workdir, sockets, data], account)
         initdb = [str(binaries.path / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "--encoding=UTF8"]
-        _run_as([*initdb, "--locale=C", "--no-sync"], account, workdir, timeout)
+        checksums = ["--no-data-checksums"] if int(major) >= NO_CHECKSUMS_FROM else []
+        _run_as([*initdb, "--locale=C", "--no-sync", *checksums], account, workdir, timeout)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude_if_exists = 'fanout.conf'  # written by fanout up\n")
     # Where to listen is rewritten at every start: without a configured URL the port is a fresh free one.
@@ -199,6 +212,7 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
     (data / "fanout.conf").write_text(
         f"listen_addresses = {_conf_quote(listen)}\nport = {port}\n"
         f"unix_socket_directories = {_conf_quote(str(sockets))}\n"
+        + "".join(f"{name} = {_conf_quote(value)}\n" for name, value in SETTINGS.items())
     )
     _give([data / "fanout.conf"], account)
     pg_ctl = [str(binaries.path / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", str(int(timeout)), "start"]

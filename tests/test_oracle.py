@@ -141,12 +141,15 @@ async def run_scenario(
     *,
     settle: Callable[[], Awaitable[None]] | None = None,
     written: Callable[[int], Awaitable[int]] | None = None,
+    restart: Callable[[Ensemble, range, list[int]], Awaitable[None]] | None = None,
 ) -> None:
     """Apply the scenario (to tables the caller emptied) and check every page against the model.
 
     With asynchronous fan-out, ``settle`` waits for the queue to drain after each operation and ``written`` gives the
-    entries push's fan-out wrote for a post id (the receipt counts only what publish wrote itself).
+    entries push's fan-out wrote for a post id (the receipt counts only what publish wrote itself). ``restart`` is
+    what happens at ``restart_at`` (default :func:`restart_redis`, which deletes the derived keys).
     """
+    restart = restart or restart_redis
     model = Model(scenario["cap"])
     limit = scenario["limit"]
     await ensemble.social.add_users(range(1, scenario["users"] + 1))
@@ -160,7 +163,7 @@ async def run_scenario(
         await hybrid.rebuild(users)
     for step, (kind, a, b, reader) in enumerate(scenario["ops"]):
         if step == scenario["restart_at"]:
-            await restart_redis(ensemble, users, [pid for pid, _ in model.posts])
+            await restart(ensemble, users, [pid for pid, _ in model.posts])
         if kind == "publish":
             receipts = await ensemble.publish(a, f"p{len(model.posts)}")
             if settle is not None:

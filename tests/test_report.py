@@ -181,6 +181,19 @@ def test_several_runs_show_changes_from_the_first(runs: Any) -> None:
     assert _row(pull_table, "posts") == ["50", "50 (=)"]
 
 
+def test_runs_on_differently_configured_postgres_say_how(tmp_path: Path) -> None:
+    pg15 = {"version": "15.5", "version_num": 150005, "settings": {"data_checksums": "off", "jit": "on"}}
+    pg18 = {"version": "18.6", "version_num": 180006, "settings": {"data_checksums": "on", "jit": "on"}}
+    a = write_result(sample_result(RUN | {"postgres": pg15}, seed=7), tmp_path / "a.json")
+    b = write_result(sample_result(RUN | {"postgres": pg18}, seed=9), tmp_path / "b.json")
+    output = fanout("report", str(a), str(b)).output
+    assert "PostgreSQL settings  data_checksums=off, jit=on" in output
+    differences = output[output.index("PostgreSQL differs between the runs:") :].splitlines()[1:3]
+    assert [line.strip() for line in differences] == ["version: A 15.5, B 18.6", "data_checksums: A off, B on"]
+    same = fanout("report", str(a), str(a)).output
+    assert "PostgreSQL differs" not in same
+
+
 def test_html_report_embeds_its_plots_and_writes_them_beside_it(runs: Any, tmp_path: Path) -> None:
     a, b, _, _ = runs
     page = tmp_path / "out" / "report.html"

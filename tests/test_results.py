@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bench.results import (
+    PG_SETTINGS,
     InvalidResult,
     block_histogram,
     decode_histogram,
@@ -46,6 +47,12 @@ async def test_run_metadata_comes_from_the_servers_and_the_checkout(stores: Stor
     assert run["redis"]["version"] == info["redis_version"]
     assert run["postgres"]["version_num"] == version_num
     assert run["postgres"]["version"].split(".")[0] == str(version_num // 10000)
+    # The settings that move the figures, as the server shows them (io_method exists from 18 on).
+    settings = run["postgres"]["settings"]
+    async with stores.pg.acquire() as conn:
+        assert settings["shared_buffers"] == await conn.fetchval("SHOW shared_buffers")
+        assert settings["jit"] == await conn.fetchval("SHOW jit")
+    assert set(settings) == set(PG_SETTINGS) - ({"io_method"} if version_num < 180000 else set())
     assert run["cpu_count"] == os.cpu_count()
     assert re.fullmatch(r"[0-9a-f]{40}", run["git"]["commit"])  # the tests run from the git checkout
     assert isinstance(run["git"]["dirty"], bool)

@@ -56,6 +56,14 @@ async def select_one(url: str) -> int:
         await conn.close()
 
 
+async def show(url: str, names: list[str]) -> dict[str, str]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return {name: await conn.fetchval(f"SHOW {name}") for name in names}
+    finally:
+        await conn.close()
+
+
 def server_processes(state: servers.State) -> list[psutil.Process]:
     """The recorded servers and all their children (PostgreSQL's background workers)."""
     procs = []
@@ -93,6 +101,10 @@ def test_up_status_down_on_configured_ports_from_pip(workdir: Path, monkeypatch:
     assert (state["redis"]["url"], state["postgres"]["url"]) == (redis_url, database_url)
     assert servers.resolve_urls(None, None) == (redis_url, database_url)
     assert Path(state["postgres"]["data"]).is_relative_to(workdir / ".fanout")
+
+    # PostgreSQL runs with what fanout up configures, whatever its version's initdb defaults (18 turned checksums on).
+    shown = run(show(database_url, [*server_postgres.SETTINGS, "data_checksums"]))
+    assert shown == {**server_postgres.SETTINGS, "data_checksums": "off"}
 
     # They run the pip packages' binaries, not the system's.
     redis_exe = psutil.Process(state["redis"]["pid"]).exe()

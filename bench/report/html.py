@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import plots
-from bench.report.runs import Run, heading, labelled, run_facts
+from bench.report.runs import Run, heading, labelled, run_facts, settings_differences
 from bench.report.sweep import sweep_comparisons
 from bench.report.tables import comparisons, html_table
 from bench.results import atomic_write
@@ -60,6 +60,14 @@ def _facts_html(run: Run, runs: Sequence[Run]) -> str:
     return f'<h2>{html.escape(heading(run, runs))}</h2>\n<table class="facts">{rows}</table>'
 
 
+def _differences_html(runs: Sequence[Run]) -> str:
+    lines = settings_differences(runs)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<p><b>PostgreSQL differs between the runs:</b></p><ul>{items}</ul>"
+
+
 def write_html(runs: Sequence[Run], path: Path | str) -> list[Path]:
     """Write the HTML report and its PNG plots beside it; returns the paths written (the HTML first).
 
@@ -82,7 +90,7 @@ def write_html(runs: Sequence[Run], path: Path | str) -> list[Path]:
     title = "fanout-bench report: " + ", ".join(names)
     page = PAGE.format(
         title=html.escape(title),
-        runs="\n".join(_facts_html(r, runs) for r in runs),
+        runs="\n".join([*(_facts_html(r, runs) for r in runs), _differences_html(runs)]),
         tables="\n".join(html_table(c) for c in [*comparisons(docs), *sweep_comparisons(docs)]),
         figures="\n".join(figures),
     )

@@ -39,6 +39,27 @@ def heading(run: Run, runs: Sequence[Run]) -> str:
     return f"{run.doc['scenario'].capitalize()} run of {run.doc['run']['started_at']}"
 
 
+def pg_settings(postgres: dict) -> str:
+    """The recorded PostgreSQL settings as ``name=value`` pairs (results written before they were recorded: –)."""
+    return ", ".join(f"{k}={v}" for k, v in postgres.get("settings", {}).items()) or "–"
+
+
+def settings_differences(runs: Sequence[Run]) -> list[str]:
+    """One line per recorded PostgreSQL setting (or version) that is not the same in every run, e.g.
+    ``data_checksums: A on, B off``: a comparison across them compares more than the strategies."""
+    if len(runs) < 2:
+        return []
+    recorded = [
+        {"version": r.doc["run"]["postgres"]["version"], **r.doc["run"]["postgres"].get("settings", {})} for r in runs
+    ]
+    names = sorted({name for values in recorded for name in values}, key=lambda n: (n != "version", n))
+    return [
+        f"{name}: " + ", ".join(f"{r.label} {values.get(name, '–')}" for r, values in zip(runs, recorded, strict=True))
+        for name in names
+        if len({values.get(name) for values in recorded}) > 1
+    ]
+
+
 def run_facts(run: Run) -> list[tuple[str, str]]:
     """What ran where, for the header of a report."""
     doc, meta = run.doc, run.doc["run"]
@@ -57,6 +78,7 @@ def run_facts(run: Run) -> list[tuple[str, str]]:
         ("commit", commit),
         ("harness", f"{meta['harness']['name']} {meta['harness']['version']}"),
         ("servers", f"Redis {meta['redis']['version']}, PostgreSQL {meta['postgres']['version']}"),
+        ("PostgreSQL settings", pg_settings(meta["postgres"])),
         ("machine", f"{meta['cpu_count']} CPUs, Python {meta['python']['version']}, {meta['platform']}"),
         ("graph", ", ".join(f"{k} {number(v)}" for k, v in doc["graph"].items())),
         ("seed", str(meta["seed"])),
