@@ -149,7 +149,7 @@ async def load_graph(
             with phases.phase("indexes", "building indexes"):
                 for statement in index_ddl(stage):
                     await conn.execute(statement)
-                await conn.execute(f"ANALYZE {stage}.users, {stage}.follows, {stage}.posts")
+                await conn.execute(f"ANALYZE {stage}.users, {stage}.follows, {stage}.posts, {stage}.mentions")
             with phases.phase("swap", "swapping the new graph in"):
                 await _swap(conn, stage, schema)
         finally:
@@ -306,9 +306,9 @@ async def seed_posts(conn: asyncpg.Connection, schema: str, per_user: int, histo
 async def _swap(conn: asyncpg.Connection, stage: str, schema: str) -> None:
     """In one transaction: drop the old graph's tables and move the staged ones (with their indexes) in."""
     async with conn.transaction():
-        await conn.execute(f"DROP TABLE IF EXISTS {schema}.users, {schema}.follows, {schema}.posts")
+        await conn.execute(f"DROP TABLE IF EXISTS {schema}.users, {schema}.follows, {schema}.posts, {schema}.mentions")
         await conn.execute(f"DROP SEQUENCE IF EXISTS {schema}.post_seq")
-        for table in ("users", "follows", "posts"):
+        for table in ("users", "follows", "posts", "mentions"):  # a loaded graph's posts mention nobody
             await conn.execute(f"ALTER TABLE {stage}.{table} SET SCHEMA {schema}")
         # posts.id's default names the sequence by oid, so it follows the sequence into the schema.
         await conn.execute(f"ALTER SEQUENCE {stage}.post_seq SET SCHEMA {schema}")

@@ -119,7 +119,8 @@ async def test_sync_mode_writes_inside_publish(star: Stores) -> None:
 async def test_push_and_hybrid_jobs_fill_their_own_timelines(star: Stores) -> None:
     # Threshold above 2500: the author is ordinary for hybrid too, so both owners get one job each.
     stores = view(star, celebrity_threshold=10_000)
-    post, followers = await PushStrategy(stores).social.create_post(AUTHOR, "one post, two owners")
+    new = await PushStrategy(stores).social.create_post(AUTHOR, "one post, two owners")
+    post, followers = new.post, new.followers
     for name in ("push", "hybrid"):
         assert await make_strategy(name, stores).distribute(post, followers) == 0
     async with running_worker(stores):

@@ -20,7 +20,7 @@ _examples = itertools.count(1_000_000)  # prefixes apart from the sync oracle's
 
 
 async def play_async(stores: Stores, scenario: dict, example: int) -> None:
-    await stores.pg.execute("TRUNCATE users, follows, posts")
+    await stores.pg.execute("TRUNCATE users, follows, posts, mentions")
     view = view_for(stores, scenario, example, fanout_mode="async")
 
     async def written(post_id: int) -> int:

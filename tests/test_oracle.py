@@ -1,13 +1,14 @@
 """The correctness oracle: push, pull and hybrid return identical pages for the same data.
 
 hypothesis draws a small follow graph, a timeline cap, a celebrity threshold, a page size and a sequence of
-publish / follow / unfollow operations. Each operation is applied to Postgres once and to every strategy's derived
-state (bench.scenarios.oracle). After every operation one user's first page must agree across strategies; at the end
-every user's whole timeline, paged with ``before``, must agree and must equal an independent in-memory model: the
-newest ``cap`` posts of the accounts the user follows. Hybrid's Redis state (author timelines, celebrity sets) is
-checked against the model after every operation too, and some sequences lose Redis's derived state in the middle
-(a restart): the home timelines are rebuilt as after a restart, hybrid's author timelines and celebrity sets must
-rebuild themselves from Postgres on read.
+publish / follow / unfollow operations, some posts mentioning a user. Each operation is applied to Postgres once and
+to every strategy's derived state (bench.scenarios.oracle). After every operation one user's first page must agree
+across strategies; at the end every user's whole timeline, paged with ``before``, must agree and must equal an
+independent in-memory model: the newest ``cap`` posts of the accounts the user follows and of the posts mentioning it
+by accounts it does not follow. Hybrid's Redis state (author timelines, celebrity sets) is checked against the model
+after every operation too, and some sequences lose Redis's derived state in the middle (a restart): the home
+timelines are rebuilt as after a restart, hybrid's author timelines and celebrity sets must rebuild themselves from
+Postgres on read.
 """
 
 from __future__ import annotations
@@ -38,13 +39,19 @@ class Model:
     cap: int
     follows: set[tuple[int, int]] = field(default_factory=set)
     posts: list[tuple[int, int]] = field(default_factory=list)  # (post id, author)
+    mentions: dict[int, int] = field(default_factory=dict)  # post id -> the user it mentions
 
     def timeline(self, user: int, below: int | None = None) -> list[int]:
-        """The user's newest ``cap`` posts; with ``below``, only of followees with fewer followers than that."""
+        """The user's newest ``cap`` posts: of the accounts it follows (with ``below``, only of those with fewer
+        followers than that), and those mentioning it by accounts it does not follow."""
         followees = {b for a, b in self.follows if a == user}
-        if below is not None:
-            followees = {f for f in followees if sum(1 for _, b in self.follows if b == f) < below}
-        return sorted((pid for pid, author in self.posts if author in followees), reverse=True)[: self.cap]
+        pushed = followees if below is None else {f for f in followees if self.followers(f) < below}
+        chosen = (
+            pid
+            for pid, author in self.posts
+            if author in pushed or (self.mentions.get(pid) == user and author not in followees and author != user)
+        )
+        return sorted(chosen, reverse=True)[: self.cap]
 
     def followers(self, account: int) -> int:
         """How many users follow ``account``."""
@@ -66,8 +73,9 @@ def scenarios(draw: st.DrawFn) -> dict:
     pair = st.tuples(user, user).filter(lambda t: t[0] != t[1])
     # ("unfollow", k, _, reader) removes the k-th existing edge (mod their number), so unfollows hit real edges.
     op = st.one_of(
+        # ("publish", author, m, reader): a post that mentions user m (0: none; the author itself: ignored).
         st.tuples(st.just("publish"), user, st.just(0), user),
-        st.tuples(st.just("publish"), user, st.just(0), user),
+        st.tuples(st.just("publish"), user, st.integers(0, n), user),
         st.tuples(st.just("follow"), user, user, user),
         st.tuples(st.just("unfollow"), st.integers(0, 50), st.just(0), user),
     )
@@ -131,7 +139,7 @@ def view_for(stores: Stores, scenario: dict, example: int, **changes: object) ->
 
 
 async def play(stores: Stores, scenario: dict, example: int) -> None:
-    await stores.pg.execute("TRUNCATE users, follows, posts")
+    await stores.pg.execute("TRUNCATE users, follows, posts, mentions")
     await run_scenario(Ensemble(view_for(stores, scenario, example, fanout_mode="sync")), scenario)
 
 
@@ -165,14 +173,17 @@ async def run_scenario(
         if step == scenario["restart_at"]:
             await restart(ensemble, users, [pid for pid, _ in model.posts])
         if kind == "publish":
-            receipts = await ensemble.publish(a, f"p{len(model.posts)}")
+            receipts = await ensemble.publish(a, f"p{len(model.posts)}" + (f" cc @{b}" if b else ""))
             if settle is not None:
                 await settle()
             model.posts.append((receipts["push"].post_id, a))
+            if b:
+                model.mentions[receipts["push"].post_id] = b
             followers = sum(1 for f, e in model.follows if e == a)
+            mentioned = int(b not in (0, a) and (b, a) not in model.follows)
             pushed = receipts["push"]
-            entries = pushed.entries_written if written is None else await written(pushed.post_id)
-            assert entries == followers  # every follower gets exactly one new entry
+            entries = pushed.entries_written + (0 if written is None else await written(pushed.post_id))
+            assert entries == followers + mentioned  # every follower and mentioned user gets exactly one new entry
             assert receipts["pull"].entries_written == 0
         elif kind == "follow" and a != b:
             assert await ensemble.follow(a, b) == ((a, b) not in model.follows)

@@ -110,7 +110,7 @@ def test_pages_and_derived_state_survive_a_real_redis_restart(
         restarts.append(rebuilt is not None and not await lost(view))
 
     async def play() -> None:
-        await stores.pg.execute("TRUNCATE users, follows, posts")
+        await stores.pg.execute("TRUNCATE users, follows, posts, mentions")
         view = view_for(stores, scenario, next(_examples), fanout_mode="sync")
         await run_scenario(Ensemble(view), scenario, restart=restart)
 

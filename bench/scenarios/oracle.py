@@ -31,8 +31,11 @@ class Ensemble:
 
     async def publish(self, author_id: int, body: str) -> dict[str, Receipt]:
         """Store one post and let every strategy deliver it; returns each strategy's receipt."""
-        post, followers = await self.social.create_post(author_id, body)
-        return {name: Receipt(post, await s.distribute(post, followers)) for name, s in self.strategies.items()}
+        new = await self.social.create_post(author_id, body)
+        return {
+            name: Receipt(new.post, await s.distribute(new.post, new.followers, new.mentioned))
+            for name, s in self.strategies.items()
+        }
 
     async def follow(self, follower_id: int, followee_id: int) -> bool:
         """Add one follow edge and update every strategy's derived state."""

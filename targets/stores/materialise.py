@@ -108,17 +108,22 @@ def timelines_sql(authors: Authors) -> str:
     posts each, ordered by user.
 
     Only an author's newest $1 posts can be in any timeline, so those are ranked once per author, joined to the
-    follow edges and ranked again per follower: two sorts, no per-user query.
+    follow edges and ranked again per follower: two sorts, no per-user query. Posts mentioning a user by an account
+    it does not follow join them (as :meth:`Social.timeline` reads them); a followed author's come through the edge.
     """
     return f"""
     WITH recent AS (
         SELECT author_id, id FROM (
             SELECT author_id, id, row_number() OVER (PARTITION BY author_id ORDER BY id DESC) AS r FROM posts
         ) ranked WHERE r <= $1
-    ), entries AS (
-        SELECT f.follower_id, r.id, row_number() OVER (PARTITION BY f.follower_id ORDER BY r.id DESC) AS r
-        FROM follows f JOIN recent r ON r.author_id = f.followee_id
+    ), edges AS (
+        SELECT f.follower_id, r.id FROM follows f JOIN recent r ON r.author_id = f.followee_id
         WHERE true {_FOLLOWEE_FILTER[authors]}
+        UNION ALL
+        SELECT m.user_id, m.post_id FROM mentions m JOIN posts p ON p.id = m.post_id
+        WHERE NOT EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = m.user_id AND x.followee_id = p.author_id)
+    ), entries AS (
+        SELECT follower_id, id, row_number() OVER (PARTITION BY follower_id ORDER BY id DESC) AS r FROM edges
     )
     SELECT follower_id, array_to_string(array_agg(id ORDER BY id DESC), ',') AS ids, count(*) AS n
     FROM entries WHERE r <= $1 GROUP BY follower_id ORDER BY follower_id"""

@@ -6,7 +6,7 @@ Strategies keep derived state (Redis timelines) on top of this; what is here is 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
@@ -14,6 +14,7 @@ import asyncpg
 
 from targets.errors import InvalidOperation, UnknownUser
 from targets.ids import EPOCH_MS, MAX_POST_ID, SEQUENCE_BITS
+from targets.stores.mentions import mentioned_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,19 @@ class Post:
     def from_row(cls, row: asyncpg.Record) -> Post:
         """A post from a row with ``id, author_id, created_at, body`` columns."""
         return cls(row["id"], row["author_id"], row["created_at"], row["body"])
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A post just stored, with what delivering it needs."""
+
+    post: Post
+    #: The author's follower count when the post was stored.
+    followers: int
+    #: Users the post mentions who do not follow the author: they get it as a mention (followers get it anyway).
+    mentioned: list[int] = field(default_factory=list)
+    #: The post was stored earlier under the same idempotency key; nothing new was stored.
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +76,48 @@ class Authors(Enum):
     ORDINARY = "ordinary"
 
 
+# The post, and a row per user it mentions (existing users other than the author). Returns the new post's id and
+# time, the author's follower count and the mentioned users the post must be delivered to as a mention: those who do
+# not follow the author (followers get it as followers). $3: the mentioned ids.
 _INSERT_POST = f"""
-WITH new AS (SELECT {{id_default}} AS id)
-INSERT INTO posts (id, author_id, created_at, body)
-SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2
-FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
-RETURNING id, created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers
-"""
+WITH new AS (SELECT {{id_default}} AS id),
+post AS (
+    INSERT INTO posts (id, author_id, created_at, body)
+    SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2
+    FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
+    RETURNING id, created_at
+),
+{{mentions}}"""
 
-# The same with an idempotency key: a post the author already stored under the key is not stored again (the row
-# then comes from the second statement).
+# The same with an idempotency key ($4): a post the author already stored under the key is not stored again (the row
+# then comes from _STORED_UNDER_KEY).
 _INSERT_POST_ONCE = f"""
-WITH new AS (SELECT {{id_default}} AS id)
-INSERT INTO posts (id, author_id, created_at, body, idempotency_key)
-SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2, $3
-FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
-ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers
-"""
+WITH new AS (SELECT {{id_default}} AS id),
+post AS (
+    INSERT INTO posts (id, author_id, created_at, body, idempotency_key)
+    SELECT new.id, $1, to_timestamp(((new.id >> {SEQUENCE_BITS}) + {EPOCH_MS}) / 1000.0), $2, $4
+    FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
+    ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, created_at
+),
+{{mentions}}"""
+
+_MENTIONS = """named AS (
+    INSERT INTO mentions (user_id, post_id)
+    SELECT u.id, post.id FROM post CROSS JOIN users u WHERE u.id = ANY($3::bigint[]) AND u.id <> $1
+    RETURNING user_id
+)
+SELECT post.id, post.created_at, (SELECT follower_count FROM users WHERE id = $1) AS followers,
+    ARRAY(SELECT n.user_id FROM named n WHERE NOT EXISTS (
+        SELECT 1 FROM follows f WHERE f.follower_id = n.user_id AND f.followee_id = $1) ORDER BY n.user_id
+    ) AS mentioned
+FROM post"""
+
 _STORED_UNDER_KEY = """
-SELECT p.id, p.created_at, p.body, u.follower_count AS followers
+SELECT p.id, p.created_at, p.body, u.follower_count AS followers,
+    ARRAY(SELECT m.user_id FROM mentions m WHERE m.post_id = p.id AND NOT EXISTS (
+        SELECT 1 FROM follows f WHERE f.follower_id = m.user_id AND f.followee_id = p.author_id) ORDER BY m.user_id
+    ) AS mentioned
 FROM posts p JOIN users u ON u.id = p.author_id WHERE p.author_id = $1 AND p.idempotency_key = $2
 """
 
@@ -102,13 +138,15 @@ ORDER BY i
 
 
 def _timeline_sql(authors: Authors, count_newer: bool) -> str:
-    """One round trip for a timeline page: the newest posts of the user's followees below ``before``.
+    """One round trip for a timeline page: the newest posts of the user's followees below ``before``, and (for a
+    home timeline: ``ALL`` or ``ORDINARY`` followees) of the posts mentioning the user by accounts it does not follow.
 
     Parameters: $1 user, $2 before (exclusive), $3 page size, $4 timeline cap, $5 celebrity threshold.
     Each followee contributes at most $3 posts through the (author_id, id DESC) index (a LATERAL top-N), so the
-    cost is bounded by followees x page size, never by the followees' whole history. With ``count_newer`` every
-    row also carries how many of the timeline's posts are at or above ``before`` (at most $4), which places the
-    page against the cap that push timelines have; a single NULL row stands for an empty page.
+    cost is bounded by followees x page size, never by the followees' whole history; mentions come the same way from
+    the (user_id, post_id) key. With ``count_newer`` every row also carries how many of the timeline's posts are at
+    or above ``before`` (at most $4), which places the page against the cap that push timelines have; a single NULL
+    row stands for an empty page.
     """
     followee_filter = {
         Authors.ALL: "AND $5::int IS NOT NULL",  # every parameter must appear for Postgres to type it
@@ -116,21 +154,34 @@ def _timeline_sql(authors: Authors, count_newer: bool) -> str:
         Authors.ORDINARY: "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.followee_id"
         " AND u.follower_count >= $5)",
     }[authors]
-    page = """
-        SELECT p.id, p.author_id, p.created_at, p.body
-        FROM followees f CROSS JOIN LATERAL (
-            SELECT id, author_id, created_at, body FROM posts
-            WHERE author_id = f.followee_id AND id < $2 ORDER BY id DESC LIMIT $3
+    # A followed author's posts come from the followees' side only (so none is counted twice), whatever they mention.
+    mentions = authors is not Authors.CELEBRITIES
+    not_followed = "NOT EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = $1 AND x.followee_id = p.author_id)"
+    mentioned_page = f"""
+        UNION ALL (
+            SELECT p.id, p.author_id, p.created_at, p.body FROM mentions m JOIN posts p ON p.id = m.post_id
+            WHERE m.user_id = $1 AND m.post_id < $2 AND {not_followed} ORDER BY m.post_id DESC LIMIT $3)"""
+    page = f"""
+        SELECT p.* FROM (
+            (SELECT p.id, p.author_id, p.created_at, p.body
+            FROM followees f CROSS JOIN LATERAL (
+                SELECT id, author_id, created_at, body FROM posts
+                WHERE author_id = f.followee_id AND id < $2 ORDER BY id DESC LIMIT $3
+            ) p){mentioned_page if mentions else ""}
         ) p ORDER BY p.id DESC LIMIT $3"""
     followees = f"""followees AS (
         SELECT f.followee_id FROM follows f WHERE f.follower_id = $1 {followee_filter})"""
     if not count_newer:
         return f"WITH {followees} SELECT 0::bigint AS newer, page.* FROM ({page}) page WHERE $4::int > 0"
+    mentioned_newer = f"""
+            UNION ALL (
+                SELECT 1 FROM mentions m JOIN posts p ON p.id = m.post_id
+                WHERE m.user_id = $1 AND m.post_id >= $2 AND {not_followed} ORDER BY m.post_id DESC LIMIT $4)"""
     return f"""WITH {followees},
     newer AS (SELECT count(*) AS n FROM (
-        SELECT 1 FROM followees f CROSS JOIN LATERAL (
+        (SELECT 1 FROM followees f CROSS JOIN LATERAL (
             SELECT 1 FROM posts WHERE author_id = f.followee_id AND id >= $2 ORDER BY id DESC LIMIT $4
-        ) x LIMIT $4) y)
+        ) x){mentioned_newer if mentions else ""} LIMIT $4) y)
     SELECT newer.n AS newer, page.* FROM newer LEFT JOIN ({page}) page ON true"""
 
 
@@ -139,8 +190,8 @@ class Social:
 
     def __init__(self, pg: asyncpg.Pool, id_default_sql: str) -> None:
         self.pg = pg
-        self._insert_post = _INSERT_POST.format(id_default=id_default_sql)
-        self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql)
+        self._insert_post = _INSERT_POST.format(id_default=id_default_sql, mentions=_MENTIONS)
+        self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql, mentions=_MENTIONS)
 
     # -- users ------------------------------------------------------------------------------------------------
     async def require_user(self, user_id: int) -> None:
@@ -199,7 +250,7 @@ class Social:
         """VACUUM ANALYZE the tables: fresh statistics and visibility maps, so plans are settled and autovacuum has
         nothing to start on in the middle of a measured run."""
         async with self.pg.acquire() as conn:
-            await conn.execute("VACUUM (ANALYZE) users, follows, posts")
+            await conn.execute("VACUUM (ANALYZE) users, follows, posts, mentions")
 
     async def add_users(self, user_ids: Sequence[int]) -> None:
         """Create users that do not exist yet (tests and small setups; bulk loads use COPY)."""
@@ -208,26 +259,27 @@ class Social:
         )
 
     # -- posts ------------------------------------------------------------------------------------------------
-    async def create_post(self, author_id: int, body: str) -> tuple[Post, int]:
-        """Insert a post with a fresh time-ordered id; returns it and the author's follower count.
+    async def create_post(self, author_id: int, body: str) -> NewPost:
+        """Insert a post with a fresh time-ordered id, and the mentions in its body (:mod:`targets.stores.mentions`).
 
         Raises :class:`UnknownUser` for an unknown author.
         """
-        row = await self.pg.fetchrow(self._insert_post, author_id, body)
+        row = await self.pg.fetchrow(self._insert_post, author_id, body, mentioned_ids(body))
         if row is None:
             raise UnknownUser(author_id)
-        return Post(row["id"], author_id, row["created_at"], body), int(row["followers"])
+        return NewPost(Post(row["id"], author_id, row["created_at"], body), int(row["followers"]), row["mentioned"])
 
-    async def create_post_once(self, author_id: int, body: str, key: str) -> tuple[Post, int, bool]:
+    async def create_post_once(self, author_id: int, body: str, key: str) -> NewPost:
         """:meth:`create_post` at most once per (author, ``key``): a repeated call returns the post stored the first
-        time (its body, not ``body``) and True for "replayed"."""
-        row = await self.pg.fetchrow(self._insert_post_once, author_id, body, key)
+        time (its body, not ``body``), marked ``replayed``."""
+        row = await self.pg.fetchrow(self._insert_post_once, author_id, body, mentioned_ids(body), key)
         if row is not None:
-            return Post(row["id"], author_id, row["created_at"], body), int(row["followers"]), False
+            return NewPost(Post(row["id"], author_id, row["created_at"], body), int(row["followers"]), row["mentioned"])
         stored = await self.pg.fetchrow(_STORED_UNDER_KEY, author_id, key)
         if stored is None:
             raise UnknownUser(author_id)
-        return Post(stored["id"], author_id, stored["created_at"], stored["body"]), int(stored["followers"]), True
+        post = Post(stored["id"], author_id, stored["created_at"], stored["body"])
+        return NewPost(post, int(stored["followers"]), stored["mentioned"], replayed=True)
 
     async def posts_by_id(self, post_ids: Sequence[int]) -> dict[int, Post]:
         """Posts by id (missing ids are absent from the result)."""
@@ -254,7 +306,9 @@ class Social:
 
     async def delete_posts_above(self, post_id: int) -> list[int]:
         """Delete every post with an id above ``post_id``; returns the deleted ids."""
-        rows = await self.pg.fetch("DELETE FROM posts WHERE id > $1 RETURNING id", post_id)
+        async with self.pg.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM mentions WHERE post_id > $1", post_id)
+            rows = await conn.fetch("DELETE FROM posts WHERE id > $1 RETURNING id", post_id)
         return [r["id"] for r in rows]
 
     async def user_posts(self, author_id: int, limit: int, before: int | None = None) -> list[Post]:
@@ -284,6 +338,16 @@ class Social:
             limit,
         )
         return {r["id"]: list(r["ids"]) for r in rows}
+
+    async def mentioned_by(self, author_id: int, user_ids: Sequence[int]) -> list[int]:
+        """Those of ``user_ids`` that a post by ``author_id`` mentions (ascending)."""
+        rows = await self.pg.fetch(
+            "SELECT DISTINCT m.user_id FROM mentions m JOIN posts p ON p.id = m.post_id"
+            " WHERE m.user_id = ANY($2::bigint[]) AND p.author_id = $1 ORDER BY m.user_id",
+            author_id,
+            list(user_ids),
+        )
+        return [r["user_id"] for r in rows]
 
     # -- follows ----------------------------------------------------------------------------------------------
     async def celebrities_followed(self, user_ids: Sequence[int], threshold: int) -> dict[int, list[int]]:

@@ -1,4 +1,5 @@
-"""The harness's Postgres schema: users, follows (indexed both ways) and posts (indexed by author, newest first).
+"""The harness's Postgres schema: users, follows (indexed both ways), posts (indexed by author, newest first) and the
+users each post mentions (by user, newest first).
 
 Tables carry no foreign keys so that bulk loads (COPY) stay fast; the targets check that users exist themselves.
 Indexes are separate from the tables so a bulk load can build them after the rows are in.
@@ -36,6 +37,13 @@ def table_ddl(schema: str) -> list[str]:
         )""",
         # A namespace created before the column existed gets it (nullable: no table rewrite).
         f"ALTER TABLE {schema}.posts ADD COLUMN IF NOT EXISTS idempotency_key text",
+        # An @<user id> in a post's body (see targets.stores.mentions): the post is delivered to that user's home
+        # timeline as well. Keyed by user: a timeline reads a user's mentions newest first.
+        f"""CREATE TABLE IF NOT EXISTS {schema}.mentions (
+            user_id bigint NOT NULL,
+            post_id bigint NOT NULL,
+            PRIMARY KEY (user_id, post_id)
+        )""",
     ]
 
 
@@ -47,6 +55,8 @@ def index_ddl(schema: str) -> list[str]:
         # A publish retried with the same key stores one post (only posts published with a key are indexed).
         f"CREATE UNIQUE INDEX IF NOT EXISTS posts_idempotency_idx ON {schema}.posts (author_id, idempotency_key)"
         " WHERE idempotency_key IS NOT NULL",
+        # Who a post mentions: a replayed publish, an undo of a run's posts, an author's mentions of one user.
+        f"CREATE INDEX IF NOT EXISTS mentions_post_idx ON {schema}.mentions (post_id)",
     ]
 
 

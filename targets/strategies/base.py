@@ -16,7 +16,7 @@ correctness oracle applies each operation to Postgres once and to every strategy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -76,15 +76,14 @@ class Strategy(ABC):
         (delivery is idempotent, so a post already delivered gains no entry), which completes a delivery that failed.
         A delivery that fails after the post was stored raises :class:`DeliveryFailed` naming the post.
         """
-        replayed = False
         if key is None:
-            post, followers = await self.social.create_post(author_id, body)
+            new = await self.social.create_post(author_id, body)
         else:
-            post, followers, replayed = await self.social.create_post_once(author_id, body, key)
+            new = await self.social.create_post_once(author_id, body, key)
         try:
-            return Receipt(post, await self.distribute(post, followers), replayed)
+            return Receipt(new.post, await self.distribute(new.post, new.followers, new.mentioned), new.replayed)
         except LOST_STORE as exc:
-            raise DeliveryFailed(post.id, f"{type(exc).__name__}: {exc}"[:200]) from exc
+            raise DeliveryFailed(new.post.id, f"{type(exc).__name__}: {exc}"[:200]) from exc
 
     async def follow(self, follower_id: int, followee_id: int) -> bool:
         """Make ``follower_id`` follow ``followee_id``; False when it already did."""
@@ -103,7 +102,8 @@ class Strategy(ABC):
     async def home_timeline(self, user_id: int, limit: int = DEFAULT_PAGE, before: int | None = None) -> list[Post]:
         """The user's home timeline page: at most ``limit`` posts with ids below ``before``, newest first.
 
-        A timeline holds the newest ``timeline_cap`` posts of the accounts the user follows, in every strategy.
+        A timeline holds the newest ``timeline_cap`` posts of the accounts the user follows and of the posts that
+        mention the user (:mod:`targets.stores.mentions`), in every strategy.
         Raises :class:`~targets.errors.UnknownUser` for a user that does not exist and
         :class:`~targets.errors.InvalidOperation` for a page size outside 1..1000 or a ``before`` that is no post id.
         """
@@ -127,8 +127,9 @@ class Strategy(ABC):
 
     # -- what each strategy implements ------------------------------------------------------------------------
     @abstractmethod
-    async def distribute(self, post: Post, author_followers: int) -> int:
-        """The write path after the post is stored; returns timeline entries written."""
+    async def distribute(self, post: Post, author_followers: int, mentioned: Sequence[int] = ()) -> int:
+        """The write path after the post is stored; returns timeline entries written. ``mentioned``: users the post
+        mentions who do not follow its author (:mod:`targets.stores.mentions`), to be delivered to as well."""
 
     @abstractmethod
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:

@@ -62,6 +62,7 @@ class HybridStrategy(PushStrategy):
             await self._move_author(followee_id, to_pull=True)  # the new follower is among its followers
         elif self.is_celebrity(change.followers_after):
             await self.celebrities.add([follower_id], followee_id)
+            await self.rebuild_mentioned(followee_id, [follower_id])  # its mentions now come from its author timeline
         else:
             await super().on_follow(follower_id, followee_id, change)
 
@@ -69,6 +70,7 @@ class HybridStrategy(PushStrategy):
         """Unmerge an ordinary followee or forget a celebrity; when this unfollow ends a celebrity, push its posts."""
         if self.is_celebrity(change.followers_before):
             await self.celebrities.remove([follower_id], followee_id)
+            await self.rebuild_mentioned(followee_id, [follower_id])  # its mentions of the user stay, in the timeline
             if not self.is_celebrity(change.followers_after):
                 await self._move_author(followee_id, to_pull=False)
         else:
@@ -84,11 +86,16 @@ class HybridStrategy(PushStrategy):
         async for batch in self.social.follower_batches(author_id, self.batch_size):
             if to_pull:
                 await self.celebrities.add(batch, author_id)
-                await self.unmerge_posts(batch, post_ids)
+                await self.unmerge_posts(batch, author_id, post_ids)
             else:
                 for user_id in batch:
                     await self.timelines.merge(user_id, post_ids)
                 await self.celebrities.remove(batch, author_id)
+
+    async def rebuild_mentioned(self, author_id: int, user_ids: Sequence[int]) -> None:
+        """Rebuild the home timelines of those of ``user_ids`` the author mentioned (a follow change moved where its
+        posts mentioning them come from: the author timeline while they follow it as a celebrity, else their own)."""
+        await self.rebuild_home(await self.social.mentioned_by(author_id, user_ids))
 
     # -- read path --------------------------------------------------------------------------------------------
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:

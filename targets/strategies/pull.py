@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from targets.stores.postgres import Post
@@ -13,8 +14,8 @@ class PullStrategy(Strategy):
 
     name: ClassVar[str] = "pull"
 
-    async def distribute(self, post: Post, author_followers: int) -> int:
-        """Nothing to deliver: readers fetch the post themselves."""
+    async def distribute(self, post: Post, author_followers: int, mentioned: Sequence[int] = ()) -> int:
+        """Nothing to deliver: readers fetch the post (and the posts that mention them) themselves."""
         return 0
 
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:

@@ -8,7 +8,7 @@ asynchronously (publish queues one job for :mod:`targets.fanout.worker`), or ins
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from targets.fanout.queue import FanoutQueue
@@ -38,12 +38,14 @@ class PushStrategy(Strategy):
         """Whether posts of an author with this many followers go into timelines (always, for push)."""
         return True
 
-    async def distribute(self, post: Post, author_followers: int) -> int:
-        """Cache the post, then fan it out to every follower's timeline."""
+    async def distribute(self, post: Post, author_followers: int, mentioned: Sequence[int] = ()) -> int:
+        """Cache the post, deliver it to the users it mentions (at once: they are few), then fan it out to every
+        follower's timeline."""
         await self.store_post(post)
+        written = await self.timelines.add_to_many(mentioned, post.id) if mentioned else 0
         if not self.pushes(author_followers):
-            return 0
-        return await self.fan_out(post)
+            return written
+        return written + await self.fan_out(post)
 
     async def store_post(self, post: Post) -> None:
         """What publish keeps of the post itself before any fan-out: its cached body."""
@@ -85,18 +87,24 @@ class PushStrategy(Strategy):
         A timeline at its cap may have lost older posts of other followees to trimming; once entries are
         removed it is rebuilt from the source of truth, so it again holds exactly its newest ``cap`` posts.
         """
-        await self.unmerge_posts(user_ids, await self.social.recent_post_ids(author_id, self.cap))
+        await self.unmerge_posts(user_ids, author_id, await self.social.recent_post_ids(author_id, self.cap))
 
-    async def unmerge_posts(self, user_ids: Iterable[int], post_ids: list[int]) -> None:
-        """Remove one author's posts (its newest ``cap``) from these timelines, refilling trimmed ones."""
-        if not post_ids:
+    async def unmerge_posts(self, user_ids: Iterable[int], author_id: int, post_ids: list[int]) -> None:
+        """Remove one author's posts (its newest ``cap``) from these timelines, refilling trimmed ones.
+
+        A user the author mentioned keeps those posts, as mentions: its timeline is rebuilt from Postgres instead.
+        """
+        users = list(user_ids)
+        if not post_ids or not users:
             return
-        refill = []
-        for user_id in user_ids:
+        refill = set(await self.social.mentioned_by(author_id, users))
+        for user_id in users:
+            if user_id in refill:
+                continue
             size, removed = await self.timelines.unmerge(user_id, post_ids)
             if removed and size >= self.cap:
-                refill.append(user_id)
-        await self.rebuild_home(refill)
+                refill.add(user_id)
+        await self.rebuild_home(sorted(refill))
 
     # -- read path --------------------------------------------------------------------------------------------
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
