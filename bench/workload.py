@@ -3,9 +3,10 @@
 A :class:`Workload` turns a follower graph's users (ids and follower counts) into an endless, reproducible sequence
 of :class:`Op`: home-timeline reads, user-timeline reads (one account's own posts), posts and, optionally,
 follow/unfollow churn. A read may go deeper than the first page (``pages``: the reader follows ``before`` from page
-to page); a post carries the size of its body (``body_bytes``, drawn from a :class:`Sizes` range). The same seed
-gives the same sequence, so every strategy is driven by exactly the same operations. It uses only :mod:`random` and
-:mod:`bisect`, so the asyncio driver and Locust's gevent users can share it.
+to page); a post carries the size of its body (``body_bytes``, drawn from a :class:`Sizes` range) and the users
+it mentions (``mentions``: 0 to ``max_mentions`` users drawn uniformly, as DeathStarBench's compose-post does). The
+same seed gives the same sequence, so every strategy is driven by exactly the same operations. It uses only
+:mod:`random` and :mod:`bisect`, so the asyncio driver and Locust's gevent users can share it.
 
 Activity models:
 
@@ -16,8 +17,8 @@ Activity models:
   proportional to reach); ``quiet_authors`` never post (the spike scenario keeps its celebrities for the burst);
 * a user-timeline read (``Mix.user_timeline_ratio`` of the reads) views an account chosen by reach like an author,
   spike celebrities included; ``other`` is the viewer;
-* page depths and body sizes come from a random generator of their own, so that turning them on leaves the rest
-  of the stream (kinds and users) exactly as it was;
+* page depths, body sizes and mentions come from a random generator of their own, so that turning them on leaves
+  the rest of the stream (kinds and users) exactly as it was;
 * a follow picks its follower like a reader and its followee like an author (popular accounts gain followers);
   an unfollow undoes one of the workload's own earlier follows, so churn never erodes the loaded graph.
 """
@@ -41,6 +42,8 @@ MAX_BODY_BYTES = 2000
 DEFAULT_READ_RATIO = 0.95
 DEFAULT_READER_SKEW = 1.0
 DEFAULT_AUTHOR_ALPHA = 0.5
+#: The most users one post may mention (DeathStarBench's compose-post names up to 5).
+MAX_MENTIONS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class Op:
     seq: int = 0
     pages: int = 1
     body_bytes: int = 0
+    #: Users a post mentions (``@<id>`` in its body; they get the post in their home timelines).
+    mentions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,7 @@ class Workload:
         quiet_authors: Collection[int] = (),
         body_sizes: Sizes | None = None,
         page_depths: Depths | None = None,
+        max_mentions: int = 0,
     ) -> None:
         if len(user_ids) < 2:
             raise ValueError(f"a workload needs at least 2 users, got {len(user_ids)}: load a graph first")
@@ -188,6 +194,8 @@ class Workload:
                 raise ValueError(f"{len(counts)} {name} counts for {len(user_ids)} users: pass one per user")
         if reader_skew < 0 or author_alpha < 0:
             raise ValueError("reader_skew and author_alpha must be >= 0 (0 means uniform)")
+        if not 0 <= max_mentions <= MAX_MENTIONS:
+            raise ValueError(f"mentions {max_mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names")
         self.mix = mix or Mix()
         self.seed = seed
         self.users = list(user_ids)
@@ -196,6 +204,7 @@ class Workload:
         self._shape = random.Random(f"shape:{seed}")
         self.body_sizes = body_sizes or Sizes()
         self.page_depths = page_depths or Depths()
+        self.max_mentions = max_mentions
         self._seq = 0
         # Reader activity is independent of reach: rank users in a seeded random order, then (stably) by followees.
         ranked = self.users[:]
@@ -257,7 +266,20 @@ class Workload:
                 followee = self.author()
             self._followed.append((follower, followee))
             return Op("follow", follower, followee, seq)
-        return Op("post", self.author(), None, seq, body_bytes=self.body_sizes.draw(self._shape))
+        author = self.author()
+        return Op("post", author, None, seq, body_bytes=self.body_sizes.draw(self._shape), mentions=self.named(author))
+
+    def named(self, author: int) -> tuple[int, ...]:
+        """The users a post by ``author`` mentions: 0 to ``max_mentions`` others, uniformly (none when it is 0)."""
+        if not self.max_mentions:
+            return ()
+        count = min(self._shape.randint(0, self.max_mentions), len(self.users) - 1)
+        chosen: list[int] = []
+        while len(chosen) < count:
+            user = self.users[self._shape.randrange(len(self.users))]
+            if user != author and user not in chosen:
+                chosen.append(user)
+        return tuple(chosen)
 
     def ops(self, count: int) -> list[Op]:
         """The next ``count`` operations."""

@@ -159,6 +159,7 @@ async def test_spike_run_compares_all_strategies_and_restores_the_data(
     # Every strategy started from the same data: the run's posts are gone again.
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts
 
 
 async def test_after_a_run_every_page_matches_postgres_again(bench_namespace: Settings, tmp_path: Path) -> None:
@@ -216,6 +217,7 @@ async def test_a_failure_after_the_load_keeps_the_figures_and_undoes_the_run(
     assert doc["after_undo"]["verdict"] == "pass"
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts
         queue = FanoutQueue(stores.redis, stores.settings)
         assert await queue.outstanding() == 0
 
@@ -275,6 +277,7 @@ async def test_ctrl_c_in_any_phase_writes_what_was_measured_and_undoes_the_run(
     assert doc["after_undo"]["verdict"] == "pass"
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts
         assert await FanoutQueue(stores.redis, stores.settings).outstanding() == 0
 
 
@@ -295,7 +298,8 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
 ) -> None:
     out, logs, table = tmp_path / "payload.json", tmp_path / "hlog", tmp_path / "run.csv"
     extra = ["--fanout", "sync", "--strategy", "push,hybrid", "--body-bytes", "256", "--user-timeline-ratio", "0.3"]
-    extra += ["--page-depth", "1-3", "--hdr-log", str(logs), "--csv", str(table), "--latency", "--interval", "0.5"]
+    extra += ["--mentions", "3", "--page-depth", "1-3", "--hdr-log", str(logs), "--csv", str(table)]
+    extra += ["--latency", "--interval", "0.5"]
     result = fanout(bench_namespace, *small_run(out, *extra))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = load_result(out)  # validates the workload block against the schema
@@ -305,6 +309,9 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
         workload = s["workload"]
         posts = workload["operations"]["post"]
         assert workload["body_bytes"] == {"count": posts, "min": 256, "mean": 256.0, "max": 256}, name
+        mentions = workload["mentions"]  # counted in the bodies sent: 0..3 each (a few posts: any of those)
+        assert 1 <= mentions["posts_with"] <= posts and 1 <= mentions["max"] <= 3, name
+        assert mentions["posts_with"] <= mentions["total"] <= 3 * mentions["posts_with"], name
         assert workload["operations"]["read"] == s["read"]["count"], name
         assert workload["operations"]["user_timeline"] == s["user_timeline"]["count"] > 0, name
         assert 0.1 < workload["read_mix"]["user_timeline"] < 0.5, name
@@ -323,3 +330,4 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
     assert table.exists() and (tmp_path / "run.series.csv").exists()
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
+        assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts

@@ -97,6 +97,8 @@ def test_headless_run_writes_csv_and_html_and_matches_the_service_counts(
         "1-2",
         "--body-bytes",
         "256",
+        "--mentions",
+        "2",
     ]
     result = subprocess.run(
         [*LOCUST, *run, *files, *custom],

@@ -9,6 +9,7 @@ import pytest
 
 from bench.bindings.operations import Tally, post_body
 from bench.workload import Depths, Mix, Op, Sizes, Workload
+from targets.stores.mentions import mentioned_ids
 
 USERS = list(range(100, 1100))
 # One account with most of the reach, the rest ordinary.
@@ -143,6 +144,31 @@ def test_page_depths_and_body_sizes_follow_their_distributions() -> None:
     assert post_body(Op("post", 7, None, 3)) == "bench post 3 by 7"
     assert Sizes.parse("256") == Sizes(256, 256) and Sizes.parse(None) == Sizes()
     assert Depths.parse("2").mean == 2 and Depths.parse("1-3").mean == 2
+
+
+def test_mentions_name_other_users_and_leave_the_rest_of_the_stream_alone() -> None:
+    plain = Workload(USERS, FOLLOWERS, Mix(0.5), seed=3).ops(4000)
+    named = Workload(USERS, FOLLOWERS, Mix(0.5), seed=3, max_mentions=3).ops(4000)
+    assert [(op.kind, op.user) for op in named] == [(op.kind, op.user) for op in plain]
+    posts = [op for op in named if op.kind == "post"]
+    counts = Counter(len(op.mentions) for op in posts)
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > len(posts) / 8  # uniform over 0..3
+    assert all(op.user not in op.mentions and len(set(op.mentions)) == len(op.mentions) for op in posts)
+    assert all(set(op.mentions) <= set(USERS) for op in posts)
+    # Each mention is in the body whole, whatever the size: a cut never turns @1234 into @12.
+    for size in (0, 5, 9, 14, 256):
+        for op in posts[:200]:
+            body = post_body(Op("post", op.user, None, op.seq, body_bytes=size, mentions=op.mentions))
+            assert len(body) == (size or len(body))
+            assert set(mentioned_ids(body)) <= set(op.mentions)
+            assert size != 256 or mentioned_ids(body) == list(op.mentions)
+    with pytest.raises(ValueError, match=r"mentions 51 is outside 0\.\.50"):
+        Workload(USERS, FOLLOWERS, max_mentions=51)
+
+
+def test_mentions_are_read_from_a_body_as_a_user_would_write_them() -> None:
+    assert mentioned_ids("@12 hello @7, and @12 again (@3)") == [12, 7, 3]
+    assert mentioned_ids("mail a@3 or @4x or @@5 or @") == []
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,25 @@ from typing import Any
 
 from bench.workload import KINDS, READ_KINDS, Op
 from targets.service import routes
+from targets.stores.mentions import mentioned_ids
 
 #: Text that pads a post body to its size (ASCII: one byte per character).
 _FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore " * 21
 
 
 def post_body(op: Op) -> str:
-    """The body of the post a ``post`` operation publishes: exactly ``op.body_bytes`` bytes when that is set."""
-    head = f"bench post {op.seq} by {op.user}"
+    """The body of the post a ``post`` operation publishes: exactly ``op.body_bytes`` bytes when that is set.
+
+    Mentions come first (``@<id>`` each), so the size cuts the filler, not them; a size too small for all of them
+    keeps those that fit whole (:class:`Tally` counts the mentions each body really holds).
+    """
+    head = "".join(f"@{user} " for user in op.mentions) + f"bench post {op.seq} by {op.user}"
     if not op.body_bytes:
         return head
-    return (head + " " + _FILLER)[: op.body_bytes]
+    body = (head + " " + _FILLER)[: op.body_bytes]
+    if len(body) < len(head) and not body.endswith(" "):
+        body = body[: body.rfind(" ") + 1].ljust(op.body_bytes, "-")  # no mention cut to another user's id
+    return body
 
 
 async def read_pages(op: Op, page_size: int, fetch: Callable[[int | None], Awaitable[tuple[int, int | None]]]) -> int:
@@ -98,6 +106,7 @@ class Tally:
         self.kinds: Counter[str] = Counter()
         self.pages: Counter[int] = Counter()
         self.body_bytes: list[int] = []
+        self.mentions: list[int] = []
 
     def __call__(self) -> Op:
         op = self.source()
@@ -105,11 +114,14 @@ class Tally:
         if op.kind in READ_KINDS:
             self.pages[op.pages] += 1
         elif op.kind == "post":
-            self.body_bytes.append(len(post_body(op).encode()))
+            body = post_body(op)
+            self.body_bytes.append(len(body.encode()))
+            self.mentions.append(len(mentioned_ids(body)))
         return op
 
     def summary(self) -> dict[str, Any]:
-        """Operations by kind, the share of each kind of read, reads by pages asked for, and body sizes (bytes)."""
+        """Operations by kind, the share of each kind of read, reads by pages asked for, body sizes (bytes) and the
+        mentions the bodies hold."""
         reads = sum(self.kinds[k] for k in READ_KINDS)
         sizes = self.body_bytes
         return {
@@ -121,5 +133,10 @@ class Tally:
                 "min": min(sizes, default=None),
                 "mean": round(sum(sizes) / len(sizes), 3) if sizes else None,
                 "max": max(sizes, default=None),
+            },
+            "mentions": {
+                "posts_with": sum(1 for n in self.mentions if n),
+                "total": sum(self.mentions),
+                "max": max(self.mentions, default=0),
             },
         }

@@ -37,7 +37,7 @@ from bench.bindings.operations import another_page, http_call
 from bench.locust.service_client import ServiceClient, ServiceError
 from bench.locust.stats import HdrStats, use_submillisecond_buckets
 from bench.locust.webui import extend_web_ui
-from bench.workload import DEFAULT_READ_RATIO, READ_KINDS, Depths, Mix, Op, Sizes, Workload
+from bench.workload import DEFAULT_READ_RATIO, MAX_MENTIONS, READ_KINDS, Depths, Mix, Op, Sizes, Workload
 from targets.strategies.registry import STRATEGIES
 
 log = logging.getLogger("fanout.locust")
@@ -86,6 +86,13 @@ def _arguments(parser: Any) -> None:
         help="Post body size in bytes: N or MIN-MAX (seeded); empty: a short body, as in `fanout bench`.",
     )
     parser.add_argument(
+        "--mentions",
+        type=int,
+        default=0,
+        include_in_web_ui=True,
+        help=f"Each post mentions 0..N users (@<id>, 0..{MAX_MENTIONS}); they get it in their home timelines too.",
+    )
+    parser.add_argument(
         "--spike-at",
         type=float,
         default=0.0,
@@ -132,6 +139,8 @@ def _validate(options: Any) -> str | None:
         return f"--page-size {options.page_size} is outside 1..1000"
     if options.spike_size < 1 or options.spike_accounts < 1:
         return "--spike-size and --spike-accounts must be at least 1"
+    if not 0 <= options.mentions <= MAX_MENTIONS:
+        return f"--mentions {options.mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names"
     try:
         Mix(options.read_ratio, options.churn_ratio, options.user_timeline_ratio)
         Sizes.parse(options.body_bytes)
@@ -264,6 +273,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             quiet_authors=[account for account, _ in sample.top],
             body_sizes=Sizes.parse(options.body_bytes),
             page_depths=Depths.parse(options.page_depth),
+            max_mentions=options.mentions,
         )
     except (ServiceError, ValueError) as exc:
         _refuse(environment, str(exc))

@@ -178,6 +178,12 @@ def _mean_pages(figures: Figures) -> float | None:
     return None if not total else sum(int(depth) * n for depth, n in pages.items()) / total
 
 
+def _mentions_per_post(figures: Figures) -> float | None:
+    """Mentions the published bodies held, per post (None before mentions were recorded, or with no posts)."""
+    mentions, posts = _at("workload", "mentions", "total")(figures), _at("workload", "body_bytes", "count")(figures)
+    return None if mentions is None or not posts else mentions / posts
+
+
 #: The rows of every table, in sections.
 SECTIONS: list[tuple[str, list[Metric]]] = [
     (
@@ -210,6 +216,7 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
             Metric("post body mean", _at("workload", "body_bytes", "mean"), None, "bytes", short="body (bytes)"),
             Metric("user-timeline share of reads", _user_timeline_share, None, "", short="user-timeline share"),
             Metric("pages per read", _mean_pages, None, "", short="pages/read"),
+            Metric("mentions per post", _mentions_per_post, None, "", short="mentions/post"),
         ],
     ),
     (

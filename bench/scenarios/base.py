@@ -16,7 +16,16 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, MAX_DURATION_S, MAX_IN_FLIGHT, Arrival, Schedule
-from bench.workload import DEFAULT_AUTHOR_ALPHA, DEFAULT_READ_RATIO, DEFAULT_READER_SKEW, Depths, Mix, Op, Sizes
+from bench.workload import (
+    DEFAULT_AUTHOR_ALPHA,
+    DEFAULT_READ_RATIO,
+    DEFAULT_READER_SKEW,
+    MAX_MENTIONS,
+    Depths,
+    Mix,
+    Op,
+    Sizes,
+)
 from graphs.info import GraphInfo
 from targets.declared import option
 from targets.stores.connections import Stores
@@ -57,6 +66,12 @@ class BenchConfig:
     )
     body_bytes: str | None = option(
         None, "Post body size in bytes: N or MIN-MAX (uniform, seeded) [default: a short body of about 20 bytes]."
+    )
+    mentions: int = option(
+        0,
+        "Each post mentions 0..N users, drawn uniformly (@<id> in its body); they get it in their home timelines too.",
+        min=0,
+        max=MAX_MENTIONS,
     )
     reader_skew: float = option(DEFAULT_READER_SKEW, "Zipf exponent of reader activity.", min=0)
     #: "followees": the most active readers are those who follow the most accounts; "random": a seeded order.

@@ -333,6 +333,7 @@ def make_workload(
         quiet_authors=quiet_authors,
         body_sizes=config.body_sizes(),
         page_depths=config.page_depths(),
+        max_mentions=config.mentions,
     )
 
 

@@ -88,7 +88,15 @@ OPENAPI: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["body"],
-                                "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                                "properties": {
+                                    "body": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": 2000,
+                                        "description": "The post's text. An @<user id> in it mentions that user, who"
+                                        " gets the post in their home timeline too (followers or not).",
+                                    }
+                                },
                             }
                         }
                     },
