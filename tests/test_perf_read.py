@@ -59,7 +59,8 @@ def test_perf_read_measures_every_row_and_writes_the_result(namespace: list[str]
     readers = result["readers"]
     assert readers["all"] == 40 and readers["celebrity"] + readers["ordinary"] == 40
     assert readers["celebrity"] > 0 and readers["ordinary"] > 0  # the celebrity is followed by half of the users
-    expected = {NOOP, FLOOR, TWO_COMMANDS, "push", "hybrid, celebrity readers", "hybrid, no-celebrity readers", "pull"}
+    expected = {NOOP, FLOOR, TWO_COMMANDS, "push", "pull"}
+    expected |= {f"{s}, {g} readers" for s in ("push", "hybrid") for g in ("celebrity", "no-celebrity")}
     assert set(result["runs"]) == {"1", "4"}
     for rows in result["runs"].values():
         assert set(rows) == expected
@@ -68,4 +69,8 @@ def test_perf_read_measures_every_row_and_writes_the_result(namespace: list[str]
             len(r["rounds"]) == 2 and r["p50_ms"] == min(x["p50_ms"] for x in r["rounds"]) for r in rows.values()
         )
         assert rows[FLOOR]["p50_vs_floor"] == 1.0
+        for group in ("celebrity", "no-celebrity"):  # hybrid against push on the same readers
+            hybrid, push = rows[f"hybrid, {group} readers"], rows[f"push, {group} readers"]
+            assert hybrid["readers"] == push["readers"]
+            assert hybrid["p50_vs_push"] == round(hybrid["p50_ms"] / push["p50_ms"], 2)
     assert "in flight" in done.stdout and str(out) in done.stdout

@@ -82,7 +82,8 @@ def _print(result: dict[str, Any], page: int) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=120)  # logs keep whole rows
     for bound, rows in result["runs"].items():
         table = Table(title=f"timeline reads, page {page}, {bound} in flight (service time)")
-        for column in ("measured", "readers", "reads/s", "p50 ms", "p99 ms", "p50 / floor", "reads/s / floor"):
+        columns = ("measured", "readers", "reads/s", "p50 ms", "p99 ms", "p50 / floor", "reads/s / floor", "p50 / push")
+        for column in columns:
             table.add_column(column, justify="left" if column == "measured" else "right")
         for name, r in rows.items():
             table.add_row(
@@ -93,6 +94,7 @@ def _print(result: dict[str, Any], page: int) -> None:
                 f"{r['p99_ms']:.3f}",
                 f"{r['p50_vs_floor']:.2f}" if r["p50_vs_floor"] is not None else "-",
                 f"{r['reads_per_s_vs_floor']:.2f}",
+                f"{r['p50_vs_push']:.2f}" if "p50_vs_push" in r else "",
             )
         for ref in result["redis_benchmark"]:
             if str(ref["clients"]) == bound:
@@ -105,6 +107,7 @@ def _print(result: dict[str, Any], page: int) -> None:
                     f"{ref['p99_ms']:.3f}",
                     f"{ref['p50_ms'] / floor['p50_ms']:.2f}" if floor["p50_ms"] else "-",
                     f"{ref['reads_per_s'] / floor['reads_per_s']:.2f}",
+                    "",
                 )
         console.print(table)
 

@@ -8,7 +8,9 @@ stopped after the duration; latencies are service times (HdrHistogram, µs). Row
 * the floor: push's read script (range the home timeline and MGET the cached posts, one EVALSHA) called straight
   from redis-py with the keys prepared in advance, no decoding; and the same page as two commands (ZREVRANGEBYSCORE,
   then MGET), the read as it was before one round trip;
-* push, hybrid (readers who follow a celebrity, readers who follow none) and pull ``home_timeline`` in process.
+* push, hybrid (readers who follow a celebrity, readers who follow none) and pull ``home_timeline`` in process, and
+  push again for each of hybrid's two groups of readers, so hybrid is set against push on the same readers
+  (``p50_vs_push``).
 
 Readers are drawn uniformly (seeded) from the sample for every row alike; with ``repeat`` the rows run in rounds and
 each keeps its best. ``redis-benchmark``, when on PATH, runs the floor's EVALSHA for one reader as the server-side
@@ -117,7 +119,9 @@ async def measure(
         FLOOR: readers.all,
         TWO_COMMANDS: readers.all,
         "push": readers.all,
+        "push, celebrity readers": readers.celebrity,
         "hybrid, celebrity readers": readers.celebrity,
+        "push, no-celebrity readers": readers.ordinary,
         "hybrid, no-celebrity readers": readers.ordinary,
         "pull": readers.all,
     }
@@ -125,7 +129,7 @@ async def measure(
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in groups}
     for _ in range(repeat):
         for name, users in groups.items():
-            target = reads["hybrid" if name.startswith("hybrid") else name]
+            target = reads[name.split(",")[0]]
             rounds[name].append(await drive(target, users, duration, concurrency, seed))
     rows: dict[str, dict[str, Any]] = {}
     for name, measured in rounds.items():
@@ -135,6 +139,10 @@ async def measure(
     for row in rows.values():
         row["p50_vs_floor"] = round(row["p50_ms"] / floor["p50_ms"], 2) if floor["p50_ms"] else None
         row["reads_per_s_vs_floor"] = round(row["reads_per_s"] / floor["reads_per_s"], 2)
+    for group in ("celebrity readers", "no-celebrity readers"):
+        hybrid, push = rows.get(f"hybrid, {group}"), rows.get(f"push, {group}")
+        if hybrid is not None and push is not None and push["p50_ms"]:
+            hybrid["p50_vs_push"] = round(hybrid["p50_ms"] / push["p50_ms"], 2)
     return rows
 
 
