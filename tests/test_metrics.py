@@ -35,5 +35,5 @@ async def test_memory_reports_redis_and_every_table(stores: Stores) -> None:
     used = (await memory(stores))["redis_used_memory_bytes"]
     block = await memory(stores, used)
     assert block["redis_used_memory_bytes"] > 0
-    assert set(block["pg_table_bytes"]) == {"users", "follows", "posts"}
+    assert set(block["pg_table_bytes"]) == {"users", "follows", "posts", "mentions"}
     assert "redis_used_memory_growth_bytes" in block
