@@ -14,7 +14,13 @@ Activity models:
   ``1 / r ** reader_skew`` (0 gives uniform readers). The ranking is a seeded random order, or, when
   ``followee_counts`` are given, by how many accounts a user follows (the most engaged readers follow the most);
 * authors post with weight ``(1 + followers) ** author_alpha`` (0 gives uniform authors, 1 makes posting
-  proportional to reach); ``quiet_authors`` never post (the spike scenario keeps its celebrities for the burst);
+  proportional to reach); with ``author_rates="inverse"`` the weight is ``(1 + followers) ** -author_alpha`` (the
+  celebrity who rarely posts), with ``"independent"`` a seeded heavy-tailed draw per user (Pareto, shape 1.16: a fifth
+  of the accounts post four fifths of the posts) that ignores reach; ``quiet_authors`` never post (the spike scenario
+  keeps its celebrities for the burst);
+* a ``dormant`` fraction of the users (seeded) never read, follow or view; a ``returning`` fraction of those comes
+  back at a seeded operation within the first ``horizon`` ones and reads from then on, its first read marked
+  ``Op.returning`` (a timeline that fan-out to active users only has let go stale is rebuilt on that read);
 * a user-timeline read (``Mix.user_timeline_ratio`` of the reads) views an account chosen by reach like an author,
   spike celebrities included; ``other`` is the viewer;
 * page depths, body sizes and mentions come from a random generator of their own, so that turning them on leaves
@@ -44,6 +50,12 @@ DEFAULT_READER_SKEW = 1.0
 DEFAULT_AUTHOR_ALPHA = 0.5
 #: The most users one post may mention (DeathStarBench's compose-post names up to 5).
 MAX_MENTIONS = 50
+#: How authors' posting weights relate to their reach (``Workload(author_rates=...)``).
+AUTHOR_RATE_MODELS = ("reach", "independent", "inverse")
+#: Pareto shape of the independent posting weights: the 80/20 rule.
+INDEPENDENT_SHAPE = 1.16
+#: Draws of a reader before giving up (only a dormant share near 1 makes them many).
+READER_DRAWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,8 @@ class Op:
     body_bytes: int = 0
     #: Users a post mentions (``@<id>`` in its body; they get the post in their home timelines).
     mentions: tuple[int, ...] = ()
+    #: A returning user's first read after its dormant spell.
+    returning: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +200,10 @@ class Workload:
         body_sizes: Sizes | None = None,
         page_depths: Depths | None = None,
         max_mentions: int = 0,
+        author_rates: str = "reach",
+        dormant: float = 0.0,
+        returning: float = 0.0,
+        horizon: int = 0,
     ) -> None:
         if len(user_ids) < 2:
             raise ValueError(f"a workload needs at least 2 users, got {len(user_ids)}: load a graph first")
@@ -194,6 +212,15 @@ class Workload:
                 raise ValueError(f"{len(counts)} {name} counts for {len(user_ids)} users: pass one per user")
         if reader_skew < 0 or author_alpha < 0:
             raise ValueError("reader_skew and author_alpha must be >= 0 (0 means uniform)")
+        if author_rates not in AUTHOR_RATE_MODELS:
+            raise ValueError(f"author rate model {author_rates!r} is not one of {', '.join(AUTHOR_RATE_MODELS)}")
+        if not 0.0 <= dormant < 1.0 or not 0.0 <= returning <= 1.0:
+            raise ValueError(
+                f"dormant {dormant} / returning {returning} are outside 0..1 (dormant below 1): "
+                "pass the share of users who do not read, and the share of those who come back"
+            )
+        if returning and horizon < 1:
+            raise ValueError("returning users need a horizon: the number of operations they come back within")
         if not 0 <= max_mentions <= MAX_MENTIONS:
             raise ValueError(f"mentions {max_mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names")
         self.mix = mix or Mix()
@@ -217,7 +244,14 @@ class Workload:
         counts = follower_counts if follower_counts is not None else [0] * len(self.users)
         quiet = set(quiet_authors)
         reach = [(1.0 + max(0, c)) ** author_alpha for c in counts]
-        weights = [0.0 if u in quiet else w for u, w in zip(self.users, reach, strict=True)]
+        if author_rates == "inverse":
+            posting = [(1.0 + max(0, c)) ** -author_alpha for c in counts]
+        elif author_rates == "independent":
+            draw = random.Random(f"author-rates:{seed}")
+            posting = [draw.paretovariate(INDEPENDENT_SHAPE) for _ in self.users]
+        else:
+            posting = reach
+        weights = [0.0 if u in quiet else w for u, w in zip(self.users, posting, strict=True)]
         if not any(weights):
             raise ValueError("every user is a quiet author: leave at least one account that posts")
         self._author_cum = list(accumulate(weights))
@@ -225,6 +259,18 @@ class Workload:
         self._read_cut = self.mix.read_ratio
         self._churn_cut = self.mix.read_ratio + self.mix.churn_ratio
         self._followed: list[tuple[int, int]] = []
+        # Dormant users, and when the returning ones among them come back (an operation's seq); None: never.
+        activity = random.Random(f"dormant:{seed}")
+        asleep = activity.sample(self.users, round(dormant * len(self.users)))
+        back = asleep[: round(returning * len(asleep))]
+        self._wakes: dict[int, int | None] = dict.fromkeys(asleep)
+        self._wakes.update({u: activity.randrange(horizon) for u in back})
+        self._returned: set[int] = set()
+
+    @property
+    def dormant_users(self) -> dict[int, int | None]:
+        """Users who do not read from the start, with the operation they come back at (None: not during the run)."""
+        return dict(self._wakes)
 
     @classmethod
     def from_follower_counts(
@@ -236,8 +282,15 @@ class Workload:
 
     # -- choosing users ---------------------------------------------------------------------------------------
     def reader(self) -> int:
-        """A user chosen by reading activity (Zipf-like)."""
-        return self._readers[_pick(self._rng, self._reader_cum)]
+        """A user chosen by reading activity (Zipf-like), among those awake at this operation."""
+        for _ in range(READER_DRAWS):
+            user = self._readers[_pick(self._rng, self._reader_cum)]
+            if user not in self._wakes:
+                return user
+            wakes = self._wakes[user]
+            if wakes is not None and wakes <= self._seq:
+                return user
+        raise ValueError(f"no awake reader in {READER_DRAWS} draws: lower the dormant share")
 
     def author(self) -> int:
         """A user chosen by posting activity (follower count ** alpha)."""
@@ -255,7 +308,10 @@ class Workload:
             if self.mix.user_timeline_ratio and self._shape.random() < self.mix.user_timeline_ratio:
                 viewed = self.users[_pick(self._shape, self._viewed_cum)]
                 return Op("user_timeline", viewed, reader, seq, pages=depth)
-            return Op("read", reader, None, seq, pages=depth)
+            back = reader in self._wakes and reader not in self._returned
+            if back:
+                self._returned.add(reader)
+            return Op("read", reader, None, seq, pages=depth, returning=back)
         if roll < self._churn_cut:
             if self._followed and self._rng.random() < 0.5:
                 follower, followee = self._followed.pop(self._rng.randrange(len(self._followed)))

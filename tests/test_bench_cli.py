@@ -299,11 +299,15 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
     out, logs, table = tmp_path / "payload.json", tmp_path / "hlog", tmp_path / "run.csv"
     extra = ["--fanout", "sync", "--strategy", "push,hybrid", "--body-bytes", "256", "--user-timeline-ratio", "0.3"]
     extra += ["--mentions", "3", "--page-depth", "1-3", "--hdr-log", str(logs), "--csv", str(table)]
-    extra += ["--latency", "--interval", "0.5"]
+    extra += ["--latency", "--interval", "0.5", "--author-rate-model", "independent", "--dormant", "0.3"]
+    extra += ["--returning", "0.5"]
     result = fanout(bench_namespace, *small_run(out, *extra))
     assert result.returncode == 0, result.stdout + result.stderr
     doc = load_result(out)  # validates the workload block against the schema
-    assert doc["run"]["parameters"]["body_bytes"] == "256" and doc["run"]["parameters"]["user_timeline_ratio"] == 0.3
+    parameters = doc["run"]["parameters"]
+    assert parameters["body_bytes"] == "256" and parameters["user_timeline_ratio"] == 0.3
+    knobs = (parameters["author_rate_model"], parameters["dormant"], parameters["returning"])
+    assert knobs == ("independent", 0.3, 0.5)
     for name, s in doc["strategies"].items():
         assert s["oracle"]["verdict"] == "pass", name
         workload = s["workload"]
@@ -313,6 +317,7 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
         assert 1 <= mentions["posts_with"] <= posts and 1 <= mentions["max"] <= 3, name
         assert mentions["posts_with"] <= mentions["total"] <= 3 * mentions["posts_with"], name
         assert workload["operations"]["read"] == s["read"]["count"], name
+        assert 0 <= workload["returning_first_reads"] <= workload["operations"]["read"], name
         assert workload["operations"]["user_timeline"] == s["user_timeline"]["count"] > 0, name
         assert 0.1 < workload["read_mix"]["user_timeline"] < 0.5, name
         assert set(workload["read_pages"]) <= {"1", "2", "3"} and len(workload["read_pages"]) > 1, name

@@ -166,6 +166,53 @@ def test_mentions_name_other_users_and_leave_the_rest_of_the_stream_alone() -> N
         Workload(USERS, FOLLOWERS, max_mentions=51)
 
 
+def test_author_rate_models_tie_posting_to_reach_to_its_inverse_or_to_nothing() -> None:
+    def posts_by(model: str) -> Counter[int]:
+        ops = Workload(USERS, FOLLOWERS, Mix(0.0), seed=6, author_rates=model).ops(20_000)
+        return Counter(op.user for op in ops)
+
+    reach, inverse, independent = posts_by("reach"), posts_by("inverse"), posts_by("independent")
+    mean = 20_000 / len(USERS)
+    assert reach[100] > 20 * mean  # the account with 5000 followers posts most by reach
+    assert inverse[100] < mean / 5  # and rarely by the inverse
+    assert reach[100] > 100 * inverse[100]
+    # Independent: heavy-tailed, whoever the followers: the top fifth of the accounts make most of the posts.
+    top = sum(n for _, n in independent.most_common(len(USERS) // 5))
+    assert top > 0.6 * 20_000 and independent.most_common(1)[0][0] != 100
+    with pytest.raises(ValueError, match="author rate model 'loud'"):
+        Workload(USERS, FOLLOWERS, author_rates="loud")
+
+
+def test_dormant_users_do_not_read_and_returning_ones_come_back_once_marked() -> None:
+    workload = Workload(USERS, FOLLOWERS, Mix(0.9, 0.05), seed=8, dormant=0.5, returning=0.4, horizon=6000)
+    asleep = workload.dormant_users
+    assert len(asleep) == 500 and sum(1 for at in asleep.values() if at is not None) == 200
+    ops = workload.ops(8000)
+    acting = [(op.seq, op.user) for op in ops if op.kind == "read"]
+    acting += [(op.seq, op.other) for op in ops if op.kind == "user_timeline"]
+    acting += [(op.seq, op.user) for op in ops if op.kind == "follow"]
+    for seq, user in acting:  # nobody asleep reads, views or follows; a returning user only from its operation on
+        assert user not in asleep or (asleep[user] is not None and asleep[user] <= seq), (seq, user)
+    marked = [op for op in ops if op.returning]
+    assert all(op.kind == "read" and asleep[op.user] is not None for op in marked)
+    assert len({op.user for op in marked}) == len(marked) > 50  # each returning user's first read, once
+    first = {}
+    for op in ops:
+        if op.kind == "read" and op.user in asleep:
+            first.setdefault(op.user, op)
+    assert all(op.returning for op in first.values())
+    tally = Tally(iter(ops).__next__)
+    for _ in ops:
+        tally()
+    assert tally.summary()["returning_first_reads"] == len(marked)
+    # Off by default: the stream is the one it always was.
+    assert Workload(USERS, FOLLOWERS, seed=8).ops(500) == Workload(USERS, FOLLOWERS, seed=8, dormant=0.0).ops(500)
+    with pytest.raises(ValueError, match="need a horizon"):
+        Workload(USERS, FOLLOWERS, dormant=0.5, returning=0.5)
+    with pytest.raises(ValueError, match=r"dormant 1\.0"):
+        Workload(USERS, FOLLOWERS, dormant=1.0)
+
+
 def test_mentions_are_read_from_a_body_as_a_user_would_write_them() -> None:
     assert mentioned_ids("@12 hello @7, and @12 again (@3)") == [12, 7, 3]
     assert mentioned_ids("mail a@3 or @4x or @@5 or @") == []

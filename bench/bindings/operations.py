@@ -107,12 +107,14 @@ class Tally:
         self.pages: Counter[int] = Counter()
         self.body_bytes: list[int] = []
         self.mentions: list[int] = []
+        self.returning = 0
 
     def __call__(self) -> Op:
         op = self.source()
         self.kinds[op.kind] += 1
         if op.kind in READ_KINDS:
             self.pages[op.pages] += 1
+            self.returning += op.returning
         elif op.kind == "post":
             body = post_body(op)
             self.body_bytes.append(len(body.encode()))
@@ -134,6 +136,7 @@ class Tally:
                 "mean": round(sum(sizes) / len(sizes), 3) if sizes else None,
                 "max": max(sizes, default=None),
             },
+            "returning_first_reads": self.returning,
             "mentions": {
                 "posts_with": sum(1 for n in self.mentions if n),
                 "total": sum(self.mentions),

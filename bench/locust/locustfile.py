@@ -37,7 +37,17 @@ from bench.bindings.operations import another_page, http_call
 from bench.locust.service_client import ServiceClient, ServiceError
 from bench.locust.stats import HdrStats, use_submillisecond_buckets
 from bench.locust.webui import extend_web_ui
-from bench.workload import DEFAULT_READ_RATIO, MAX_MENTIONS, READ_KINDS, Depths, Mix, Op, Sizes, Workload
+from bench.workload import (
+    AUTHOR_RATE_MODELS,
+    DEFAULT_READ_RATIO,
+    MAX_MENTIONS,
+    READ_KINDS,
+    Depths,
+    Mix,
+    Op,
+    Sizes,
+    Workload,
+)
 from targets.strategies.registry import STRATEGIES
 
 log = logging.getLogger("fanout.locust")
@@ -93,6 +103,30 @@ def _arguments(parser: Any) -> None:
         help=f"Each post mentions 0..N users (@<id>, 0..{MAX_MENTIONS}); they get it in their home timelines too.",
     )
     parser.add_argument(
+        "--author-rate-model",
+        default="reach",
+        choices=list(AUTHOR_RATE_MODELS),
+        include_in_web_ui=True,
+        help="Posting rate by reach, its inverse (celebrities post rarely), or independent of reach.",
+    )
+    parser.add_argument(
+        "--dormant", type=float, default=0.0, include_in_web_ui=True, help="Share of users who do not read (0..1)."
+    )
+    parser.add_argument(
+        "--returning",
+        type=float,
+        default=0.0,
+        include_in_web_ui=True,
+        help="Share of the dormant users who come back, each within the first --returning-within operations.",
+    )
+    parser.add_argument(
+        "--returning-within",
+        type=int,
+        default=10_000,
+        include_in_web_ui=True,
+        help="Operations (of each worker's stream) within which returning users come back.",
+    )
+    parser.add_argument(
         "--spike-at",
         type=float,
         default=0.0,
@@ -139,6 +173,11 @@ def _validate(options: Any) -> str | None:
         return f"--page-size {options.page_size} is outside 1..1000"
     if options.spike_size < 1 or options.spike_accounts < 1:
         return "--spike-size and --spike-accounts must be at least 1"
+    if not 0.0 <= options.dormant < 1.0 or not 0.0 <= options.returning <= 1.0 or options.returning_within < 1:
+        return (
+            f"--dormant {options.dormant} / --returning {options.returning} / --returning-within "
+            f"{options.returning_within}: pass shares in 0..1 (dormant below 1) and at least 1 operation"
+        )
     if not 0 <= options.mentions <= MAX_MENTIONS:
         return f"--mentions {options.mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names"
     try:
@@ -274,6 +313,10 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             body_sizes=Sizes.parse(options.body_bytes),
             page_depths=Depths.parse(options.page_depth),
             max_mentions=options.mentions,
+            author_rates=options.author_rate_model,
+            dormant=options.dormant,
+            returning=options.returning,
+            horizon=options.returning_within,
         )
     except (ServiceError, ValueError) as exc:
         _refuse(environment, str(exc))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, MAX_DURATION_S, MAX_IN_FLIGHT, Arrival, Schedule
 from bench.workload import (
+    AUTHOR_RATE_MODELS,
     DEFAULT_AUTHOR_ALPHA,
     DEFAULT_READ_RATIO,
     DEFAULT_READER_SKEW,
@@ -81,6 +82,16 @@ class BenchConfig:
         choices=READER_ORDERS,
     )
     author_alpha: float = option(DEFAULT_AUTHOR_ALPHA, "Posting weight = (1 + followers) ** alpha.", min=0)
+    author_rate_model: str = option(
+        "reach",
+        "Posting rate: by reach ((1 + followers) ** alpha), its inverse (** -alpha: celebrities post rarely), or "
+        "independent of reach (a seeded heavy-tailed rate per account).",
+        choices=AUTHOR_RATE_MODELS,
+    )
+    dormant: float = option(0.0, "Share of users who do not read during the run (seeded).", min=0, max=1)
+    returning: float = option(
+        0.0, "Share of the dormant users who come back during the run, each at a seeded moment.", min=0, max=1
+    )
     oracle_users: int = option(100, "Users whose pages are checked against Postgres after each strategy.", min=0)
     warmup: float = option(
         2.0,
@@ -112,6 +123,8 @@ class BenchConfig:
                 f"target {self.target!r} is not an http:// or https:// URL: pass --target http://HOST:PORT"
             )
         Mix(self.read_ratio, self.churn_ratio, self.user_timeline_ratio)  # validates the mix
+        if self.dormant >= 1.0:
+            raise ValueError(f"--dormant {self.dormant} leaves no reader: pass a share below 1, e.g. 0.5")
         self.body_sizes()
         self.page_depths()
         Schedule(self.rate, self.duration, self.arrival)  # validates the schedule

@@ -334,6 +334,10 @@ def make_workload(
         body_sizes=config.body_sizes(),
         page_depths=config.page_depths(),
         max_mentions=config.mentions,
+        author_rates=config.author_rate_model,
+        dormant=config.dormant,
+        returning=config.returning,
+        horizon=max(1, round(config.rate * config.duration)),  # returning users come back within the run
     )
 
 
