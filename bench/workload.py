@@ -179,6 +179,22 @@ class Depths:
         return self.weights[_pick(rng, list(accumulate(w for _, w in self.weights)))][0]
 
 
+def check_activity(max_mentions: int, author_rates: str, dormant: float, returning: float, horizon: int) -> None:
+    """Raise ValueError naming the first of these :class:`Workload` arguments that is out of range (the one check
+    that ``fanout bench``'s options and the Locust file's custom arguments go through before a run)."""
+    if author_rates not in AUTHOR_RATE_MODELS:
+        raise ValueError(f"author rate model {author_rates!r} is not one of {', '.join(AUTHOR_RATE_MODELS)}")
+    if not 0.0 <= dormant < 1.0 or not 0.0 <= returning <= 1.0:
+        raise ValueError(
+            f"dormant {dormant} / returning {returning} are outside 0..1 (dormant below 1): "
+            "pass the share of users who do not read, and the share of those who come back"
+        )
+    if returning and horizon < 1:
+        raise ValueError("returning users need a horizon: the number of operations they come back within")
+    if not 0 <= max_mentions <= MAX_MENTIONS:
+        raise ValueError(f"mentions {max_mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names")
+
+
 class Workload:
     """A reproducible stream of operations over a fixed set of users.
 
@@ -212,17 +228,7 @@ class Workload:
                 raise ValueError(f"{len(counts)} {name} counts for {len(user_ids)} users: pass one per user")
         if reader_skew < 0 or author_alpha < 0:
             raise ValueError("reader_skew and author_alpha must be >= 0 (0 means uniform)")
-        if author_rates not in AUTHOR_RATE_MODELS:
-            raise ValueError(f"author rate model {author_rates!r} is not one of {', '.join(AUTHOR_RATE_MODELS)}")
-        if not 0.0 <= dormant < 1.0 or not 0.0 <= returning <= 1.0:
-            raise ValueError(
-                f"dormant {dormant} / returning {returning} are outside 0..1 (dormant below 1): "
-                "pass the share of users who do not read, and the share of those who come back"
-            )
-        if returning and horizon < 1:
-            raise ValueError("returning users need a horizon: the number of operations they come back within")
-        if not 0 <= max_mentions <= MAX_MENTIONS:
-            raise ValueError(f"mentions {max_mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names")
+        check_activity(max_mentions, author_rates, dormant, returning, horizon)
         self.mix = mix or Mix()
         self.seed = seed
         self.users = list(user_ids)

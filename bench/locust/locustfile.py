@@ -47,6 +47,7 @@ from bench.workload import (
     Op,
     Sizes,
     Workload,
+    check_activity,
 )
 from targets.strategies.registry import STRATEGIES
 
@@ -173,14 +174,10 @@ def _validate(options: Any) -> str | None:
         return f"--page-size {options.page_size} is outside 1..1000"
     if options.spike_size < 1 or options.spike_accounts < 1:
         return "--spike-size and --spike-accounts must be at least 1"
-    if not 0.0 <= options.dormant < 1.0 or not 0.0 <= options.returning <= 1.0 or options.returning_within < 1:
-        return (
-            f"--dormant {options.dormant} / --returning {options.returning} / --returning-within "
-            f"{options.returning_within}: pass shares in 0..1 (dormant below 1) and at least 1 operation"
-        )
-    if not 0 <= options.mentions <= MAX_MENTIONS:
-        return f"--mentions {options.mentions} is outside 0..{MAX_MENTIONS}: pass the most users a post names"
     try:
+        check_activity(
+            options.mentions, options.author_rate_model, options.dormant, options.returning, options.returning_within
+        )
         Mix(options.read_ratio, options.churn_ratio, options.user_timeline_ratio)
         Sizes.parse(options.body_bytes)
         Depths.parse(options.page_depth)

@@ -26,6 +26,7 @@ from bench.workload import (
     Mix,
     Op,
     Sizes,
+    check_activity,
 )
 from graphs.info import GraphInfo
 from targets.declared import option
@@ -123,8 +124,7 @@ class BenchConfig:
                 f"target {self.target!r} is not an http:// or https:// URL: pass --target http://HOST:PORT"
             )
         Mix(self.read_ratio, self.churn_ratio, self.user_timeline_ratio)  # validates the mix
-        if self.dormant >= 1.0:
-            raise ValueError(f"--dormant {self.dormant} leaves no reader: pass a share below 1, e.g. 0.5")
+        check_activity(self.mentions, self.author_rate_model, self.dormant, self.returning, horizon=1)
         self.body_sizes()
         self.page_depths()
         Schedule(self.rate, self.duration, self.arrival)  # validates the schedule

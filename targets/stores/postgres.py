@@ -87,7 +87,7 @@ post AS (
     FROM new WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
     RETURNING id, created_at
 ),
-{{mentions}}"""
+"""
 
 # The same with an idempotency key ($4): a post the author already stored under the key is not stored again (the row
 # then comes from _STORED_UNDER_KEY).
@@ -100,7 +100,7 @@ post AS (
     ON CONFLICT (author_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, created_at
 ),
-{{mentions}}"""
+"""
 
 _MENTIONS = """named AS (
     INSERT INTO mentions (user_id, post_id)
@@ -190,8 +190,8 @@ class Social:
 
     def __init__(self, pg: asyncpg.Pool, id_default_sql: str) -> None:
         self.pg = pg
-        self._insert_post = _INSERT_POST.format(id_default=id_default_sql, mentions=_MENTIONS)
-        self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql, mentions=_MENTIONS)
+        self._insert_post = _INSERT_POST.format(id_default=id_default_sql) + _MENTIONS
+        self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql) + _MENTIONS
 
     # -- users ------------------------------------------------------------------------------------------------
     async def require_user(self, user_id: int) -> None:
