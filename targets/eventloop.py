@@ -10,12 +10,30 @@ T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a fresh event loop (uvloop where it is installed)."""
+    """Run a coroutine to completion on a fresh event loop (uvloop where it is installed).
+
+    A second Ctrl-C makes the runner raise KeyboardInterrupt wherever the loop is, possibly inside a transport's
+    callback; the loop would then report it as a "Fatal error on transport" with a traceback before the command
+    stops. :func:`quiet_interrupts` keeps those reports out: the stop itself is the answer to the Ctrl-C.
+    """
+
+    async def main() -> T:
+        asyncio.get_running_loop().set_exception_handler(quiet_interrupts)
+        return await coro
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+def quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: a KeyboardInterrupt (the user's Ctrl-C) is not reported; anything else is, as
+    the default handler reports it."""
+    if isinstance(context.get("exception"), KeyboardInterrupt):
+        return
+    loop.default_exception_handler(context)
 
 
 # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives just as the call it waits for completes

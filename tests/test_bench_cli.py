@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from hdrh.log import HistogramLogReader
 from bench.results import load_result
 from bench.scenarios.oracle import check_oracle
 from targets.config import Settings
+from targets.eventloop import run
 from targets.fanout.queue import FanoutQueue
 from targets.histograms import new_histogram
 from targets.stores.connections import Stores
@@ -279,6 +281,18 @@ async def test_ctrl_c_in_any_phase_writes_what_was_measured_and_undoes_the_run(
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
         assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts
         assert await FanoutQueue(stores.redis, stores.settings).outstanding() == 0
+
+
+def test_a_ctrl_c_raised_inside_a_loop_callback_is_not_reported_as_a_fault(caplog: pytest.LogCaptureFixture) -> None:
+    # A second Ctrl-C raises KeyboardInterrupt wherever the loop is: inside a transport callback the loop reports it
+    # ("Fatal error on transport", a traceback), which is noise on the way out. Other faults are still reported.
+    async def report() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_exception_handler({"message": "Fatal error on transport", "exception": KeyboardInterrupt()})
+        loop.call_exception_handler({"message": "something else broke", "exception": RuntimeError("boom")})
+
+    run(report())
+    assert "Fatal error on transport" not in caplog.text and "something else broke" in caplog.text
 
 
 async def test_a_second_ctrl_c_stops_at_once(bench_namespace: Settings, tmp_path: Path) -> None:
