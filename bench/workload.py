@@ -286,6 +286,29 @@ class Workload:
         users = sorted(follower_counts)
         return cls(users, [follower_counts[u] for u in users], mix, seed, **kw)
 
+    def declared_rates(self) -> tuple[dict[int, float], dict[int, float]]:
+        """Each user's expected home-timeline reads and posts per operation of the stream, from the model itself
+        (a dormant user reads nothing; a returning one is counted as dormant). What ``--rate-source declared`` tells
+        adaptive up front, for the comparison with rates it learns online."""
+        reads: dict[int, float] = {}
+        previous = 0.0
+        for user, cumulative in zip(self._readers, self._reader_cum, strict=True):
+            if user not in self._wakes:
+                reads[user] = cumulative - previous
+            previous = cumulative
+        awake = sum(reads.values())
+        home_share = self.mix.read_ratio * (1.0 - self.mix.user_timeline_ratio)
+        reads = {u: home_share * w / awake for u, w in reads.items()}
+        post_share = 1.0 - self._churn_cut
+        total = self._author_cum[-1]
+        posts: dict[int, float] = {}
+        previous = 0.0
+        for user, cumulative in zip(self.users, self._author_cum, strict=True):
+            if cumulative > previous:
+                posts[user] = post_share * (cumulative - previous) / total
+            previous = cumulative
+        return reads, posts
+
     # -- choosing users ---------------------------------------------------------------------------------------
     def reader(self) -> int:
         """A user chosen by reading activity (Zipf-like), among those awake at this operation."""

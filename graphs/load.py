@@ -35,7 +35,7 @@ from targets.ids import EPOCH_MS, SEQUENCE_BITS
 from targets.stores.connections import Stores
 from targets.stores.materialise import clear_derived, rebuild_timelines
 from targets.stores.schema import create_schema, index_ddl
-from targets.strategies.registry import timeline_owners
+from targets.strategies.registry import DEFAULT_STRATEGIES, timeline_owners
 
 DEFAULT_HISTORY = timedelta(days=30)
 #: Session memory for the load's sorts, hash aggregates and index builds (Postgres's defaults spill to disk).
@@ -320,7 +320,7 @@ async def _rebuild_derived(stores: Stores, report: LoadReport, phases: _Phases) 
         await clear_derived(stores)
     if not report.posts:
         return
-    owners = timeline_owners()
+    owners = timeline_owners(DEFAULT_STRATEGIES)
     tasks = {}
     if phases.progress:
         tasks = {n: phases.progress.add_task(f"materialising {n} timelines", total=report.users) for n in owners}

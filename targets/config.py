@@ -31,6 +31,15 @@ DEFAULT_FANOUT_CLAIM_IDLE_MS = 5_000
 DEFAULT_FANOUT_REPORT_TTL_S = 86_400
 DEFAULT_POOL_SIZE = 10
 DEFAULT_WORKER_INFLIGHT = 8
+#: 0: fan-out delivers to every follower, active or not.
+DEFAULT_ACTIVE_WINDOW_S = 0
+DEFAULT_RATE_HALF_LIFE_S = 60
+DEFAULT_REEVALUATE_S = 10
+#: Feeding Frenzy's H/L: Redis time to push one post to one follower over Redis time to merge one pulled followee
+#: into one read (docs/performance.md, "Adaptive's cost ratio", measured with `fanout perf read`).
+DEFAULT_COST_RATIO = 0.25
+#: "online": adaptive estimates read and post rates from what it sees; "declared": the workload declares them.
+RATE_SOURCES = ("online", "declared")
 
 REDIS_URL_VAR = "FANOUT_REDIS_URL"
 DATABASE_URL_VAR = "FANOUT_DATABASE_URL"
@@ -40,9 +49,13 @@ SCHEMA_VAR = "FANOUT_SCHEMA"
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def _setting(default: Any, flag: str, env: str, help: str, choices: tuple[str, ...] = ()) -> Any:
-    # Integer settings are counts and sizes: at least 1 (checked in __post_init__ too, for values from Python).
-    bound = {"min": 1} if isinstance(default, int) else {}
+def _setting(default: Any, flag: str, env: str, help: str, choices: tuple[str, ...] = (), *, minimum: int = 1) -> Any:
+    # Integer settings are counts and sizes: at least 1 unless declared otherwise (checked in __post_init__ too, for
+    # values from Python); float settings are ratios: above 0.
+    if isinstance(default, float):
+        bound: dict[str, Any] = {"min": 0, "min_open": True}
+    else:
+        bound = {"min": minimum} if isinstance(default, int) else {}
     return option(default, help, flag=flag, env=env, choices=choices or None, **bound)
 
 
@@ -101,6 +114,41 @@ class Settings:
         "FANOUT_WORKER_INFLIGHT",
         "Fan-out calls each worker keeps in flight (more: faster fan-out, longer waits for reads behind it).",
     )
+    active_window_s: int = _setting(
+        DEFAULT_ACTIVE_WINDOW_S,
+        "--active-window",
+        "FANOUT_ACTIVE_WINDOW_S",
+        "Push, hybrid and adaptive: fan-out skips followers who have not read for this many seconds (0: off); such "
+        "a user's next read rebuilds its timeline from Postgres first.",
+        minimum=0,
+    )
+    cost_ratio: float = _setting(
+        DEFAULT_COST_RATIO,
+        "--cost-ratio",
+        "FANOUT_COST_RATIO",
+        "Adaptive: cost of pushing a post to one follower over cost of pulling one followee on one read; an edge is "
+        "pushed when reads(follower) / posts(followee) >= this.",
+    )
+    rate_source: str = _setting(
+        "online",
+        "--rate-source",
+        "FANOUT_RATE_SOURCE",
+        "Adaptive: the read and post rates it decides by: online (decayed counts of what it sees) or declared (by "
+        "the workload, up front).",
+        RATE_SOURCES,
+    )
+    rate_half_life_s: int = _setting(
+        DEFAULT_RATE_HALF_LIFE_S,
+        "--rate-half-life",
+        "FANOUT_RATE_HALF_LIFE_S",
+        "Adaptive: half-life in seconds of the decayed read and post counts (online rates).",
+    )
+    reevaluate_s: int = _setting(
+        DEFAULT_REEVALUATE_S,
+        "--reevaluate-every",
+        "FANOUT_REEVALUATE_S",
+        "Adaptive: a reader's follow edges are decided again at most this often (seconds), on its read.",
+    )
 
     def __post_init__(self) -> None:
         if not _SCHEMA_RE.match(self.schema):
@@ -109,11 +157,18 @@ class Settings:
             )
         if not self.prefix:
             raise ValueError("the Redis key prefix is empty: the harness needs a namespace of its own (e.g. fanout:)")
-        for name in _DECLARED:
-            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
+        for name, spec in _DECLARED.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and spec.min is not None and value < spec.min:
+                kind = "a positive integer" if spec.min == 1 else f"an integer of at least {spec.min:g}"
+                raise ValueError(f"{name} must be {kind}, not {value}")
+            if isinstance(value, float) and not value > 0:
+                raise ValueError(f"{name} must be above 0, not {value}")
         if self.fanout_mode not in FANOUT_MODES:
             raise ValueError(f"fan-out mode {self.fanout_mode!r} is unknown: use one of {', '.join(FANOUT_MODES)}")
+        for name, spec in _DECLARED.items():
+            if spec.choices and getattr(self, name) not in spec.choices:
+                raise ValueError(f"{name} {getattr(self, name)!r} is unknown: use one of {', '.join(spec.choices)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
@@ -131,6 +186,11 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise ValueError(f"{var}={raw!r} is not an integer: set a whole number or unset it") from None
+            elif isinstance(f.default, float):
+                try:
+                    values[f.name] = float(raw)
+                except ValueError:
+                    raise ValueError(f"{var}={raw!r} is not a number: set one (e.g. 0.25) or unset it") from None
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from bench.scenarios.oracle import Ensemble
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors
+from targets.strategies.adaptive import AdaptiveStrategy
 from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.push import PushStrategy
 from tests.conftest import namespace_settings
@@ -40,18 +41,30 @@ class Model:
     follows: set[tuple[int, int]] = field(default_factory=set)
     posts: list[tuple[int, int]] = field(default_factory=list)  # (post id, author)
     mentions: dict[int, int] = field(default_factory=dict)  # post id -> the user it mentions
+    #: With an active window, the users that read since they last went dormant (None: no window, all count).
+    active: set[int] | None = field(default_factory=set)
 
-    def timeline(self, user: int, below: int | None = None) -> list[int]:
+    def is_active(self, user: int) -> bool:
+        """Whether fan-out delivers to the user (always, without an active window)."""
+        return self.active is None or user in self.active
+
+    def timeline(self, user: int, below: int | None = None, pulled: set[int] | None = None) -> list[int]:
         """The user's newest ``cap`` posts: of the accounts it follows (with ``below``, only of those with fewer
-        followers than that), and those mentioning it by accounts it does not follow."""
-        followees = {b for a, b in self.follows if a == user}
+        followers than that; with ``pulled``, only of those not in it), and those mentioning it by accounts it does
+        not follow."""
+        followees = self.followees(user)
         pushed = followees if below is None else {f for f in followees if self.followers(f) < below}
+        pushed = pushed - (pulled or set())  # a new set: followees stays whole for the mentions below
         chosen = (
             pid
             for pid, author in self.posts
             if author in pushed or (self.mentions.get(pid) == user and author not in followees and author != user)
         )
         return sorted(chosen, reverse=True)[: self.cap]
+
+    def followees(self, user: int) -> set[int]:
+        """The accounts ``user`` follows."""
+        return {b for a, b in self.follows if a == user}
 
     def followers(self, account: int) -> int:
         """How many users follow ``account``."""
@@ -78,7 +91,12 @@ def scenarios(draw: st.DrawFn) -> dict:
         st.tuples(st.just("publish"), user, st.integers(0, n), user),
         st.tuples(st.just("follow"), user, user, user),
         st.tuples(st.just("unfollow"), st.integers(0, 50), st.just(0), user),
+        # ("rates", k, _, reader): the workload's rates become table k (declared rates) and adaptive decides every
+        # user's edges again, so edges flip both ways; ("dormant", u, _, reader): u stops counting as active.
+        st.tuples(st.just("rates"), st.integers(0, 50), st.just(0), user),
+        st.tuples(st.just("dormant"), user, st.just(0), user),
     )
+    table = st.lists(st.integers(0, 4), min_size=n, max_size=n)
     return {
         "users": n,
         "initial": draw(st.lists(pair, max_size=3 * n)),
@@ -92,6 +110,12 @@ def scenarios(draw: st.DrawFn) -> dict:
         "materialised": draw(st.booleans()),
         # Before which operation Redis loses the derived state (None: never).
         "restart_at": draw(st.none() | st.integers(0, 40)),
+        # Adaptive: (reads, posts) per user, declared by the "rates" operations, or rates counted online.
+        "rate_tables": draw(st.lists(st.tuples(table, table), min_size=1, max_size=3)),
+        "rates": draw(st.sampled_from(["declared", "online"])),
+        "cost_ratio": draw(st.sampled_from([0.5, 1.0, 2.0])),
+        # An active window (an hour: no one ages out during a test, only by "dormant" operations) or none.
+        "window": draw(st.booleans()),
     }
 
 
@@ -133,6 +157,10 @@ def view_for(stores: Stores, scenario: dict, example: int, **changes: object) ->
         timeline_cap=scenario["cap"],
         celebrity_threshold=scenario["threshold"],
         fanout_batch=scenario["batch"],
+        active_window_s=3600 if scenario["window"] else 0,
+        rate_source=scenario["rates"],
+        cost_ratio=scenario["cost_ratio"],
+        reevaluate_s=3600,  # each user's first read decides its edges; the "rates" operations decide them again
         **changes,
     )
     return Stores(settings, stores.redis, stores.pg, stores.counters)
@@ -149,16 +177,20 @@ async def run_scenario(
     *,
     settle: Callable[[], Awaitable[None]] | None = None,
     written: Callable[[int], Awaitable[int]] | None = None,
-    restart: Callable[[Ensemble, range, list[int]], Awaitable[None]] | None = None,
+    restart: Callable[[Ensemble, range, list[int]], Awaitable[bool | None]] | None = None,
 ) -> None:
     """Apply the scenario (to tables the caller emptied) and check every page against the model.
 
     With asynchronous fan-out, ``settle`` waits for the queue to drain after each operation and ``written`` gives the
     entries push's fan-out wrote for a post id (the receipt counts only what publish wrote itself). ``restart`` is
-    what happens at ``restart_at`` (default :func:`restart_redis`, which deletes the derived keys).
+    what happens at ``restart_at`` (default :func:`restart_redis`, which deletes the derived keys); it returns True
+    when it rebuilt in bulk, which marks every user active.
     """
     restart = restart or restart_redis
     model = Model(scenario["cap"])
+    windowed = next(iter(ensemble.strategies.values())).settings.active_window_s > 0
+    if not windowed:
+        model.active = None
     limit = scenario["limit"]
     await ensemble.social.add_users(range(1, scenario["users"] + 1))
 
@@ -171,7 +203,9 @@ async def run_scenario(
         await hybrid.rebuild(users)
     for step, (kind, a, b, reader) in enumerate(scenario["ops"]):
         if step == scenario["restart_at"]:
-            await restart(ensemble, users, [pid for pid, _ in model.posts])
+            # A restart that rebuilds in bulk (rebuild_if_lost) makes every user active again, as a load does.
+            if await restart(ensemble, users, [pid for pid, _ in model.posts]) and model.active is not None:
+                model.active = set(users)
         if kind == "publish":
             receipts = await ensemble.publish(a, f"p{len(model.posts)}" + (f" cc @{b}" if b else ""))
             if settle is not None:
@@ -179,8 +213,8 @@ async def run_scenario(
             model.posts.append((receipts["push"].post_id, a))
             if b:
                 model.mentions[receipts["push"].post_id] = b
-            followers = sum(1 for f, e in model.follows if e == a)
-            mentioned = int(b not in (0, a) and (b, a) not in model.follows)
+            followers = sum(1 for f, e in model.follows if e == a and model.is_active(f))
+            mentioned = int(b not in (0, a) and (b, a) not in model.follows and model.is_active(b))
             pushed = receipts["push"]
             entries = pushed.entries_written + (0 if written is None else await written(pushed.post_id))
             assert entries == followers + mentioned  # every follower and mentioned user gets exactly one new entry
@@ -188,6 +222,12 @@ async def run_scenario(
         elif kind == "follow" and a != b:
             assert await ensemble.follow(a, b) == ((a, b) not in model.follows)
             model.follows.add((a, b))
+        elif kind == "rates":
+            await change_rates(ensemble, scenario, a)
+        elif kind == "dormant":
+            await go_dormant(ensemble, a)
+            if model.active is not None:
+                model.active.discard(a)
         elif kind == "unfollow" and model.follows:
             follower, followee = sorted(model.follows)[a % len(model.follows)]
             assert await ensemble.unfollow(follower, followee)
@@ -195,7 +235,9 @@ async def run_scenario(
             model.follows.discard((follower, followee))
         if settle is not None:
             await settle()
-        pages = await ensemble.pages(reader, limit)
+        pages = await ensemble.pages(reader, limit)  # an inactive reader's first read: rebuilt, then as pull's
+        if model.active is not None:
+            model.active.add(reader)
         expected = model.timeline(reader)[:limit]
         assert {name: [p.id for p in page] for name, page in pages.items()} == dict.fromkeys(pages, expected)
         await check_derived_state(ensemble, model, scenario)
@@ -203,6 +245,25 @@ async def run_scenario(
     for user in range(1, scenario["users"] + 1):
         expected = model.timeline(user)
         assert await walk(ensemble, user, limit) == dict.fromkeys(ensemble.strategies, expected), f"user {user}"
+
+
+async def change_rates(ensemble: Ensemble, scenario: dict, k: int) -> None:
+    """Declare rate table ``k`` (a no-op for online rates) and let adaptive decide every user's edges again."""
+    adaptive = ensemble.strategies.get("adaptive")
+    if not isinstance(adaptive, AdaptiveStrategy):
+        return
+    reads, posts = scenario["rate_tables"][k % len(scenario["rate_tables"])]
+    users = range(1, scenario["users"] + 1)
+    await adaptive.activity.declare(dict(zip(users, reads, strict=True)), dict(zip(users, posts, strict=True)))
+    for user in users:
+        await adaptive.reconsider(user)
+
+
+async def go_dormant(ensemble: Ensemble, user: int) -> None:
+    """Make the user inactive for every strategy that keeps timelines (as a window passing without its reads)."""
+    for strategy in ensemble.strategies.values():
+        if isinstance(strategy, PushStrategy):
+            await strategy.activity.forget_seen(user)
 
 
 async def restart_redis(ensemble: Ensemble, users: range, post_ids: list[int]) -> None:
@@ -234,7 +295,15 @@ async def check_derived_state(ensemble: Ensemble, model: Model, scenario: dict) 
             continue  # pull keeps no timelines
         below = threshold if strategy.home_authors is Authors.ORDINARY else None
         for user in range(1, scenario["users"] + 1):
+            if not model.is_active(user):
+                continue  # fan-out skipped it: its timeline is rebuilt on its next read
             stored = await strategy.timelines.page(user, model.cap + 1, None)  # cap + 1: an untrimmed one shows
+            if isinstance(strategy, AdaptiveStrategy):
+                # Which edges are pulled is adaptive's to decide; whatever it decided, the timeline must match it.
+                pulled = await strategy.celebrities.members(user)
+                assert pulled is None or pulled <= model.followees(user), f"{name} pulls unfollowed accounts"
+                assert stored == model.timeline(user, pulled=pulled), f"{name} timeline of user {user}"
+                continue
             assert stored == model.timeline(user, below), f"{name} timeline of user {user}"
             if isinstance(strategy, HybridStrategy):
                 # None: not materialised (yet, or since the restart), which a read repairs; anything else is exact.

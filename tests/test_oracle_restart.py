@@ -100,7 +100,7 @@ def test_pages_and_derived_state_survive_a_real_redis_restart(
     scenario = scenario | {"restart_at": (scenario["restart_at"] or 0) % len(scenario["ops"])}
     restarts: list[bool] = []
 
-    async def restart(ensemble: Ensemble, users: range, post_ids: list[int]) -> None:
+    async def restart(ensemble: Ensemble, users: range, post_ids: list[int]) -> bool:
         view = next(iter(ensemble.strategies.values())).stores
         await mark_built(view)  # what a load leaves: the derived state was complete in this Redis
         await asyncio.to_thread(crash_restart, private_redis)
@@ -108,6 +108,7 @@ def test_pages_and_derived_state_survive_a_real_redis_restart(
         assert await lost(view)  # the restart really emptied Redis
         rebuilt = await rebuild_if_lost(view, timeline_owners(ensemble.strategies))
         restarts.append(rebuilt is not None and not await lost(view))
+        return True
 
     async def play() -> None:
         await stores.pg.execute("TRUNCATE users, follows, posts, mentions")

@@ -40,6 +40,11 @@ def every_field_changed() -> Settings:
         fanout_report_ttl_s=4_567,
         pool_size=3,
         worker_inflight=2,
+        active_window_s=3_600,
+        cost_ratio=0.75,
+        rate_source="declared",
+        rate_half_life_s=30,
+        reevaluate_s=5,
     )
     default = Settings()
     unchanged = [f.name for f in fields(Settings) if getattr(changed, f.name) == getattr(default, f.name)]

@@ -63,23 +63,24 @@ def targets(stores: Stores, page: int) -> dict[str, Target]:
     """Every row's read, by name (the floor's keys are built once per reader, outside the measured call)."""
     push, hybrid, pull = PushStrategy(stores), HybridStrategy(stores), PullStrategy(stores)
     pages, redis = push.pages, stores.redis
-    keys: dict[int, list[str]] = {}
+    requests: dict[int, tuple[list[str], list[str | int]]] = {}
     script = pages.push_script  # the very script push's read calls
 
-    def home(user: int) -> list[str]:
-        key = keys.get(user)
-        if key is None:
-            key = keys[user] = [f"{pages.home_prefix}{user}}}"]
-        return key
+    def request(user: int) -> tuple[list[str], list[str | int]]:
+        found = requests.get(user)
+        if found is None:
+            found = requests[user] = pages.push_request(user, page)
+        return found
 
     async def noop(user: int) -> None:
         return None
 
     async def floor(user: int) -> Any:
-        return await script(keys=home(user), args=["+inf", page, pages.post_prefix])
+        keys, args = request(user)
+        return await script(keys=keys, args=args)
 
     async def two_commands(user: int) -> Any:
-        ids = await redis.zrevrangebyscore(home(user)[0], "+inf", "-inf", start=0, num=page)
+        ids = await redis.zrevrangebyscore(request(user)[0][0], "+inf", "-inf", start=0, num=page)
         return await redis.mget([pages.post_prefix + i.decode() + "}" for i in ids]) if ids else []
 
     return {
@@ -153,15 +154,15 @@ async def redis_benchmark(stores: Stores, user: int, page: int, requests: int, c
         return None
     pages = PushStrategy(stores).pages
     script = pages.push_script
-    await script(keys=[f"{pages.home_prefix}{user}}}"], args=["+inf", page, pages.post_prefix])  # loaded
+    keys, args = pages.push_request(user, page)
+    await script(keys=keys, args=args)  # loaded
     url = urlparse(stores.settings.redis_url)
     command = [tool, "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-c", str(clients)]
     if url.password:
         command += ["-a", url.password]
     if url.path.strip("/"):
         command += ["--dbnum", url.path.strip("/")]
-    key = f"{pages.home_prefix}{user}}}"
-    command += ["-n", str(requests), "--csv", "EVALSHA", script.sha, "1", key, "+inf", str(page), pages.post_prefix]
+    command += ["-n", str(requests), "--csv", "EVALSHA", script.sha, str(len(keys)), *keys, *map(str, args)]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=True)
     header, values = (line.replace('"', "").split(",") for line in done.stdout.strip().splitlines()[-2:])
     row = dict(zip(header, values, strict=True))

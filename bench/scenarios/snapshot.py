@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from targets.stores.connections import Stores
-from targets.stores.materialise import rebuild_timelines
-from targets.stores.postgres import Authors
+from targets.stores.materialise import READER_STATE, rebuild_timelines, restart_activity
 from targets.stores.timelines import owner_key_prefix
 from targets.strategies.registry import keeps_timelines, timeline_owners
 
@@ -79,7 +78,7 @@ def derived_kinds(owner: str) -> tuple[str, ...]:
     writes them): home timelines, and for an owner of ordinary authors' timelines author timelines and celebrity
     sets."""
     authors = timeline_owners([owner])[owner]
-    return ("home", "author", "celebs") if authors is Authors.ORDINARY else ("home",)
+    return ("home", "author", "celebs") if authors in READER_STATE else ("home",)
 
 
 class DerivedState:
@@ -105,6 +104,7 @@ class DerivedState:
         copy = self._copies.get(key)
         if rebuild and copy is not None:
             restored = await copy.restore(stores)
+            await restart_activity(stores, [name])
             return (
                 f"derived state restored from its copy ({restored:,} timelines) in {time.perf_counter() - began:.1f}s"
             )
@@ -127,6 +127,7 @@ class DerivedState:
             copy = self._copies.get((name, stores.settings.celebrity_threshold))
             if copy is not None:
                 await copy.restore(stores)
+                await restart_activity(stores, [name])
             else:
                 await rebuild_timelines(stores, timeline_owners([name]))
             settled.append(name)

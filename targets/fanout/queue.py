@@ -32,7 +32,8 @@ from redis.exceptions import ResponseError
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import raise_if_cancelled
-from targets.stores.timelines import home_key_prefix
+from targets.stores.lua import ACTIVE_LUA, NOW_LUA
+from targets.stores.timelines import fanout_stats_key, home_key_prefix, owner_key_prefix
 
 GROUP = "fanout-workers"
 CANCEL_CHECK_S = 1.0  # how often a drain looks for a Ctrl-C that asyncio lost
@@ -49,13 +50,15 @@ return id
 """
 
 # Split: queue batch jobs for followers after ARGV[4], only if the post job is still open and nobody else moved its
-# split on; then record the new position. ARGV from 8 on: (last follower id, count, ids) per batch.
+# split on; then record the new position. ARGV[8]: the post's author; from 9 on: (last follower id, count, ids) per
+# batch.
 _SPLIT = """
 if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return -1 end
 if (redis.call('GET', KEYS[3]) or '-1') ~= ARGV[4] then return -2 end
 local batches, followers, last = 0, 0, ARGV[4]
-for i = 8, #ARGV, 3 do
-  redis.call('XADD', KEYS[2], '*', 'owner', ARGV[2], 'post', ARGV[3], 'n', ARGV[i + 1], 'ids', ARGV[i + 2])
+for i = 9, #ARGV, 3 do
+  redis.call('XADD', KEYS[2], '*', 'owner', ARGV[2], 'post', ARGV[3], 'author', ARGV[8], 'n', ARGV[i + 1],
+    'ids', ARGV[i + 2])
   batches = batches + 1
   followers = followers + tonumber(ARGV[i + 1])
   last = ARGV[i]
@@ -72,25 +75,47 @@ return batches
 # the post into every listed timeline with the cap kept, and account for it. Timeline keys are built here from their
 # prefix so each follower id crosses the wire once; that makes the script touch keys it does not declare, which a
 # Redis Cluster would refuse (a cluster deployment would group batches by hash slot and pass the keys instead).
-_DELIVER = """
+# A follower is skipped when its edge is pulled (ARGV[17], the author, is in its set under prefix ARGV[18]: adaptive)
+# or when it has not read within ARGV[15] seconds (its activity hash under prefix ARGV[16]: an active window).
+_DELIVER = (
+    NOW_LUA
+    + ACTIVE_LUA
+    + """
 local final = ARGV[8] == '1'
 if final and (redis.call('GET', KEYS[5]) or '-1') ~= ARGV[9] then return -2 end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 -- Arguments stay strings: converting a Lua number for every call costs Redis measurable time.
 local prefix, post, keep = ARGV[3], ARGV[4], tostring(-(tonumber(ARGV[5]) + 1))
-local added = 0
+local window, author = tonumber(ARGV[15]), ARGV[17]
+local cutoff = nil
+if window > 0 then cutoff = now() - window end
+local added, inactive, pulled = 0, 0, 0
 for u in string.gmatch(ARGV[6], '%d+') do
-  local key = prefix .. u .. '}'
-  if redis.call('ZADD', key, post, post) == 1 then
-    added = added + 1
-    redis.call('ZREMRANGEBYRANK', key, '0', keep)
+  if author ~= '' and redis.call('SISMEMBER', ARGV[18] .. u .. '}', author) == 1 then
+    pulled = pulled + 1
+  elseif cutoff ~= nil and not active(ARGV[16] .. u .. '}', cutoff) then
+    inactive = inactive + 1
+  else
+    local key = prefix .. u .. '}'
+    if redis.call('ZADD', key, post, post) == 1 then
+      added = added + 1
+      redis.call('ZREMRANGEBYRANK', key, '0', keep)
+    end
   end
 end
 local n = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', t[2])
 local report, owner = KEYS[2], ARGV[10]
+if inactive > 0 then
+  redis.call('HINCRBY', report, 'skipped', inactive)
+  redis.call('HINCRBY', KEYS[4], 'skipped:' .. owner, inactive)
+end
+if pulled > 0 then
+  redis.call('HINCRBY', report, 'pulled', pulled)
+  redis.call('HINCRBY', KEYS[4], 'pulled:' .. owner, pulled)
+end
 if n > 0 then
   redis.call('HINCRBY', report, 'delivered', n)
   redis.call('HINCRBY', report, 'written', added)
@@ -119,6 +144,7 @@ if n > 0 then redis.call('PUBLISH', ARGV[12], owner .. ':' .. post .. ':' .. n) 
 if redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) == 0 then redis.call('PUBLISH', ARGV[14], 'idle') end
 return added
 """
+)
 
 
 # Forget consumers that hold nothing and have not been seen for ARGV[2] ms (workers that died): checked and deleted
@@ -171,7 +197,7 @@ class FanoutQueue:
         base = f"{settings.prefix}fanout:"
         self.jobs = base + "jobs"
         self.batches = base + "batches"
-        self.stats = base + "stats"
+        self.stats = fanout_stats_key(settings.prefix)
         #: Pub/sub channels: every delivered batch, every completed post, and "the queue just became empty".
         self.delivered_channel = base + "delivered"
         self.completed_channel = base + "completed"
@@ -260,19 +286,25 @@ class FanoutQueue:
         """
         owner, post = job.fields["owner"], job.fields["post"]
         args: list[Any] = [job.id, owner, post, after, self.settings.fanout_report_ttl_s, GROUP, consumer]
+        args.append(job.fields.get("author", ""))
         for b in batches:
             args += [b.last, b.count, b.ids]
         keys = [self.jobs, self.batches, self.progress_key(owner, post), self.report_key(owner, post)]
         return int(await self._split(keys=keys, args=args))
 
-    async def deliver(self, entry: Entry, batch: Batch, *, final_after: int | None = None) -> int:
+    async def deliver(
+        self, entry: Entry, batch: Batch, *, final_after: int | None = None, per_edge: bool = False
+    ) -> int:
         """Write one batch into its followers' timelines and acknowledge its entry, in one Lua call.
 
         ``final_after`` marks the split's last batch, delivered by the splitter itself against the post job (the
         split must still stand there). Returns entries written (ZADD replies), or -1 when the entry was already
         acknowledged (someone else delivered it: nothing changes) and -2 when another worker owns the split.
+        ``per_edge``: the owner decides push or pull per follow edge (adaptive), so followers whose edge is pulled
+        are skipped; with an active window, so are followers who have not read within it.
         """
         owner, post = entry.fields["owner"], entry.fields["post"]
+        author = entry.fields.get("author", "") if per_edge else ""
         final = final_after is not None
         keys = [
             entry.stream,
@@ -298,6 +330,10 @@ class FanoutQueue:
             self.delivered_channel,
             self.completed_channel,
             self.idle_channel,
+            self.settings.active_window_s,
+            owner_key_prefix(self.settings.prefix, owner, "act"),
+            author,
+            owner_key_prefix(self.settings.prefix, owner, "celebs"),
         ]
         return int(await self._deliver(keys=keys, args=args))
 

@@ -20,12 +20,14 @@ from targets.fanout.batches import follower_chunks
 from targets.fanout.queue import Batch, Entry, FanoutQueue, consumer_name
 from targets.stores.connections import Stores
 from targets.stores.failures import LOST_STORE, lost_store
-from targets.strategies.registry import timeline_owners
+from targets.strategies.registry import per_edge_owners, timeline_owners
 
 log = logging.getLogger(__name__)
 
 #: Owners whose timelines a job may fill: the strategies that push.
 OWNERS = frozenset(timeline_owners())
+#: Owners that decide push or pull per follow edge: their deliveries skip followers whose edge is pulled.
+PER_EDGE = frozenset(per_edge_owners())
 MAX_BLOCK_MS = 1_000
 #: A consumer unseen this long that holds nothing is a dead worker's; a starting worker removes it from the group.
 FORGET_AFTER_MS = 600_000
@@ -186,7 +188,8 @@ class Worker:
             await self.queue.discard(entry)
         elif entry.stream == self.queue.batches:
             batch = Batch(0, int(entry.fields["n"]), entry.fields["ids"])
-            self._count(batch, await self.queue.deliver(entry, batch))
+            per_edge = entry.fields["owner"] in PER_EDGE
+            self._count(batch, await self.queue.deliver(entry, batch, per_edge=per_edge))
         else:
             await self._split(entry)
 
@@ -222,7 +225,8 @@ class Worker:
                         return
                     after = batches[-1].last
                 if final is not None:
-                    self._count(final, await self.queue.deliver(job, final, final_after=after))
+                    delivered = await self.queue.deliver(job, final, final_after=after, per_edge=owner in PER_EDGE)
+                    self._count(final, delivered)
                     self.counts.posts_split += 1
 
 

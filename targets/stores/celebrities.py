@@ -52,6 +52,14 @@ class CelebritySets:
             return 0
         return int(await self._change(keys=[self.key(u) for u in user_ids], args=[command, celebrity_id]))
 
+    async def add_to(self, user_id: int, celebrity_ids: Sequence[int]) -> None:
+        """Add several to one user's set (one the caller knows is materialised)."""
+        await self.redis.sadd(self.key(user_id), *celebrity_ids)
+
+    async def remove_from(self, user_id: int, celebrity_ids: Sequence[int]) -> None:
+        """Remove several from one user's set."""
+        await self.redis.srem(self.key(user_id), *celebrity_ids)
+
     async def replace(self, sets: Mapping[int, Iterable[int]]) -> None:
         """Atomically make these users' sets hold exactly these celebrities, in one round trip."""
         if not sets:

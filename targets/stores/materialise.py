@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from redis.commands.core import AsyncScript
 
 from targets.stores import authors as author_timelines
+from targets.stores.activity import Activity, activity_pattern
 from targets.stores.celebrities import CelebritySets
 from targets.stores.connections import Stores
 from targets.stores.post_cache import POST_CACHE_PATTERN
@@ -40,6 +41,10 @@ CALL_ENTRIES = 10_000
 IN_FLIGHT = 4
 #: Rows the server-side cursor fetches per round trip.
 PREFETCH = 5_000
+#: Owners that read some followees from author timelines: they get author timelines and sets of those followees.
+READER_STATE = (Authors.ORDINARY, Authors.EXCEPT)
+#: A follower count no account reaches (int4): with it, the reader state lists no celebrity.
+NOBODY = 2**31 - 1
 
 # ZADD the comma-separated ids of ARGV[j] into a sorted set (member = score = id), 1000 at a time (Lua's unpack has a
 # stack limit); returns the entries added. Shared by both scripts below.
@@ -97,6 +102,8 @@ return 0
 
 _FOLLOWEE_FILTER = {
     Authors.ALL: "",
+    # A bulk materialisation pushes every edge; adaptive decides edges on their readers' reads from then on.
+    Authors.EXCEPT: "",
     # As Social.timeline's ORDINARY filter: a followee is ordinary unless it has at least $2 followers.
     Authors.ORDINARY: "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.followee_id AND u.follower_count >= $2)",
     Authors.CELEBRITIES: "AND EXISTS (SELECT 1 FROM users u WHERE u.id = f.followee_id AND u.follower_count >= $2)",
@@ -182,11 +189,31 @@ async def rebuild_timelines(
     async with asyncio.TaskGroup() as steps:
         homes = [steps.create_task(_materialise_home(stores, n, a, on_users)) for n, a in owners.items()]
         for name, authors in owners.items():
-            if authors is Authors.ORDINARY:
-                steps.create_task(_materialise_reader_state(stores, name))
+            if authors in READER_STATE:
+                steps.create_task(_materialise_reader_state(stores, name, authors))
     written = sum(home.result() for home in homes)
+    await mark_active(stores, owners)
     await mark_built(stores)  # beside the state: a Redis that comes back without it has lost what was built
     return written
+
+
+async def mark_active(stores: Stores, owners: Iterable[str]) -> None:
+    """With an active window, mark every user active for these owners: fresh timelines lack nothing, so every user
+    starts active and goes inactive after a window without reads."""
+    if not stores.settings.active_window_s:
+        return
+    users = (await stores.social.users()).ids
+    for name in owners:
+        await Activity(stores.redis, stores.settings.prefix, name).mark_seen(users)
+
+
+async def restart_activity(stores: Stores, owners: Iterable[str]) -> None:
+    """Forget what these owners learnt from reads and posts (their activity hashes: rates, last reads), then mark
+    every user active as a rebuild does: derived state put back from a copy starts where a rebuilt one starts."""
+    names = list(owners)
+    for name in names:
+        await stores.delete_keys(activity_pattern(name))
+    await mark_active(stores, names)
 
 
 def marker_key(stores: Stores) -> str:
@@ -203,7 +230,7 @@ async def _materialise_home(
     stores: Stores, owner: str, authors: Authors, on_users: Callable[[str, int], None] | None
 ) -> int:
     s = stores.settings
-    args: list[object] = [s.timeline_cap] + ([s.celebrity_threshold] if authors is not Authors.ALL else [])
+    args: list[object] = [s.timeline_cap] + ([s.celebrity_threshold] if _FOLLOWEE_FILTER[authors] else [])
 
     def written(users: int) -> None:
         if on_users:
@@ -214,14 +241,16 @@ async def _materialise_home(
     return await _stream(stores, timelines_sql(authors), args, script, head, written)
 
 
-async def _materialise_reader_state(stores: Stores, owner: str) -> None:
-    """Every account's author timeline and every user's celebrity set (sentinel included: known, even if empty)."""
+async def _materialise_reader_state(stores: Stores, owner: str, authors: Authors) -> None:
+    """Every account's author timeline and every user's celebrity set (sentinel included: known, even if empty); for
+    adaptive the set of pulled followees, empty at first (every edge pushed)."""
     s = stores.settings
+    threshold = s.celebrity_threshold if authors is Authors.ORDINARY else NOBODY
     authors = author_timelines.AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
     celebrities = CelebritySets(stores.redis, s.prefix, owner)
     script = stores.redis.register_script(_WRITE_READER_STATE)
     head = [authors.key_prefix, celebrities.key_prefix, SENTINEL]
-    await _stream(stores, READER_STATE_SQL, [s.timeline_cap, s.celebrity_threshold], script, head)
+    await _stream(stores, READER_STATE_SQL, [s.timeline_cap, threshold], script, head)
 
 
 async def _stream(

@@ -14,22 +14,37 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from targets.stores.activity import DUE, INACTIVE, Touch
+from targets.stores.lua import TOUCH_LUA
 from targets.stores.post_cache import post_key_prefix
 from targets.stores.timelines import SENTINEL, owner_key_prefix
 
-# KEYS[1] home timeline; ARGV: top of the range ('+inf' or '(<before>'), limit, post-cache key prefix.
-_PUSH_PAGE = """
+# KEYS[1] home timeline, KEYS[2] the reader's activity; ARGV: top of the range ('+inf' or '(<before>'), limit,
+# post-cache key prefix, then the touch's window, half-life, every. Returns {ids, cached bodies, touch flags}; an
+# inactive reader gets no page (its timeline may lack what fan-out skipped), only the flags.
+_PUSH_PAGE = (
+    TOUCH_LUA
+    + """
+local flags = touch(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+if flags % 2 == 1 then return {{}, {}, flags} end
 local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2])
-if #ids == 0 then return {ids, {}} end
+if #ids == 0 then return {ids, {}, flags} end
 local keys = {}
 for i = 1, #ids do keys[i] = ARGV[3] .. ids[i] .. '}' end
-return {ids, redis.call('MGET', unpack(keys))}
+return {ids, redis.call('MGET', unpack(keys)), flags}
 """
+)
 
-# KEYS[1] home timeline, KEYS[2] the reader's celebrity set; ARGV: top of the range, before ('' on a first page),
-# limit, cap, author-timeline key prefix, post-cache key prefix, sentinel. Returns {0} when the celebrity set is not
-# materialised, {1, author ids} when some of those authors' timelines are not, else {2, ids, cached bodies}.
-_HYBRID_PAGE = """
+# KEYS[1] home timeline, KEYS[2] the reader's celebrity set (adaptive: its pulled followees), KEYS[3] its activity;
+# ARGV: top of the range, before ('' on a first page), limit, cap, author-timeline key prefix, post-cache key prefix,
+# sentinel, then the touch's window, half-life, every. Returns {3, flags} for an inactive reader, {0} when the
+# celebrity set is not materialised, {1, author ids} when some of those authors' timelines are not, else
+# {2, ids, cached bodies, touch flags}.
+_HYBRID_PAGE = (
+    TOUCH_LUA
+    + """
+local flags = touch(KEYS[3], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
+if flags % 2 == 1 then return {3, flags} end
 local celebs = redis.call('SMEMBERS', KEYS[2])
 if #celebs == 0 then return {0} end
 local top, before, limit, cap, sentinel = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[7]
@@ -75,9 +90,10 @@ while #chosen < n do
     last = best
   end
 end
-if #keys == 0 then return {2, chosen, {}} end
-return {2, chosen, redis.call('MGET', unpack(keys))}
+if #keys == 0 then return {2, chosen, {}, flags} end
+return {2, chosen, redis.call('MGET', unpack(keys)), flags}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +102,18 @@ class Page:
 
     ids: list[bytes]
     cached: list[bytes | None]
+    #: The read's touch flags (:data:`targets.stores.activity.INACTIVE`: no page, rebuild first; ``DUE``).
+    flags: int = 0
+
+    @property
+    def inactive(self) -> bool:
+        """The reader was inactive: this is no page; its timeline must be rebuilt, then read again."""
+        return bool(self.flags & INACTIVE)
+
+    @property
+    def due(self) -> bool:
+        """The reader's follow edges are due to be decided again (adaptive)."""
+        return bool(self.flags & DUE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +125,18 @@ class HybridRead:
     celebrities_missing: bool = False
     #: Followed celebrities whose author timelines are not materialised.
     authors_missing: tuple[int, ...] = ()
+    #: The reader was inactive (an active window): rebuild its state, then read again.
+    inactive: bool = False
 
 
 class PageReader:
     """One owner's page reads (push: home timeline only; hybrid: plus author timelines and celebrity sets)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int, touch: Touch | None = None) -> None:
         self.cap = cap
+        #: What every read records in its reader's activity hash.
+        self.touch = touch or Touch()
+        self.activity_prefix = owner_key_prefix(prefix, owner, "act")
         self.home_prefix = owner_key_prefix(prefix, owner, "home")
         self.celebs_prefix = owner_key_prefix(prefix, owner, "celebs")
         self.author_prefix = owner_key_prefix(prefix, owner, "author")
@@ -112,22 +145,31 @@ class PageReader:
         self.push_script = redis.register_script(_PUSH_PAGE)
         self.hybrid_script = redis.register_script(_HYBRID_PAGE)
 
-    async def push(self, user_id: int, limit: int, before: int | None) -> Page:
-        """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies."""
-        top = "+inf" if before is None else f"({before}"
-        ids, cached = await self.push_script(
-            keys=[f"{self.home_prefix}{user_id}}}"], args=[top, limit, self.post_prefix]
-        )
-        return Page(ids, cached)
+    async def push(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> Page:
+        """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies; no page
+        when the reader was inactive (``Page.inactive``). ``again``: a repeated read in one request."""
+        keys, args = self.push_request(user_id, limit, before, again=again)
+        ids, cached, flags = await self.push_script(keys=keys, args=args)
+        return Page(ids, cached, flags)
 
-    async def hybrid(self, user_id: int, limit: int, before: int | None) -> HybridRead:
+    def push_request(
+        self, user_id: int, limit: int, before: int | None = None, *, again: bool = False
+    ) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of push's page script for one read (``fanout perf read`` calls it with them)."""
+        top = "+inf" if before is None else f"({before}"
+        keys = [f"{self.home_prefix}{user_id}}}", f"{self.activity_prefix}{user_id}}}"]
+        return keys, [top, limit, self.post_prefix, *self.touch.args(again=again)]
+
+    async def hybrid(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> HybridRead:
         """The merged page of the home timeline and the followed celebrities' author timelines, or what is missing."""
         top = "+inf" if before is None else f"({before}"
-        keys = [f"{self.home_prefix}{user_id}}}", f"{self.celebs_prefix}{user_id}}}"]
+        keys = [f"{p}{user_id}}}" for p in (self.home_prefix, self.celebs_prefix, self.activity_prefix)]
         args = [top, "" if before is None else before, limit, self.cap, self.author_prefix, self.post_prefix, SENTINEL]
-        reply = await self.hybrid_script(keys=keys, args=args)
+        reply = await self.hybrid_script(keys=keys, args=args + self.touch.args(again=again))
         if reply[0] == 2:
-            return HybridRead(Page(reply[1], reply[2]))
+            return HybridRead(Page(reply[1], reply[2], reply[3]))
+        if reply[0] == 3:
+            return HybridRead(inactive=True)
         if reply[0] == 0:
             return HybridRead(celebrities_missing=True)
         return HybridRead(authors_missing=tuple(int(a) for a in reply[1]))

@@ -69,11 +69,15 @@ class FollowChange:
 
 
 class Authors(Enum):
-    """Which followees a timeline query reads (hybrid splits them at the celebrity threshold)."""
+    """Which followees a timeline query reads (hybrid splits them at the celebrity threshold, adaptive per edge)."""
 
     ALL = "all"
     CELEBRITIES = "celebrities"
     ORDINARY = "ordinary"
+    #: All but the listed followees (adaptive's pushed edges; a bulk materialisation pushes every edge).
+    EXCEPT = "except"
+    #: Only the listed followees (adaptive's pulled edges).
+    AMONG = "among"
 
 
 # The post, and a row per user it mentions (existing users other than the author). Returns the new post's id and
@@ -141,7 +145,8 @@ def _timeline_sql(authors: Authors, count_newer: bool) -> str:
     """One round trip for a timeline page: the newest posts of the user's followees below ``before``, and (for a
     home timeline: ``ALL`` or ``ORDINARY`` followees) of the posts mentioning the user by accounts it does not follow.
 
-    Parameters: $1 user, $2 before (exclusive), $3 page size, $4 timeline cap, $5 celebrity threshold.
+    Parameters: $1 user, $2 before (exclusive), $3 page size, $4 timeline cap, $5 celebrity threshold, and for
+    ``EXCEPT`` and ``AMONG`` $6 the listed followees.
     Each followee contributes at most $3 posts through the (author_id, id DESC) index (a LATERAL top-N), so the
     cost is bounded by followees x page size, never by the followees' whole history; mentions come the same way from
     the (user_id, post_id) key. With ``count_newer`` every row also carries how many of the timeline's posts are at
@@ -153,9 +158,11 @@ def _timeline_sql(authors: Authors, count_newer: bool) -> str:
         Authors.CELEBRITIES: "AND EXISTS (SELECT 1 FROM users u WHERE u.id = f.followee_id AND u.follower_count >= $5)",
         Authors.ORDINARY: "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.followee_id"
         " AND u.follower_count >= $5)",
+        Authors.EXCEPT: "AND $5::int IS NOT NULL AND f.followee_id <> ALL($6::bigint[])",
+        Authors.AMONG: "AND $5::int IS NOT NULL AND f.followee_id = ANY($6::bigint[])",
     }[authors]
     # A followed author's posts come from the followees' side only (so none is counted twice), whatever they mention.
-    mentions = authors is not Authors.CELEBRITIES
+    mentions = authors not in (Authors.CELEBRITIES, Authors.AMONG)
     not_followed = "NOT EXISTS (SELECT 1 FROM follows x WHERE x.follower_id = $1 AND x.followee_id = p.author_id)"
     mentioned_page = f"""
         UNION ALL (
@@ -361,6 +368,10 @@ class Social:
         )
         return {r["id"]: list(r["ids"]) for r in rows}
 
+    async def followees_of(self, user_ids: Sequence[int]) -> dict[int, list[int]]:
+        """For each existing user, every account it follows (ascending ids)."""
+        return await self.celebrities_followed(user_ids, 0)  # every account has at least 0 followers
+
     async def follow(self, follower_id: int, followee_id: int) -> FollowChange:
         """Add the edge follower -> followee and keep both users' counts; a repeated follow changes nothing."""
         return await self._change_follow(follower_id, followee_id, +1)
@@ -467,14 +478,16 @@ class Social:
         *,
         authors: Authors = Authors.ALL,
         threshold: int = 0,
+        listed: Sequence[int] = (),
     ) -> tuple[list[Post], int]:
         """A timeline page computed from the source of truth, in one round trip.
 
         Returns the page (newest first, ids below ``before``) and how many of the chosen followees' posts are at
         or above ``before``, counted up to ``cap``. The caller applies the cap: a timeline holds its newest
-        ``cap`` posts, as a capped push timeline does.
+        ``cap`` posts, as a capped push timeline does. ``listed``: the followees ``EXCEPT`` and ``AMONG`` name.
         """
         count_newer = before is not None
+        listing = [list(listed)] if authors in (Authors.EXCEPT, Authors.AMONG) else []
         rows = await self.pg.fetch(
             _timeline_sql(authors, count_newer),
             user_id,
@@ -482,6 +495,7 @@ class Social:
             limit,
             cap,
             threshold,
+            *listing,
         )
         newer = int(rows[0]["newer"]) if rows else 0
         posts = [Post.from_row(r) for r in rows if r["id"] is not None]

@@ -13,20 +13,40 @@ from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
+from targets.stores.lua import ACTIVE_LUA, NOW_LUA
+
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
 # re-delivered batch counts (and changes) nothing. A timeline the post was already in did not grow: no trim needed.
-_ADD_TO_MANY = """
-local id = ARGV[1]
+# KEYS: n home timelines, then the n readers' activity hashes (with an active window, ARGV[4] > 0), then their n
+# pulled sets (with an author, ARGV[5]), then the fan-out stats hash. A follower whose set holds the author (its edge
+# is pulled) or who has not read within the window is skipped; skips are counted per owner (ARGV[6]) in the stats.
+_ADD_TO_MANY = (
+    NOW_LUA
+    + ACTIVE_LUA
+    + """
+local id, n = ARGV[1], tonumber(ARGV[3])
 local keep = -(tonumber(ARGV[2]) + 1)
-local added = 0
-for i = 1, #KEYS do
-  if redis.call('ZADD', KEYS[i], id, id) == 1 then
+local window, author = tonumber(ARGV[4]), ARGV[5]
+local cutoff, at, sets = nil, n, nil
+if window > 0 then cutoff, at = now() - window, n + n end
+if author ~= '' then sets = at end
+local added, inactive, pulled = 0, 0, 0
+for i = 1, n do
+  if sets ~= nil and redis.call('SISMEMBER', KEYS[sets + i], author) == 1 then
+    pulled = pulled + 1
+  elseif cutoff ~= nil and not active(KEYS[n + i], cutoff) then
+    inactive = inactive + 1
+  elseif redis.call('ZADD', KEYS[i], id, id) == 1 then
     added = added + 1
     redis.call('ZREMRANGEBYRANK', KEYS[i], 0, keep)
   end
 end
+local stats = KEYS[#KEYS]
+if inactive > 0 then redis.call('HINCRBY', stats, 'skipped:' .. ARGV[6], inactive) end
+if pulled > 0 then redis.call('HINCRBY', stats, 'pulled:' .. ARGV[6], pulled) end
 return added
 """
+)
 
 # Merge posts into one timeline (on follow) and trim; returns entries added.
 _MERGE = """
@@ -62,6 +82,11 @@ ALL_DERIVED_PATTERN = "*:*:{*"
 SENTINEL = "-"
 
 
+def fanout_stats_key(prefix: str) -> str:
+    """The hash of fan-out totals per owner (written, delivered, skipped...; :mod:`targets.fanout.queue`)."""
+    return f"{prefix}fanout:stats"
+
+
 def owner_key_prefix(prefix: str, owner: str, kind: str) -> str:
     """Everything of an owner's per-user key of ``kind`` before the user id (the key ends with the id and ``}``).
 
@@ -89,9 +114,20 @@ class Timelines:
     """One owner's home timelines (``owner`` is the strategy name, so strategies never share derived state)."""
 
     def __init__(
-        self, redis: aioredis.Redis, prefix: str, owner: str, cap: int, *, on_written: WrittenHook | None = None
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        owner: str,
+        cap: int,
+        *,
+        on_written: WrittenHook | None = None,
+        window_s: int = 0,
     ) -> None:
         self.redis = redis
+        #: Fan-out skips followers who have not read within this many seconds (0: none).
+        self.window_s = window_s
+        #: Where skipped deliveries are counted per owner (the fan-out's stats hash).
+        self.stats_key = fanout_stats_key(prefix)
         #: Told ``(post_id, entries_added)`` after each :meth:`add_to_many` (a listener, never part of the write).
         self.on_written = on_written
         self.prefix = prefix
@@ -110,12 +146,22 @@ class Timelines:
         """Glob (relative to the prefix) of every home timeline of this owner."""
         return home_pattern(self.owner)
 
-    async def add_to_many(self, user_ids: Sequence[int], post_id: int) -> int:
-        """Add one post to many timelines in one call; returns the entries written."""
+    async def add_to_many(self, user_ids: Sequence[int], post_id: int, *, pulled_by: str = "", author: int = 0) -> int:
+        """Add one post to many timelines in one call; returns the entries written.
+
+        ``pulled_by`` (a key prefix of per-user sets) skips the users whose set holds ``author`` (edges pulled); with
+        an active window, users who have not read within it are skipped too.
+        """
         if not user_ids:
             return 0
         keys = [self.key(u) for u in user_ids]
-        added = int(await self._add_to_many(keys=keys, args=[post_id, self.cap]))
+        if self.window_s:
+            keys += [f"{owner_key_prefix(self.prefix, self.owner, 'act')}{u}}}" for u in user_ids]
+        if pulled_by:
+            keys += [f"{pulled_by}{u}}}" for u in user_ids]
+        keys.append(self.stats_key)
+        args = [post_id, self.cap, len(user_ids), self.window_s, author if pulled_by else "", self.owner]
+        added = int(await self._add_to_many(keys=keys, args=args))
         if self.on_written is not None:
             self.on_written(post_id, added)
         return added

@@ -59,6 +59,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     #: Which followees' posts the strategy keeps in Redis timelines (none for pull).
     home_authors: ClassVar[Authors | None] = None
+    #: Whether the strategy decides push or pull per follow edge (its fan-out skips followers whose edge is pulled).
+    per_edge: ClassVar[bool] = False
 
     def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
         self.stores = stores

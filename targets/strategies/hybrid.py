@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from targets.errors import UnknownUser
 from targets.stores.authors import AuthorTimelines
@@ -27,8 +27,9 @@ from targets.stores.postgres import Authors, FollowChange, Post
 from targets.strategies.base import WrittenHook, capped_page
 from targets.strategies.push import PushStrategy
 
-#: Reads of one page before giving up on Redis: a miss of the celebrity set, then of author timelines, then a hit.
-READ_ATTEMPTS = 3
+#: Reads of one page before giving up on Redis: an inactive reader's, a miss of the celebrity set, then of author
+#: timelines, then a hit.
+READ_ATTEMPTS = 4
 
 
 class HybridStrategy(PushStrategy):
@@ -100,11 +101,15 @@ class HybridStrategy(PushStrategy):
     # -- read path --------------------------------------------------------------------------------------------
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
         """One Redis call on a hit; a miss rebuilds what is missing from Postgres and reads again."""
-        for _ in range(READ_ATTEMPTS):
-            found = await self.pages.hybrid(user_id, limit, before)
+        for attempt in range(READ_ATTEMPTS):
+            found = await self.pages.hybrid(user_id, limit, before, again=attempt > 0)
             if found.page is not None:
+                if found.page.due:
+                    await self.reconsider(user_id)
                 return await self.page_posts(found.page)
-            if found.celebrities_missing:
+            if found.inactive:
+                await self.regenerate(user_id)
+            elif found.celebrities_missing:
                 await self.rebuild_celebrities([user_id], require=user_id)
             else:
                 await self.rebuild_authors(found.authors_missing)
@@ -115,7 +120,7 @@ class HybridStrategy(PushStrategy):
         """The same page from the home timeline and the followed celebrities' posts in Postgres (the fallback)."""
         home_task = self._home(user_id, limit, before)
         celeb_task = self.social.timeline(
-            user_id, limit, before, self.cap, authors=Authors.CELEBRITIES, threshold=self.threshold
+            user_id, limit, before, self.cap, **self.pulled_posts(await self.pulled(user_id))
         )
         (home_ids, home_newer), (celeb_posts, celeb_newer) = await asyncio.gather(home_task, celeb_task)
         merged: dict[int, Post | None] = dict.fromkeys(home_ids)
@@ -125,6 +130,14 @@ class HybridStrategy(PushStrategy):
         chosen = capped_page(page_ids, newer, limit, self.cap)  # type: ignore[arg-type]
         cached = {p.id: p for p in await self.hydrate([i for i in chosen if merged[i] is None])}
         return [merged[i] or cached[i] for i in chosen if merged[i] is not None or i in cached]
+
+    def pulled_posts(self, pulled: Sequence[int]) -> dict[str, Any]:
+        """How a read from Postgres finds the posts of the followees read from author timelines: the celebrities."""
+        return {"authors": Authors.CELEBRITIES, "threshold": self.threshold}
+
+    async def reconsider(self, user_id: int) -> None:
+        """Decide a reader's follow edges again when its read says they are due (nothing to decide here: hybrid
+        decides by the author's follower count, which follow changes keep current)."""
 
     async def _home(self, user_id: int, limit: int, before: int | None) -> tuple[list[int], int]:
         """Page of home-timeline ids and how many entries lie at or above ``before``."""

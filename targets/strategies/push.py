@@ -8,15 +8,21 @@ asynchronously (publish queues one job for :mod:`targets.fanout.worker`), or ins
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from targets.fanout.queue import FanoutQueue
+from targets.stores.activity import Activity, Touch
 from targets.stores.connections import Stores
+from targets.stores.failures import LOST_STORE
 from targets.stores.pages import PageReader
 from targets.stores.postgres import Authors, FollowChange, Post
-from targets.stores.timelines import Timelines, owner_pattern
-from targets.strategies.base import Strategy, WrittenHook
+from targets.stores.timelines import Timelines, fanout_stats_key, owner_pattern
+from targets.strategies.base import Strategy, WrittenHook, capped_page
+
+#: Reads of one page before answering from Postgres: an inactive reader's, a rebuild, a read that finds it active.
+READ_ATTEMPTS = 3
 
 
 class PushStrategy(Strategy):
@@ -29,9 +35,15 @@ class PushStrategy(Strategy):
         super().__init__(stores, on_written=on_written)
         self.batch_size = stores.settings.fanout_batch
         self.threshold = stores.settings.celebrity_threshold
-        self.timelines = Timelines(stores.redis, stores.settings.prefix, self.name, self.cap, on_written=on_written)
+        prefix, window = stores.settings.prefix, stores.settings.active_window_s
+        self.timelines = Timelines(stores.redis, prefix, self.name, self.cap, on_written=on_written, window_s=window)
         self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
-        self.pages = PageReader(stores.redis, stores.settings.prefix, self.name, self.cap)
+        self.pages = PageReader(stores.redis, prefix, self.name, self.cap, self.touch())
+        self.activity = Activity(stores.redis, prefix, self.name)
+
+    def touch(self) -> Touch:
+        """What each read records of its reader: with an active window, when it read."""
+        return Touch(window_s=self.settings.active_window_s)
 
     # -- write path -------------------------------------------------------------------------------------------
     def pushes(self, author_followers: int) -> bool:
@@ -63,8 +75,12 @@ class PushStrategy(Strategy):
             return 0
         written = 0
         async for batch in self.social.follower_batches(post.author_id, self.batch_size):
-            written += await self.timelines.add_to_many(batch, post.id)
+            written += await self.timelines.add_to_many(batch, post.id, **self.edge_filter(post.author_id))
         return written
+
+    def edge_filter(self, author_id: int) -> dict[str, str | int]:
+        """How fan-out tells followers whose edge to the author is pulled (none for push: every edge is pushed)."""
+        return {}
 
     # -- follow graph changes (Mastodon's merge / unmerge) ----------------------------------------------------
     async def on_follow(self, follower_id: int, followee_id: int, change: FollowChange) -> None:
@@ -108,8 +124,33 @@ class PushStrategy(Strategy):
 
     # -- read path --------------------------------------------------------------------------------------------
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
-        """The home timeline's page and its cached posts in one round trip (misses from Postgres)."""
-        return await self.page_posts(await self.pages.push(user_id, limit, before))
+        """The home timeline's page and its cached posts in one round trip (misses from Postgres).
+
+        A reader inactive beyond the active window may lack posts fan-out skipped: its timeline is rebuilt first.
+        """
+        page = await self.pages.push(user_id, limit, before)
+        for _ in range(READ_ATTEMPTS):
+            if not page.inactive:
+                return await self.page_posts(page)
+            await self.regenerate(user_id)
+            page = await self.pages.push(user_id, limit, before, again=True)
+        posts, newer = await self.social.timeline(user_id, limit, before, self.cap)  # a window shorter than a rebuild
+        return capped_page(posts, newer, limit, self.cap)
+
+    async def regenerate(self, user_id: int) -> None:
+        """Rebuild a returning reader's state from Postgres (Mastodon's regeneration), counted per owner.
+
+        The read that found it inactive has already marked it active, so fan-out delivers to it from then on and a
+        post stored before that is in Postgres for the rebuild. A rebuild that fails unmarks it: its next read
+        rebuilds again rather than trust a timeline with gaps.
+        """
+        try:
+            await self.rebuild([user_id])
+        except BaseException:
+            with contextlib.suppress(*LOST_STORE):
+                await self.activity.forget_seen(user_id)
+            raise
+        await self.stores.redis.hincrby(fanout_stats_key(self.settings.prefix), f"regenerated:{self.name}", 1)
 
     # -- derived state ----------------------------------------------------------------------------------------
     async def rebuild(self, user_ids: Iterable[int]) -> int:
@@ -121,12 +162,17 @@ class PushStrategy(Strategy):
         assert self.home_authors is not None
         written = 0
         for user_id in user_ids:
+            listed = await self.pulled(user_id)
             posts, _ = await self.social.timeline(
-                user_id, self.cap, None, self.cap, authors=self.home_authors, threshold=self.threshold
+                user_id, self.cap, None, self.cap, authors=self.home_authors, threshold=self.threshold, listed=listed
             )
             await self.timelines.replace(user_id, [p.id for p in posts])
             written += len(posts)
         return written
+
+    async def pulled(self, user_id: int) -> list[int]:
+        """The followees the user's home timeline leaves out by name (none: push keeps every followee's posts)."""
+        return []
 
     async def reset_derived(self) -> int:
         """Delete this strategy's derived state (its home timelines, and whatever else it keeps per user)."""

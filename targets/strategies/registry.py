@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors
+from targets.strategies.adaptive import AdaptiveStrategy
 from targets.strategies.base import Strategy, WrittenHook
 from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.pull import PullStrategy
@@ -19,7 +20,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "push": PushStrategy,
     "pull": PullStrategy,
     "hybrid": HybridStrategy,
+    "adaptive": AdaptiveStrategy,
 }
+
+#: What runs when no strategy is named, and what a graph load materialises: the three the design note compares
+#: (adaptive, a policy beyond a threshold, runs when asked for).
+DEFAULT_STRATEGIES: tuple[str, ...] = ("push", "pull", "hybrid")
 
 
 def make_strategy(name: str, stores: Stores, *, on_written: WrittenHook | None = None) -> Strategy:
@@ -33,6 +39,11 @@ def make_strategy(name: str, stores: Stores, *, on_written: WrittenHook | None =
 def keeps_timelines(name: str) -> bool:
     """Whether the strategy keeps home timelines in Redis (and so has fan-out to deliver and rebuild)."""
     return STRATEGIES[name].home_authors is not None
+
+
+def per_edge_owners(names: Iterable[str] = STRATEGIES) -> list[str]:
+    """The strategies among ``names`` that decide push or pull per follow edge (fan-out skips pulled edges)."""
+    return [name for name in names if STRATEGIES[name].per_edge]
 
 
 def timeline_owners(names: Iterable[str] = STRATEGIES) -> dict[str, Authors]:
