@@ -152,6 +152,9 @@ class DriveResult:
     interrupted: bool
     #: Wall-clock time (Unix seconds) of the load's start, to which windows are relative (interval logs).
     started_unix_s: float = 0.0
+    #: Subsets of the operations measured once more under a name of their own (``Driver.subset_of``); their
+    #: operations are counted in ``kinds`` too, and only there.
+    subsets: dict[str, KindStats] = field(default_factory=dict)
 
     @property
     def offered_rate(self) -> float:
@@ -192,6 +195,8 @@ class Driver(Generic[Op]):
 
     ``kind_of`` names an operation's kind (default: its ``kind`` attribute). ``extra`` adds operations at fixed
     offsets on top of the schedule (e.g. a burst of celebrity posts); they are recorded like the others.
+    ``subset_of`` names a subset an operation also belongs to (or None): its latency is recorded there as well (a
+    returning user's first read is a read, and is also looked at on its own).
     """
 
     def __init__(
@@ -205,6 +210,7 @@ class Driver(Generic[Op]):
         extra: Sequence[tuple[float, Op]] = (),
         window_s: float = 1.0,
         on_record: Callable[[str, float, str | None], None] | None = None,
+        subset_of: Callable[[Op], str | None] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight {max_in_flight} must be at least 1")
@@ -220,6 +226,8 @@ class Driver(Generic[Op]):
         #: Told ``(kind, seconds from the start when it ended, error name or None)`` of every operation once it is
         #: recorded, outside its timing: a listener (the fault report) needs no wrapper around the target.
         self.on_record = on_record
+        self.subset_of = subset_of
+        self.subsets: dict[str, KindStats] = {}
         #: Operations the schedule (and ``extra``) asks for.
         self.planned = sum(1 for _ in schedule.offsets()) + len(self.extra)
         self.kinds: dict[str, KindStats] = {}
@@ -307,6 +315,11 @@ class Driver(Generic[Op]):
             slots.release()
         done = time.perf_counter()
         self._record(self.kind_of(op), intended, began, done, error)
+        subset = self.subset_of(op) if self.subset_of is not None else None
+        if subset is not None and error is None:
+            stats = self.subsets.setdefault(subset, KindStats())
+            record_seconds(stats.latency, done - min(intended, began))
+            record_seconds(stats.service, done - began)
 
     def _record(self, kind: str, intended: float, began: float, done: float, error: str | None) -> None:
         stats = self.kinds.get(kind)
@@ -383,6 +396,7 @@ class Driver(Generic[Op]):
         return DriveResult(
             schedule=self.schedule,
             kinds=self.kinds,
+            subsets=self.subsets,
             window_s=self.window_s,
             scheduled=self.planned,
             issued=self._issued,

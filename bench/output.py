@@ -55,17 +55,18 @@ SHORT_SPAN_S = 1.0
 
 def interval_line(name: str, status: IntervalStatus, *, tail: bool = False) -> str:
     """One status line: elapsed, offered/achieved rate, the interval's p50/p99 (ms), errors; figures as the table
-    prints them, so a line fits 80 columns up to 999.9 s, 9,999 ops/s, a p99 of 9,999 ms and 999 errors.
+    prints them, so a line fits 80 columns up to 999.9 s, 9,999 ops/s, a p99 of 9,999 ms and 999 errors (with a name
+    of up to six letters; a longer name is printed whole, as ``adaptive``, two columns later).
 
     ``tail``: the line of the operations that completed after the schedule ended (counts instead of rates).
     """
     if tail:
         return (
-            f"{name:<6.6} {status.elapsed_s:5.1f}s + {status.completed:,} op(s) in flight at the end: "
+            f"{name:<6} {status.elapsed_s:5.1f}s + {status.completed:,} op(s) in flight at the end: "
             f"p50 {number(status.p50_ms)} p99 {number(status.p99_ms)} ms errors {status.errors}"
         )
     return (
-        f"{name:<6.6} {status.elapsed_s:5.1f}s offered {number(status.offered_rate):>5}/s "
+        f"{name:<6} {status.elapsed_s:5.1f}s offered {number(status.offered_rate):>5}/s "
         f"achieved {number(status.achieved_rate):>5}/s p50 {number(status.p50_ms):>5} "
         f"p99 {number(status.p99_ms):>5} ms errors {status.errors}"
     )

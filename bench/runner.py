@@ -51,7 +51,7 @@ from targets.eventloop import handled_cancel, run
 from targets.fanout.processes import start_workers, stop_workers
 from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
-from targets.strategies.registry import timeline_owners
+from targets.strategies.registry import DEFAULT_STRATEGIES, timeline_owners
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
 #: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
@@ -158,6 +158,11 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "fanout": settings.fanout_mode,
             "workers": plan.workers if settings.fanout_mode == "async" and not config.target else 0,
             "worker_inflight": settings.worker_inflight,
+            "active_window_s": settings.active_window_s,
+            "cost_ratio": settings.cost_ratio,
+            "rate_source": settings.rate_source,
+            "rate_half_life_s": settings.rate_half_life_s,
+            "reevaluate_s": settings.reevaluate_s,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,
@@ -222,8 +227,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
                         write_hdr_logs(plan.output.hdr_log, hdr_name, outcome.drive, outcome.scenario.publish_kinds)
                     return await finish_run(here, at, outcome)
 
-                # What a fresh load materialised: each timeline-keeping strategy at the settings' threshold.
-                loaded = timeline_owners(plan.strategies) if fresh else {}
+                # What a fresh load materialised: each default timeline-keeping strategy at the settings' threshold.
+                loaded = timeline_owners([s for s in plan.strategies if s in DEFAULT_STRATEGIES]) if fresh else {}
                 valid = _fresh_runs(names, points, loaded, settings.celebrity_threshold)
                 if config.target and not service.own_namespace:
                     valid = list(names)  # the service's timelines are not in our stores: nothing to rebuild

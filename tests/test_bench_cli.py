@@ -311,7 +311,8 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
     bench_namespace: Settings, tmp_path: Path
 ) -> None:
     out, logs, table = tmp_path / "payload.json", tmp_path / "hlog", tmp_path / "run.csv"
-    extra = ["--fanout", "sync", "--strategy", "push,hybrid", "--body-bytes", "256", "--user-timeline-ratio", "0.3"]
+    extra = ["--fanout", "sync", "--strategy", "push,hybrid,adaptive", "--body-bytes", "256"]
+    extra += ["--user-timeline-ratio", "0.3", "--active-window", "1", "--rate-source", "declared"]
     extra += ["--mentions", "3", "--page-depth", "1-3", "--hdr-log", str(logs), "--csv", str(table)]
     extra += ["--latency", "--interval", "0.5", "--author-rate-model", "independent", "--dormant", "0.3"]
     extra += ["--returning", "0.5"]
@@ -332,6 +333,14 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
         assert mentions["posts_with"] <= mentions["total"] <= 3 * mentions["posts_with"], name
         assert workload["operations"]["read"] == s["read"]["count"], name
         assert 0 <= workload["returning_first_reads"] <= workload["operations"]["read"], name
+        # A returning user's first read is measured on its own too, and the policy block says what the window did.
+        assert s.get("returning_read", {"count": 0})["count"] == workload["returning_first_reads"], name
+        # (What the window skips depends on when users read against the clock: tests/test_policies.py counts it.)
+        assert s["policy"]["active_window_s"] == 1, name
+        policy = s["policy"]
+        if name == "adaptive":
+            assert policy["rate_source"] == "declared" and 0 <= policy["edges_pulled"] <= policy["edges"], name
+            assert policy["edges_pushed_fraction"] == round(1 - policy["edges_pulled"] / policy["edges"], 6)
         assert workload["operations"]["user_timeline"] == s["user_timeline"]["count"] > 0, name
         assert 0.1 < workload["read_mix"]["user_timeline"] < 0.5, name
         assert set(workload["read_pages"]) <= {"1", "2", "3"} and len(workload["read_pages"]) > 1, name
@@ -345,7 +354,7 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
     # Not a terminal: interval lines instead of a live display, then the spectrum and the CSV files.
     lines = result.stdout.splitlines()
     assert sum(1 for line in lines if re.match(r"push +\d+\.\ds offered +[\d,.]+/s achieved", line)) >= 2
-    assert result.stdout.count("Detailed Percentile spectrum:") == 6
+    assert result.stdout.count("Detailed Percentile spectrum:") == 9  # read, user timeline, publish x 3
     assert table.exists() and (tmp_path / "run.series.csv").exists()
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER

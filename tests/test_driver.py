@@ -76,6 +76,21 @@ async def test_series_and_rates_account_for_every_operation() -> None:
     assert result.offered_rate > 0 and result.achieved_rate > 0
 
 
+async def test_a_subset_is_measured_again_on_its_own_and_counted_once() -> None:
+    async def target(op: int) -> None:
+        if op % 10 == 9:
+            raise RuntimeError("boom")
+
+    ops = iter(range(10_000))
+    marked = lambda op: "thirds" if op % 3 == 0 else None  # noqa: E731
+    driver = Driver(target, lambda: next(ops), Schedule(200.0, 1.0), kind_of=lambda _: "op", subset_of=marked)
+    result = await driver.run()
+    sent = range(result.issued)
+    assert result.kinds["op"].count + result.errors == result.completed == result.issued  # counted once
+    assert set(result.subsets) == {"thirds"}
+    assert result.subsets["thirds"].count == sum(1 for op in sent if op % 3 == 0 and op % 10 != 9)  # no failures
+
+
 async def test_extra_operations_join_the_schedule() -> None:
     seen: list[str] = []
 

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.child_signals import ForwardedSignals
-from bench.cli.options import settings_from
+from bench.cli.options import POLICY_SETTINGS, setting_options, settings_from
 from bench.locust.run import locust_command, summarize
 from bench.service_process import ServiceProcess
 from targets.strategies.registry import STRATEGIES
@@ -47,6 +47,7 @@ def _print_summary(rows: dict[str, Any], out: str) -> None:
     help="Start `fanout serve --strategy S` on a free loopback port for this run (same stores and namespace).",
 )
 @click.option("--serve-workers", default=1, show_default=True, type=click.IntRange(min=1), help="With --serve.")
+@setting_options("celebrity_threshold", *POLICY_SETTINGS)
 @click.option("-u", "--users", default=20, show_default=True, type=click.IntRange(min=1), help="Locust users.")
 @click.option("-r", "--spawn-rate", type=click.FloatRange(min=0, min_open=True), help="Users started per second.")
 @click.option("-t", "--run-time", default="30s", show_default=True, help="Run time (headless), e.g. 20s, 5m.")

@@ -27,7 +27,7 @@ from graphs.formats import FORMATS, IGNORE_FLAG, ReadOptions
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared, mask_url
 from targets.declared import Declared, declarations, flag_of
 from targets.errors import FanoutError
-from targets.strategies.registry import STRATEGIES, timeline_owners
+from targets.strategies.registry import DEFAULT_STRATEGIES, STRATEGIES, timeline_owners
 from targets.urls import check_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +38,8 @@ _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 
 #: The settings of the ``fanout`` group itself: where the stores are and the namespace.
 STORE_SETTINGS = ("redis_url", "database_url", "prefix", "schema")
+#: The timeline policy beyond the strategy's name: the active window and adaptive's rule (issue 15).
+POLICY_SETTINGS = ("active_window_s", "cost_ratio", "rate_source", "rate_half_life_s", "reevaluate_s")
 SETTING_NAMES = frozenset(_DEFAULTS)
 _SETTING_TYPES = get_type_hints(Settings)
 
@@ -250,8 +252,8 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 def parse_strategies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
-    """``--strategy``'s comma-separated names (every strategy when not given), checked, in order, once each."""
-    names = tuple(n.strip() for n in (value or ",".join(STRATEGIES)).split(",") if n.strip())
+    """``--strategy``'s comma-separated names (push, pull and hybrid when not given), checked, in order, once each."""
+    names = tuple(n.strip() for n in (value or ",".join(DEFAULT_STRATEGIES)).split(",") if n.strip())
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown or not names:
         raise click.BadParameter(
@@ -287,7 +289,7 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         "strategies",
         callback=parse_strategies,
         metavar="push,pull,hybrid",
-        help="Strategies to run, in order [default: all].",
+        help="Strategies to run, in order, of push, pull, hybrid and adaptive [default: push,pull,hybrid].",
     ),
     click.option(
         "--scenario",
@@ -330,7 +332,7 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         show_default=True,
         help="Post history seeded when loading a graph.",
     ),
-    setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch"),
+    setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch", *POLICY_SETTINGS),
     click.option(
         "--workers",
         type=click.IntRange(min=0),

@@ -25,7 +25,7 @@ from targets.strategies.registry import timeline_owners
     "strategies",
     callback=parse_strategies,
     metavar="push,hybrid",
-    help="Strategies whose timelines to rebuild [default: every strategy that keeps timelines].",
+    help="Strategies whose timelines to rebuild [default: push and hybrid; name adaptive to rebuild its too].",
 )
 @setting_options("celebrity_threshold", "timeline_cap")
 @click.pass_context

@@ -7,7 +7,7 @@ import socket
 
 import click
 
-from bench.cli.options import setting_options, settings_from
+from bench.cli.options import POLICY_SETTINGS, setting_options, settings_from
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import run
@@ -30,6 +30,7 @@ from targets.strategies.registry import STRATEGIES, keeps_timelines
     "fanout_claim_idle_ms",
     "fanout_report_ttl_s",
     "pool_size",
+    *POLICY_SETTINGS,
 )
 @click.option(
     "--worker/--no-worker",

@@ -14,7 +14,13 @@ from targets.stores.connections import Stores
 @click.command()
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @setting_options(
-    "worker_inflight", "fanout_batch", "timeline_cap", "fanout_claim_idle_ms", "fanout_report_ttl_s", "pool_size"
+    "worker_inflight",
+    "fanout_batch",
+    "timeline_cap",
+    "fanout_claim_idle_ms",
+    "fanout_report_ttl_s",
+    "pool_size",
+    "active_window_s",  # fan-out skips followers inactive beyond it
 )
 @click.pass_context
 def worker(ctx: click.Context, processes: int) -> None:

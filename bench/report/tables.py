@@ -211,6 +211,29 @@ SECTIONS: list[tuple[str, list[Metric]]] = [
         ],
     ),
     (
+        "policy",
+        [
+            Metric("returning first reads", _at("returning_read", "count"), None, "", short="returning reads"),
+            *_latency("returning first read", "returning_read", percentiles=("p50", "p99"), short="returning"),
+            Metric(
+                "deliveries skipped (inactive)",
+                _at("policy", "deliveries_skipped_inactive"),
+                None,
+                "",
+                short="skipped inactive",
+            ),
+            Metric("timelines regenerated", _at("policy", "timelines_regenerated"), None, "", short="regenerated"),
+            Metric(
+                "deliveries skipped (pulled edge)",
+                _at("policy", "deliveries_skipped_pulled"),
+                None,
+                "",
+                short="skipped pulled",
+            ),
+            Metric("edges pushed", _at("policy", "edges_pushed_fraction"), None, "", short="edges pushed"),
+        ],
+    ),
+    (
         "workload",
         [
             Metric("post body mean", _at("workload", "body_bytes", "mean"), None, "bytes", short="body (bytes)"),
@@ -558,6 +581,13 @@ STYLES = {"best": "bold green", "better": "green", "worse": "red", "bad": "bold 
 #: Widths of the compact layout's label and value columns: a label column and three strategies fit 80 columns.
 COMPACT_LABEL = 20
 COMPACT_VALUE = 16
+COMPACT_WIDTH = 80
+
+
+def compact_value_width(values: int) -> int:
+    """The compact layout's value columns: 16 wide for up to three strategies, narrower for more (two columns of
+    padding each), so that a label column and every value column still fit 80 columns."""
+    return min(COMPACT_VALUE, (COMPACT_WIDTH - COMPACT_LABEL) // max(1, values) - 2)
 
 
 def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
@@ -588,6 +618,7 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
     # Labels wrap only beside a column of differences (several rounds), which needs the room.
     wrap_labels = repeated
     columns = comparison.columns[:-1] if fold_differences else comparison.columns
+    value_width = compact_value_width(len(columns) - 1)
     for i, column in enumerate(columns):
         if not compact:
             table.add_column(
@@ -600,7 +631,7 @@ def rich_table(comparison: Comparison, *, compact: bool = False) -> Table:
             table.add_column(column, no_wrap=not wrap_labels, min_width=COMPACT_LABEL)
         else:  # never wrapped: a text too long for its column (a list of error kinds) ends in an ellipsis instead
             table.add_column(
-                column.replace(" (cut short)", " (cut)"), justify="right", no_wrap=True, max_width=COMPACT_VALUE
+                column.replace(" (cut short)", " (cut)"), justify="right", no_wrap=True, max_width=value_width
             )
     for section, rows in comparison.sections:
         table.add_row(Text(COMPACT_TITLES.get(section, section) if compact else section, style="bold cyan"))

@@ -144,6 +144,10 @@ class BenchConfig:
         return values
 
 
+#: The subset of the reads that are returning users' first (measured among the reads, and on their own).
+RETURNING_READ = "returning_read"
+
+
 class Scenario(ABC):
     """What one scenario adds to a strategy's measured load (the default: nothing, which is ``steady``)."""
 
@@ -176,6 +180,10 @@ class Scenario(ABC):
     def kind_of(self, op: Op) -> str:
         """The driver's recording kind of an operation."""
         return op.kind
+
+    def subset_of(self, op: Op) -> str | None:
+        """A subset the operation is measured in as well: a returning user's first read."""
+        return RETURNING_READ if op.returning else None
 
     async def before_load(self, stores: Stores, strategy: str) -> None:
         """Called just before the measured load starts (no await between this and the load but the caller's)."""

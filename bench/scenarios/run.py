@@ -31,19 +31,21 @@ from bench.faults import FaultRun
 from bench.metrics import memory, redis_used_memory, server_counters, write_amplification
 from bench.recovery import LossWatch, posts_lost
 from bench.results import latency_block
-from bench.scenarios.base import BenchConfig, Scenario
+from bench.scenarios.base import RETURNING_READ, BenchConfig, Scenario
 from bench.scenarios.changes import RunChanges
 from bench.scenarios.oracle import check_oracle
 from bench.scenarios.registry import SCENARIOS
 from bench.workload import Mix, Op, Workload
 from graphs.info import GraphInfo
 from targets.eventloop import handled_cancel, raise_if_cancelled
-from targets.fanout.reports import delivery_report
+from targets.fanout.reports import delivery_report, written_totals
 from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
+from targets.stores.activity import Activity
 from targets.stores.connections import Stores
 from targets.stores.timelines import Timelines
-from targets.strategies.registry import keeps_timelines, timeline_owners
+from targets.strategies.adaptive import AdaptiveStrategy
+from targets.strategies.registry import keeps_timelines, make_strategy, per_edge_owners, timeline_owners
 
 #: How long to wait for the fan-out queue to empty after a strategy's load.
 
@@ -86,6 +88,9 @@ class StrategyOutcome:
     published: list[Published]
     deliveries: dict[int, Delivery] = field(default_factory=dict)
     store_counters: dict[str, Any] | None = None
+    #: What the strategy's policy did: deliveries skipped (inactive followers, pulled edges), timelines rebuilt for
+    #: returning readers, and for a per-edge strategy the edges pushed at the end (the result's ``policy`` block).
+    policy: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
     oracle: dict[str, Any] | None = None
     #: What else loaded the machine and the stores during the load (:mod:`bench.disturbance`).
@@ -179,7 +184,10 @@ async def _drive(
     """:func:`run_strategy` once the binding is chosen; what the stores hold is read only when they are the target's."""
     own = binding.own_namespace
     mix = Mix(config.read_ratio, config.churn_ratio, config.user_timeline_ratio)
-    workload = Tally(make_workload(config, graph, mix, config.seed, scenario.quiet_authors()).next_op)
+    model = make_workload(config, graph, mix, config.seed, scenario.quiet_authors())
+    workload = Tally(model.next_op)
+    if own and stores.settings.rate_source == "declared" and per_edge_owners([name]):
+        await Activity(stores.redis, stores.settings.prefix, name).declare(*model.declared_rates())
     if config.warmup > 0:
         on_phase("warming up")
     await warm_up(binding.target, config, graph)
@@ -190,12 +198,14 @@ async def _drive(
         Schedule(config.rate, config.duration, config.arrival, config.seed),
         max_in_flight=config.max_in_flight,
         kind_of=scenario.kind_of,
+        subset_of=scenario.subset_of,
         extra=scenario.extra_ops(),
         on_record=faults.record if faults is not None else None,
     )
     guard = Guard(stores)
     if own:
         await scenario.before_load(stores, name)
+        policy_before = await written_totals(stores)
         before = await server_counters(stores)
         used_before = await redis_used_memory(stores)
     # The service's own counts (its /metrics), to report beside the harness's: after the warm-up, before the load.
@@ -250,6 +260,7 @@ async def _drive(
         if own:
             after = await server_counters(stores)
             outcome.store_counters = after.since(before, result.completed)
+            outcome.policy = await policy_block(stores, name, graph, policy_before)
             timelines = _timeline_sample(stores, name, graph, config.seed)
             outcome.memory = await memory(stores, used_before, timelines=timelines)
         # After the counters and the memory: its reads are the check's, not the run's.
@@ -302,6 +313,37 @@ def target_note(outcome: StrategyOutcome) -> str | None:
     if "undo" in t:
         parts.append(t["undo"])
     return "; ".join(parts)
+
+
+async def policy_block(
+    stores: Stores, name: str, graph: GraphInfo, before: dict[str, dict[str, int]]
+) -> dict[str, Any] | None:
+    """What the strategy's policy did during the run, from the fan-out's own counts (None for pull)."""
+    if not keeps_timelines(name):
+        return None
+    now, then = (await written_totals(stores)).get(name, {}), before.get(name, {})
+
+    def since(what: str) -> int:
+        return now.get(what, 0) - then.get(what, 0)
+
+    block: dict[str, Any] = {
+        "active_window_s": stores.settings.active_window_s,
+        "deliveries_skipped_inactive": since("skipped"),
+        "timelines_regenerated": since("regenerated"),
+    }
+    if per_edge_owners([name]):
+        strategy = make_strategy(name, stores)
+        assert isinstance(strategy, AdaptiveStrategy)
+        pulled, edges = await strategy.edges_pulled(graph.user_ids)
+        block |= {
+            "deliveries_skipped_pulled": since("pulled"),
+            "rate_source": stores.settings.rate_source,
+            "cost_ratio": stores.settings.cost_ratio,
+            "edges": edges,
+            "edges_pulled": pulled,
+            "edges_pushed_fraction": round(1 - pulled / edges, 6) if edges else None,
+        }
+    return block
 
 
 #: Users whose home timelines are weighed (MEMORY USAGE) to estimate a strategy's timelines memory.
@@ -434,10 +476,15 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
     for optional in ("user_timeline", "follow", "unfollow"):
         if optional in kinds:
             doc[optional] = measured(optional)
+    returning = r.subsets.get(RETURNING_READ)
+    if returning is not None:
+        doc[RETURNING_READ] = latency_block(returning.latency, uncorrected=returning.service)
     if outcome.workload is not None:
         doc["workload"] = outcome.workload
     if outcome.store_counters is not None:
         doc["store_counters"] = outcome.store_counters
+    if outcome.policy is not None:
+        doc["policy"] = outcome.policy
     if outcome.memory is not None:
         doc["memory"] = outcome.memory
     if outcome.oracle is not None:
