@@ -68,10 +68,16 @@ def auto_thresholds(follower_counts: Sequence[int], points: int = AUTO_POINTS) -
     return sorted({1, *(round(v) for v in spaced[:-1]), int(high)})
 
 
-def sweep_points(thresholds: Sequence[int]) -> list[Point]:
-    """The points of a threshold sweep: pull, hybrid at each threshold (ascending), push."""
+def sweep_points(thresholds: Sequence[int], *, adaptive: bool = False) -> list[Point]:
+    """The points of a threshold sweep: pull, hybrid at each threshold (ascending), push; then adaptive if asked
+    (no threshold: it decides per follow edge)."""
     hybrid = [Point(f"hybrid-{t}", "hybrid", t) for t in sorted(set(thresholds))]
-    return [Point("pull", "pull"), *hybrid, Point("push", "push")]
+    return [
+        Point("pull", "pull"),
+        *hybrid,
+        Point("push", "push"),
+        *([Point("adaptive", "adaptive")] if adaptive else []),
+    ]
 
 
 def parse_thresholds(text: str) -> list[int] | None:
@@ -270,7 +276,7 @@ def recommend(
     for other in (order[index - 1] if index > 0 else None, order[index + 1] if index + 1 < len(order) else None):
         if other is not None:
             neighbours.append({"point": other, "reason": _why_lost(other, best, evaluations)})
-    where = "pure " + chosen.strategy if chosen.threshold is None else f"hybrid at threshold {chosen.threshold:,}"
+    where = f"hybrid at threshold {chosen.threshold:,}" if chosen.threshold is not None else _plain(chosen.strategy)
     cost = evaluations[best]["cost"]
     text = f"{where}: meets every SLO"
     if cost is not None:
@@ -285,6 +291,11 @@ def recommend(
         "neighbours": neighbours,
         "evaluations": evaluations,
     }
+
+
+def _plain(strategy: str) -> str:
+    """A point without a threshold, as the recommendation names it."""
+    return "adaptive (per follow edge)" if strategy == "adaptive" else "pure " + strategy
 
 
 def _why_lost(other: str, best: str, evaluations: dict[str, dict[str, Any]]) -> str:

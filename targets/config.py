@@ -37,7 +37,7 @@ DEFAULT_RATE_HALF_LIFE_S = 60
 DEFAULT_REEVALUATE_S = 10
 #: Feeding Frenzy's H/L: Redis time to push one post to one follower over Redis time to merge one pulled followee
 #: into one read (docs/performance.md, "Adaptive's cost ratio", measured with `fanout perf read`).
-DEFAULT_COST_RATIO = 0.25
+DEFAULT_COST_RATIO = 0.075
 #: "online": adaptive estimates read and post rates from what it sees; "declared": the workload declares them.
 RATE_SOURCES = ("online", "declared")
 

@@ -144,6 +144,25 @@ def test_the_cheapest_point_within_the_slos_wins_and_costier_neighbours_are_name
     assert reasons["hybrid-10"].startswith("meets every SLO but costs more")
 
 
+def test_adaptive_runs_beside_every_threshold_and_can_be_recommended() -> None:
+    points = make_points([10, 100], adaptive=True)
+    assert [p.name for p in points] == ["pull", "hybrid-10", "hybrid-100", "push", "adaptive"]
+    assert points[-1] == Point("adaptive", "adaptive") and Point.from_json(points[-1].as_json()) == points[-1]
+    # Adaptive with the figures of hybrid-100 but cheaper: within the SLOs at the lowest cost, it is the pick.
+    doc = copy.deepcopy(_sweep_doc())
+    for r in doc["rounds"]:
+        block = copy.deepcopy(r["strategies"]["hybrid-100"])
+        block["store_counters"]["pg_rows_read_per_op"] = 1.0
+        r["strategies"]["adaptive"] = block
+    doc["strategies"] = summarise(doc["rounds"], [*SHAPE, "adaptive"])
+    chosen = [*POINTS, Point("adaptive", "adaptive")]
+    advice = recommend(doc, chosen, parse_slo("read-p99=10ms,publish-p99=10ms"), WEIGHTS)
+    assert advice["point"] == "adaptive" and advice["threshold"] is None
+    assert advice["text"].startswith("adaptive (per follow edge): meets every SLO at the lowest store cost")
+    assert advice["neighbours"] == [{"point": "push", "reason": advice["neighbours"][0]["reason"]}]
+    assert advice["neighbours"][0]["reason"].startswith("fails publish-p99")
+
+
 def test_an_impossible_slo_names_the_slo_that_fails_first() -> None:
     advice = recommend(_sweep_doc(), POINTS, parse_slo("publish-p99=50ms,read-p99=0.1ms"), WEIGHTS)
     assert advice["point"] is None

@@ -8,6 +8,7 @@ import click
 
 #: subcommand -> "module:attribute"; each area owns its own module.
 PERF_COMMANDS: dict[str, str] = {
+    "cost-ratio": "bench.cli.perf_cost:cost_ratio_perf",
     "graph": "bench.cli.perf_graph:graph_perf",
     "fanout": "bench.cli.perf_fanout:fanout_perf",
     "http": "bench.cli.perf_http:http_perf",

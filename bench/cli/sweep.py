@@ -77,6 +77,11 @@ def sweep() -> None:
         ),
         click.Option(["--slo"], **_SLO_OPTION),  # type: ignore[arg-type]
         click.Option(
+            ["--adaptive"],
+            is_flag=True,
+            help="Add adaptive (push or pull per follow edge, by rates) as a point, run beside every threshold.",
+        ),
+        click.Option(
             ["--weights"],
             default="",
             callback=_parsed(parse_weights),
@@ -91,10 +96,11 @@ def threshold(ctx: click.Context, **options: Any) -> None:
     thresholds: list[int] | None = options.pop("thresholds")
     slos: dict[str, float] = options.pop("slo")
     weights: dict[str, float] = options.pop("weights")
-    options.update(strategies=("pull", "hybrid", "push"), threshold=None)
+    adaptive: bool = options.pop("adaptive")
+    options.update(strategies=("pull", "hybrid", "push", *(("adaptive",) if adaptive else ())), threshold=None)
 
     def points(graph: GraphInfo) -> Sequence[Point]:
-        return sweep_points(thresholds or auto_thresholds(graph.follower_counts))
+        return sweep_points(thresholds or auto_thresholds(graph.follower_counts), adaptive=adaptive)
 
     plan = dataclasses.replace(plan_from(ctx, options), points=points)
     _run_and_finish(plan, lambda doc, swept: sweep_block(doc, swept, slos, weights))
