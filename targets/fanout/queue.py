@@ -32,7 +32,7 @@ from redis.exceptions import ResponseError
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import raise_if_cancelled
-from targets.stores.lua import ACTIVE_LUA, NOW_LUA
+from targets.stores.lua import ACTIVE_LUA, EDGE_LUA, NOW_LUA
 from targets.stores.timelines import fanout_stats_key, home_key_prefix, owner_key_prefix
 
 GROUP = "fanout-workers"
@@ -75,11 +75,14 @@ return batches
 # the post into every listed timeline with the cap kept, and account for it. Timeline keys are built here from their
 # prefix so each follower id crosses the wire once; that makes the script touch keys it does not declare, which a
 # Redis Cluster would refuse (a cluster deployment would group batches by hash slot and pass the keys instead).
-# A follower is skipped when its edge is pulled (ARGV[17], the author, is in its set under prefix ARGV[18]: adaptive)
-# or when it has not read within ARGV[15] seconds (its activity hash under prefix ARGV[16]: an active window).
+# A follower is skipped when its edge is pulled (ARGV[17], the author, is in its set under prefix ARGV[18]: adaptive),
+# or moved to pull now by the rule (ARGV[20] the cost ratio, ARGV[21] '1' for declared rates, ARGV[22] the half-life,
+# ARGV[19] the author-timeline prefix), or when it has not read within ARGV[15] seconds (its activity hash under
+# prefix ARGV[16]: an active window).
 _DELIVER = (
     NOW_LUA
     + ACTIVE_LUA
+    + EDGE_LUA
     + """
 local final = ARGV[8] == '1'
 if final and (redis.call('GET', KEYS[5]) or '-1') ~= ARGV[9] then return -2 end
@@ -87,14 +90,28 @@ if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 -- Arguments stay strings: converting a Lua number for every call costs Redis measurable time.
 local prefix, post, keep = ARGV[3], ARGV[4], tostring(-(tonumber(ARGV[5]) + 1))
-local window, author = tonumber(ARGV[15]), ARGV[17]
+local window, author, acts, sets = tonumber(ARGV[15]), ARGV[17], ARGV[16], ARGV[18]
+local at = now()
 local cutoff = nil
-if window > 0 then cutoff = now() - window end
-local added, inactive, pulled = 0, 0, 0
+if window > 0 then cutoff = at - window end
+local ratio, declared, half, cap = tonumber(ARGV[20]), ARGV[21] == '1', tonumber(ARGV[22]), tonumber(ARGV[5])
+local posts, ids = 0, {}
+if author ~= '' then
+  local _, p = rates(acts .. author .. '}', declared, half, at)
+  posts = p
+  -- Only an author whose timeline is built can be pulled: its posts must be readable from there.
+  if posts > 0 and redis.call('EXISTS', ARGV[19] .. author .. '}') == 0 then posts = 0 end
+  if posts > 0 then ids = redis.call('ZRANGEBYSCORE', ARGV[19] .. author .. '}', '(0', '+inf') end
+end
+local added, inactive, pulled, flipped = 0, 0, 0, 0
 for u in string.gmatch(ARGV[6], '%d+') do
-  if author ~= '' and redis.call('SISMEMBER', ARGV[18] .. u .. '}', author) == 1 then
+  if author ~= '' and redis.call('SISMEMBER', sets .. u .. '}', author) == 1 then
     pulled = pulled + 1
-  elseif cutoff ~= nil and not active(ARGV[16] .. u .. '}', cutoff) then
+  elseif posts > 0 and pull_edge(acts .. u .. '}', sets .. u .. '}', prefix .. u .. '}', author, posts, ratio,
+      declared, half, at, ids, cap) then
+    pulled = pulled + 1
+    flipped = flipped + 1
+  elseif cutoff ~= nil and not active(acts .. u .. '}', cutoff) then
     inactive = inactive + 1
   else
     local key = prefix .. u .. '}'
@@ -116,6 +133,7 @@ if pulled > 0 then
   redis.call('HINCRBY', report, 'pulled', pulled)
   redis.call('HINCRBY', KEYS[4], 'pulled:' .. owner, pulled)
 end
+if flipped > 0 then redis.call('HINCRBY', KEYS[4], 'flipped:' .. owner, flipped) end
 if n > 0 then
   redis.call('HINCRBY', report, 'delivered', n)
   redis.call('HINCRBY', report, 'written', added)
@@ -334,6 +352,10 @@ class FanoutQueue:
             owner_key_prefix(self.settings.prefix, owner, "act"),
             author,
             owner_key_prefix(self.settings.prefix, owner, "celebs"),
+            owner_key_prefix(self.settings.prefix, owner, "author"),
+            self.settings.cost_ratio,
+            int(self.settings.rate_source == "declared"),
+            self.settings.rate_half_life_s,
         ]
         return int(await self._deliver(keys=keys, args=args))
 

@@ -8,6 +8,8 @@ Key ``{prefix}{owner}:act:{<user>}`` (hash-tagged by user like the rest of its p
 * ``r``: its reads, counted with exponential decay (half-life ``Settings.rate_half_life_s``) as of ``seen``;
   ``p`` and ``pt``: its posts, counted the same way, as of ``pt``. Adaptive decides each follow edge by these.
 * ``e``: when adaptive last decided the user's follow edges; ``dr``, ``dp``: read and post rates a workload declared.
+* ``stale``: the user's timeline lacks posts it should hold (a fan-out moved an edge to pull out of a full timeline):
+  its next read rebuilds it first, as an inactive reader's.
 
 The page scripts (:mod:`targets.stores.pages`) update ``seen`` and ``r`` inside the read's own Lua call
 (:data:`targets.stores.lua.TOUCH_LUA`), so keeping them costs no round trip; the fan-out scripts read ``seen`` of each
@@ -95,8 +97,12 @@ class Activity:
             await pipe.execute()
 
     async def forget_seen(self, user_id: int) -> None:
-        """Forget the user's last read, so its next read rebuilds (a rebuild that failed after the read marked it)."""
-        await self.redis.hdel(self.key(user_id), "seen")
+        """Forget the user's last read and mark its timeline stale, so its next read rebuilds (a rebuild that failed
+        after the read marked it active or unmarked it stale)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.key(user_id), "seen")
+            pipe.hset(self.key(user_id), "stale", "1")
+            await pipe.execute()
 
     async def count_post(self, author_id: int, half_life_s: int) -> None:
         """Count one post by the author in its decayed post count."""

@@ -10,31 +10,50 @@ is one Lua call per batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never o
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from targets.stores.lua import ACTIVE_LUA, NOW_LUA
+from targets.stores.lua import ACTIVE_LUA, EDGE_LUA, NOW_LUA
 
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
 # re-delivered batch counts (and changes) nothing. A timeline the post was already in did not grow: no trim needed.
-# KEYS: n home timelines, then the n readers' activity hashes (with an active window, ARGV[4] > 0), then their n
-# pulled sets (with an author, ARGV[5]), then the fan-out stats hash. A follower whose set holds the author (its edge
-# is pulled) or who has not read within the window is skipped; skips are counted per owner (ARGV[6]) in the stats.
+# KEYS: n home timelines; with an active window (ARGV[4] > 0) or an author (ARGV[5], per-edge) the n readers' activity
+# hashes; with an author their n pulled sets, the author's timeline and the author's activity hash; last the fan-out
+# stats hash. A follower whose set holds the author, or whose edge the rule (ARGV[7] ratio, ARGV[8] '1' for declared
+# rates, ARGV[9] half-life) moves to pull now, or who has not read within the window is skipped; skips are counted
+# per owner (ARGV[6]) in the stats.
 _ADD_TO_MANY = (
     NOW_LUA
     + ACTIVE_LUA
+    + EDGE_LUA
     + """
-local id, n = ARGV[1], tonumber(ARGV[3])
-local keep = -(tonumber(ARGV[2]) + 1)
+local id, cap, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep = -(cap + 1)
 local window, author = tonumber(ARGV[4]), ARGV[5]
-local cutoff, at, sets = nil, n, nil
-if window > 0 then cutoff, at = now() - window, n + n end
-if author ~= '' then sets = at end
-local added, inactive, pulled = 0, 0, 0
+local at = now()
+local cutoff, acts, sets = nil, nil, nil
+if window > 0 then cutoff = at - window end
+if window > 0 or author ~= '' then acts = n end
+if author ~= '' then sets = 2 * n end
+local ratio, declared, half = tonumber(ARGV[7]), ARGV[8] == '1', tonumber(ARGV[9])
+local posts, ids = 0, {}
+if author ~= '' then
+  local _, p = rates(KEYS[3 * n + 2], declared, half, at)
+  posts = p
+  -- Only an author whose timeline is built can be pulled: its posts must be readable from there.
+  if posts > 0 and redis.call('EXISTS', KEYS[3 * n + 1]) == 0 then posts = 0 end
+  if posts > 0 then ids = redis.call('ZRANGEBYSCORE', KEYS[3 * n + 1], '(0', '+inf') end
+end
+local added, inactive, pulled, flipped = 0, 0, 0, 0
 for i = 1, n do
   if sets ~= nil and redis.call('SISMEMBER', KEYS[sets + i], author) == 1 then
     pulled = pulled + 1
-  elseif cutoff ~= nil and not active(KEYS[n + i], cutoff) then
+  elseif posts > 0 and pull_edge(KEYS[acts + i], KEYS[sets + i], KEYS[i], author, posts, ratio, declared, half, at,
+      ids, cap) then
+    pulled = pulled + 1
+    flipped = flipped + 1
+  elseif cutoff ~= nil and not active(KEYS[acts + i], cutoff) then
     inactive = inactive + 1
   elseif redis.call('ZADD', KEYS[i], id, id) == 1 then
     added = added + 1
@@ -44,9 +63,23 @@ end
 local stats = KEYS[#KEYS]
 if inactive > 0 then redis.call('HINCRBY', stats, 'skipped:' .. ARGV[6], inactive) end
 if pulled > 0 then redis.call('HINCRBY', stats, 'pulled:' .. ARGV[6], pulled) end
+if flipped > 0 then redis.call('HINCRBY', stats, 'flipped:' .. ARGV[6], flipped) end
 return added
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRule:
+    """How a per-edge owner's fan-out tells pulled edges (adaptive): the followers' sets of pulled followees, the
+    author timelines, and the rule that moves an edge to pull at fan-out time (see ``EDGE_LUA``)."""
+
+    sets_prefix: str
+    authors_prefix: str
+    cost_ratio: float
+    declared: bool
+    half_life_s: int
+
 
 # Merge posts into one timeline (on follow) and trim; returns entries added.
 _MERGE = """
@@ -146,21 +179,29 @@ class Timelines:
         """Glob (relative to the prefix) of every home timeline of this owner."""
         return home_pattern(self.owner)
 
-    async def add_to_many(self, user_ids: Sequence[int], post_id: int, *, pulled_by: str = "", author: int = 0) -> int:
+    async def add_to_many(
+        self, user_ids: Sequence[int], post_id: int, *, rule: EdgeRule | None = None, author: int = 0
+    ) -> int:
         """Add one post to many timelines in one call; returns the entries written.
 
-        ``pulled_by`` (a key prefix of per-user sets) skips the users whose set holds ``author`` (edges pulled); with
-        an active window, users who have not read within it are skipped too.
+        With a ``rule`` (a per-edge owner) the users whose edge to ``author`` is pulled, or moves to pull now, are
+        skipped; with an active window, users who have not read within it are skipped too.
         """
         if not user_ids:
             return 0
+        acts = owner_key_prefix(self.prefix, self.owner, "act")
         keys = [self.key(u) for u in user_ids]
-        if self.window_s:
-            keys += [f"{owner_key_prefix(self.prefix, self.owner, 'act')}{u}}}" for u in user_ids]
-        if pulled_by:
-            keys += [f"{pulled_by}{u}}}" for u in user_ids]
+        if self.window_s or rule is not None:
+            keys += [f"{acts}{u}}}" for u in user_ids]
+        if rule is not None:
+            keys += [f"{rule.sets_prefix}{u}}}" for u in user_ids]
+            keys += [f"{rule.authors_prefix}{author}}}", f"{acts}{author}}}"]
         keys.append(self.stats_key)
-        args = [post_id, self.cap, len(user_ids), self.window_s, author if pulled_by else "", self.owner]
+        args = [post_id, self.cap, len(user_ids), self.window_s, author if rule is not None else "", self.owner]
+        if rule is not None:
+            args += [rule.cost_ratio, int(rule.declared), rule.half_life_s]
+        else:
+            args += [0, 0, 1]
         added = int(await self._add_to_many(keys=keys, args=args))
         if self.on_written is not None:
             self.on_written(post_id, added)

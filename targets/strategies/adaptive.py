@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from targets.errors import UnknownUser
 from targets.stores.activity import Touch
 from targets.stores.postgres import Authors, FollowChange, Post
+from targets.stores.timelines import EdgeRule
 from targets.strategies.hybrid import HybridStrategy
 
 
@@ -52,9 +53,18 @@ class AdaptiveStrategy(HybridStrategy):
         posts (a producer that never posts costs nothing to push)."""
         return reads >= self.settings.cost_ratio * posts
 
-    def edge_filter(self, author_id: int) -> dict[str, str | int]:
-        """Fan-out skips followers whose set of pulled followees holds the author."""
-        return {"pulled_by": self.celebrities.key_prefix, "author": author_id}
+    def edge_rule(self) -> EdgeRule:
+        """Fan-out skips followers whose set of pulled followees holds the author, and moves to pull the edges of
+        followers who read too rarely for the author's rate of posting (their set gains the author, their home timeline
+        loses its posts and is rebuilt on its next read if the cap had trimmed it)."""
+        s = self.settings
+        return EdgeRule(
+            self.celebrities.key_prefix,
+            self.authors.key_prefix,
+            s.cost_ratio,
+            s.rate_source == "declared",
+            s.rate_half_life_s,
+        )
 
     # -- write path -------------------------------------------------------------------------------------------
     async def store_post(self, post: Post) -> None:

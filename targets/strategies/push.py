@@ -18,7 +18,7 @@ from targets.stores.connections import Stores
 from targets.stores.failures import LOST_STORE
 from targets.stores.pages import PageReader
 from targets.stores.postgres import Authors, FollowChange, Post
-from targets.stores.timelines import Timelines, fanout_stats_key, owner_pattern
+from targets.stores.timelines import EdgeRule, Timelines, fanout_stats_key, owner_pattern
 from targets.strategies.base import Strategy, WrittenHook, capped_page
 
 #: Reads of one page before answering from Postgres: an inactive reader's, a rebuild, a read that finds it active.
@@ -75,12 +75,12 @@ class PushStrategy(Strategy):
             return 0
         written = 0
         async for batch in self.social.follower_batches(post.author_id, self.batch_size):
-            written += await self.timelines.add_to_many(batch, post.id, **self.edge_filter(post.author_id))
+            written += await self.timelines.add_to_many(batch, post.id, rule=self.edge_rule(), author=post.author_id)
         return written
 
-    def edge_filter(self, author_id: int) -> dict[str, str | int]:
+    def edge_rule(self) -> EdgeRule | None:
         """How fan-out tells followers whose edge to the author is pulled (none for push: every edge is pushed)."""
-        return {}
+        return None
 
     # -- follow graph changes (Mastodon's merge / unmerge) ----------------------------------------------------
     async def on_follow(self, follower_id: int, followee_id: int, change: FollowChange) -> None:
