@@ -73,7 +73,8 @@ async def test_adaptive_pulls_the_edges_the_rule_says_and_skips_them_in_fan_out(
     async with running_worker(view) as worker:
         receipt = await adaptive.publish(2, "pushed to 4 and 5, pulled by 1 and 3")
         await worker.queue.drain(30)
-    assert (await written_totals(view))["adaptive"]["pulled"] == 2
+    assert (await written_totals(view))["adaptive"]["pulled"] == 2  # both already pulled: no edge moved by fan-out
+    assert "flipped" not in (await written_totals(view))["adaptive"]
     assert await adaptive.timelines.page(1, 10, None) == [] and await adaptive.timelines.page(4, 10, None) == [
         receipt.post_id
     ]
@@ -87,6 +88,17 @@ async def test_adaptive_pulls_the_edges_the_rule_says_and_skips_them_in_fan_out(
     assert await adaptive.timelines.page(1, 10, None) == [receipt.post_id]
     assert await adaptive.timelines.page(5, 10, None) == []
     assert [p.id for p in await adaptive.home_timeline(5)] == [receipt.post_id]
+    # Fan-out applies the rule too: 4 stops reading, so the next post moves its edge to pull as it is delivered: 2's
+    # posts leave 4's timeline (exactly: neither timeline is full, so it is not marked stale) and come from 2's.
+    await adaptive.activity.declare({4: 0.1}, {})
+    async with running_worker(view) as worker:
+        later = await adaptive.publish(2, "4 now pulls")
+        await worker.queue.drain(30)
+    totals = (await written_totals(view))["adaptive"]
+    assert totals["flipped"] == 1 and await adaptive.celebrities.members(4) == {2}
+    assert await adaptive.timelines.page(4, 10, None) == []
+    assert await view.redis.hget(adaptive.activity.key(4), "stale") is None
+    assert [p.id for p in await adaptive.home_timeline(4)] == [later.post_id, receipt.post_id]
 
 
 def test_declared_rates_follow_the_workload_model() -> None:

@@ -337,6 +337,7 @@ async def policy_block(
         pulled, edges = await strategy.edges_pulled(graph.user_ids)
         block |= {
             "deliveries_skipped_pulled": since("pulled"),
+            "edges_pulled_by_fanout": since("flipped"),
             "rate_source": stores.settings.rate_source,
             "cost_ratio": stores.settings.cost_ratio,
             "edges": edges,
