@@ -10,8 +10,9 @@ The state is hybrid's: home timelines hold the posts of pushed edges (and mentio
 timeline, and each user's set (the ``celebs`` key; here its *pulled* followees) names the author timelines its reads
 merge. Fan-out skips a follower whose set holds the author. Rates are the activity hashes' decayed counts
 (:mod:`targets.stores.activity`; ``--rate-source online``) or what the workload declared (``--rate-source
-declared``). A reader's edges are decided again on its read, at most every ``reevaluate_s`` seconds; a newly
-followed account's edge is decided at once. An edge that flips moves its posts as hybrid's threshold crossing does:
+declared``). A reader's edges are decided again on its read, at most every ``reevaluate_s`` seconds; the fan-out
+moves an edge to pull as it delivers when the rule says so (:data:`targets.stores.lua.EDGE_LUA`); a newly followed
+account's edge is decided at once. An edge that flips moves its posts as hybrid's threshold crossing does:
 to pull, the followee joins the set before its posts leave the timeline; to push, its posts are merged in before it
 leaves the set, so a read in between sees them (once), never not at all. A bulk materialisation pushes every edge
 (nothing is known of rates yet).
