@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.perf.fanout_path import redis_cpu_s
 from targets.stores.authors import AuthorTimelines
 from targets.stores.celebrities import CelebritySets
 from targets.stores.connections import Stores
@@ -32,12 +33,6 @@ from targets.stores.timelines import Timelines
 OWNER = "adaptive"
 #: The first synthetic post id (ids only need to be increasing; no Postgres row is made).
 FIRST_POST = 10**15
-
-
-async def redis_cpu_s(stores: Stores) -> float:
-    """The Redis server's CPU seconds so far (system + user)."""
-    cpu = await stores.redis.info("cpu")
-    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
 async def _cpu_per(stores: Stores, calls: int, call: Callable[[int], Awaitable[Any]]) -> tuple[float, float]:

@@ -82,11 +82,6 @@ class Activity:
         """The user's activity hash."""
         return f"{self.key_prefix}{user_id}}}"
 
-    async def now(self) -> float:
-        """Redis's clock, in seconds (the clock every activity time is on)."""
-        seconds, micros = await self.redis.time()
-        return seconds + micros / 1e6
-
     async def mark_seen(self, user_ids: Iterable[int]) -> None:
         """Record a read by each of these users now (their timelines were just built: they count as active)."""
         seconds, micros = await self.redis.time()
