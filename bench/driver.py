@@ -16,13 +16,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from hdrh.histogram import HdrHistogram
 
 from targets.eventloop import handled_cancel
-from targets.histograms import merged, new_histogram, percentile_ms, record_seconds, summary
+from targets.histograms import decode, encode, merged, new_histogram, percentile_ms, record_seconds, summary
 
 Op = TypeVar("Op")
 Arrival = Literal["constant", "poisson"]
@@ -211,6 +211,7 @@ class Driver(Generic[Op]):
         window_s: float = 1.0,
         on_record: Callable[[str, float, str | None], None] | None = None,
         subset_of: Callable[[Op], str | None] | None = None,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight {max_in_flight} must be at least 1")
@@ -228,8 +229,14 @@ class Driver(Generic[Op]):
         self.on_record = on_record
         self.subset_of = subset_of
         self.subsets: dict[str, KindStats] = {}
-        #: Operations the schedule (and ``extra``) asks for.
-        self.planned = sum(1 for _ in schedule.offsets()) + len(self.extra)
+        index, processes = share
+        if not 0 <= index < processes:
+            raise ValueError(f"share {index} of {processes} processes: pass 0 <= index < processes")
+        #: (k, n): this driver issues arrivals k, k+n, k+2n... of the whole sequence (one of n driver processes).
+        self.share = share
+        total = sum(1 for _ in schedule.offsets()) + len(self.extra)
+        #: Operations the schedule (and ``extra``) asks of this driver.
+        self.planned = len(range(index, total, processes))
         self.kinds: dict[str, KindStats] = {}
         self._start = 0.0
         self._issued = 0
@@ -293,11 +300,19 @@ class Driver(Generic[Op]):
         return self.result(interrupted)
 
     def _arrivals(self) -> Iterator[tuple[float, Op]]:
-        """Scheduled operations merged with the extra ones, by intended start."""
+        """This driver's share of the scheduled operations merged with the extra ones, by intended start.
+
+        Every scheduled operation is taken from the source, also those another process issues, so that each
+        process's seeded source yields the very stream a single driver would.
+        """
+        index, processes = self.share
         scheduled = ((t, 0, i, None) for i, t in enumerate(self.schedule.offsets()))
         extra = ((t, 1, i, op) for i, (t, op) in enumerate(self.extra))
-        for t, source, _, op in heapq.merge(scheduled, extra):
-            yield t, (self.source() if source == 0 else op)
+        for j, (t, source, _, op) in enumerate(heapq.merge(scheduled, extra)):
+            if source == 0:
+                op = self.source()
+            if j % processes == index:
+                yield t, op
 
     async def _one(self, op: Op, intended: float, slots: asyncio.Semaphore) -> None:
         self._in_flight += 1
@@ -412,15 +427,86 @@ class Driver(Generic[Op]):
         )
 
 
-async def _noop(op: object) -> None:
-    return None
+# -- driver processes ----------------------------------------------------------------------------------------------
+def stats_to_wire(stats: KindStats) -> dict[str, Any]:
+    """One kind's figures as plain data (histograms in HdrHistogram's encoding), to cross a process boundary."""
+    return {
+        "latency": encode(stats.latency),
+        "service": encode(stats.service),
+        "errors": dict(stats.errors),
+        "windows": {w: encode(h) for w, h in stats.windows.items()},
+        "completions": dict(stats.completions),
+        "window_errors": dict(stats.window_errors),
+    }
 
 
-async def calibrate(
-    rate: float = 2000.0, duration: float = 5.0, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-) -> DriveResult:
-    """Drive a target that does nothing: its corrected latency is the driver's own overhead."""
-    driver: Driver[str] = Driver(
-        _noop, lambda: "noop", Schedule(rate, duration), max_in_flight=max_in_flight, kind_of=lambda op: op
+def stats_from_wire(data: dict[str, Any]) -> KindStats:
+    """:func:`stats_to_wire` undone."""
+    return KindStats(
+        latency=decode(data["latency"]),
+        service=decode(data["service"]),
+        errors=Counter(data["errors"]),
+        windows={int(w): decode(h) for w, h in data["windows"].items()},
+        completions=Counter({int(w): n for w, n in data["completions"].items()}),
+        window_errors=Counter({int(w): n for w, n in data["window_errors"].items()}),
     )
-    return await driver.run()
+
+
+def result_to_wire(result: DriveResult) -> dict[str, Any]:
+    """A driver's result as plain data (picklable, JSON-able): what a driver process sends its parent."""
+    data = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("kinds", "subsets")}
+    data["kinds"] = {kind: stats_to_wire(s) for kind, s in result.kinds.items()}
+    data["subsets"] = {name: stats_to_wire(s) for name, s in result.subsets.items()}
+    return data
+
+
+def result_from_wire(data: dict[str, Any]) -> DriveResult:
+    """:func:`result_to_wire` undone."""
+    plain = {k: v for k, v in data.items() if k not in ("kinds", "subsets")}
+    kinds = {kind: stats_from_wire(s) for kind, s in data["kinds"].items()}
+    subsets = {name: stats_from_wire(s) for name, s in data["subsets"].items()}
+    return DriveResult(**plain, kinds=kinds, subsets=subsets)
+
+
+def _merged_stats(parts: Sequence[KindStats]) -> KindStats:
+    total = KindStats()
+    for s in parts:
+        total.latency.add(s.latency)
+        total.service.add(s.service)
+        total.errors.update(s.errors)
+        total.completions.update(s.completions)
+        total.window_errors.update(s.window_errors)
+        for w, h in s.windows.items():
+            total.windows.setdefault(w, new_histogram(4)).add(h)
+    return total
+
+
+def merge_results(results: Sequence[DriveResult]) -> DriveResult:
+    """The results of the driver processes that shared one schedule, as one: histograms added value for value
+    (exact, so the merged count is the sum of the counts), counters summed, the run spanning from the first start to
+    the last completion. Windows are counted from each process's start, which a barrier aligns.
+
+    ``in_flight_bound`` and ``max_in_flight`` are sums over the processes: each had its own bound.
+    """
+    if not results:
+        raise ValueError("no driver results to merge")
+    first_start = min(r.started_unix_s for r in results)
+    kinds = {k for r in results for k in r.kinds}
+    subsets = {k for r in results for k in r.subsets}
+    return DriveResult(
+        schedule=results[0].schedule,
+        kinds={k: _merged_stats([r.kinds[k] for r in results if k in r.kinds]) for k in sorted(kinds)},
+        subsets={k: _merged_stats([r.subsets[k] for r in results if k in r.subsets]) for k in sorted(subsets)},
+        window_s=results[0].window_s,
+        scheduled=sum(r.scheduled for r in results),
+        issued=sum(r.issued for r in results),
+        completed=sum(r.completed for r in results),
+        errors=sum(r.errors for r in results),
+        elapsed_s=max(r.started_unix_s + r.elapsed_s for r in results) - first_start,
+        in_flight_bound=sum(r.in_flight_bound for r in results),
+        bound_hits=sum(r.bound_hits for r in results),
+        max_in_flight=sum(r.max_in_flight for r in results),
+        max_start_delay_s=max(r.max_start_delay_s for r in results),
+        interrupted=any(r.interrupted for r in results),
+        started_unix_s=first_start,
+    )

@@ -19,10 +19,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from bench.bindings.service import check_target, target_graph
-from bench.driver import Driver, calibrate
+from bench.driver import Driver
 from bench.faults import Fault, FaultRun, fault_actions, replace_worker
 from bench.output import (
     IntervalLines,
@@ -400,23 +399,6 @@ class _Watch:
                 status=live_text(live, self.progress.console),
             )
             await asyncio.sleep(0.25)
-
-
-def calibrate_driver(rate: float, duration: float, max_in_flight: int) -> None:
-    result = run(calibrate(rate, min(duration, 10.0), max_in_flight))
-    corrected = result.summary("noop")
-    service = result.summary("noop", corrected=False)
-    table = Table(title=f"driver overhead against a no-op target ({result.completed} ops at {rate:g}/s)")
-    for column in ("", "p50 ms", "p99 ms", "p99.9 ms", "max ms"):
-        table.add_column(column, justify="right")
-    for label, s in (("added latency (from intended start)", corrected), ("target call alone", service)):
-        table.add_row(label, *(f"{s[k]:.3f}" for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")))
-    console = Console()
-    console.print(table)
-    console.print(
-        f"offered {result.offered_rate:.1f}/s, achieved {result.achieved_rate:.1f}/s, "
-        f"in-flight bound {result.in_flight_bound} hit {result.bound_hits} times"
-    )
 
 
 # -- the final table --------------------------------------------------------------------------------------------------

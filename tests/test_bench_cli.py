@@ -359,3 +359,24 @@ async def test_payloads_user_timelines_and_deep_reads_keep_the_oracle_and_the_ou
     async with await Stores.connect(bench_namespace, create=False) as stores:
         assert await stores.pg.fetchval("SELECT count(*) FROM posts") == (USERS + 1) * POSTS_PER_USER
         assert await stores.pg.fetchval("SELECT count(*) FROM mentions") == 0  # undone with the run's posts
+
+
+async def test_two_driver_processes_send_the_schedule_once_and_merge_exactly(
+    bench_namespace: Settings, tmp_path: Path
+) -> None:
+    """--driver-processes 2: the merged histograms count every operation sent (the schedule's and the spike's), the
+    workload block is the one stream, and the posts and churn of both processes are delivered, checked and undone."""
+    out = tmp_path / "two.json"
+    args = small_run(out, "--strategy", "push,pull", "--driver-processes", "2", "--read-ratio", "0.8", "--churn", "0.1")
+    result = fanout(bench_namespace, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = load_result(out)
+    assert doc["run"]["parameters"]["driver_processes"] == 2
+    for name in ("push", "pull"):
+        block = doc["strategies"][name]
+        sent = sum(block["workload"]["operations"].values()) + 2  # the steady stream and two spike posts
+        counted = sum(block[kind]["count"] for kind in ("read", "publish", "follow", "unfollow") if kind in block)
+        assert block["load"]["operations"] == counted == sent, name
+        assert block["oracle"]["verdict"] == "pass", name
+    assert doc["strategies"]["push"]["spike"]["write_amplification"] == CELEBRITY_FOLLOWERS
+    assert doc["after_undo"]["verdict"] == "pass"

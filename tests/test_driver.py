@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from bench.driver import Driver, Schedule, calibrate
+from bench.calibration import drive_noop
+from bench.driver import Driver, Schedule, merge_results, result_from_wire, result_to_wire
 
 STALL_S = 0.5
 RATE = 200.0
@@ -124,8 +126,44 @@ async def test_cancelled_run_returns_what_it_measured() -> None:
 
 
 async def test_calibrate_measures_a_noop_target() -> None:
-    result = await calibrate(rate=500.0, duration=0.5)
+    result = await drive_noop(rate=500.0, duration=0.5, max_in_flight=16)
     assert result.completed == 250 and result.errors == 0
+
+
+async def test_shares_issue_every_arrival_once_with_the_single_driver_stream() -> None:
+    """Three drivers sharing a schedule issue, together, exactly what one driver issues: each arrival once, with the
+    operation a single driver's source would have given it (the source is consumed in step)."""
+
+    def counter() -> Callable[[], int]:
+        n = iter(range(1_000_000))
+        return lambda: next(n)
+
+    schedule = Schedule(2_000.0, 0.2, "poisson", seed=5)
+    extra = [(0.05, -1), (0.1, -2)]
+    seen: list[int] = []
+
+    async def target(op: int) -> None:
+        seen.append(op)
+
+    alone = await Driver(target, counter(), schedule, extra=extra, kind_of=lambda _: "op").run()
+    single, seen[:] = sorted(seen), []
+    parts = []
+    for k in range(3):
+        driver = Driver(target, counter(), schedule, extra=extra, kind_of=lambda _: "op", share=(k, 3))
+        parts.append(await driver.run())
+        assert driver.planned == parts[-1].issued
+    assert sorted(seen) == single and len(seen) == len(set(seen)) == alone.issued
+    merged = merge_results([result_from_wire(result_to_wire(p)) for p in parts])
+    assert merged.kinds["op"].count == sum(p.kinds["op"].count for p in parts) == alone.completed
+    assert merged.scheduled == merged.issued == alone.scheduled
+
+
+async def test_driver_processes_merge_to_the_operations_sent() -> None:
+    """Two spawned driver processes: the merged histogram counts every operation the schedule sent, no more."""
+    result = await drive_noop(rate=400.0, duration=0.5, max_in_flight=16, processes=2)
+    assert result.issued == result.scheduled == 200
+    assert result.kinds["noop"].count == result.kinds["noop"].latency.get_total_count() == 200
+    assert result.in_flight_bound == 32
 
 
 @pytest.mark.parametrize(("rate", "duration", "arrival"), [(0, 1, "constant"), (1, -1, "constant"), (1, 1, "burst")])

@@ -10,9 +10,10 @@ from typing import Any
 import click
 from rich.console import Console
 
+from bench.calibration import print_highest_rates, print_overhead
 from bench.cli.options import bench_options, plan_from
 from bench.output import print_extras
-from bench.runner import calibrate_driver, exit_as_run_ended, run_plan
+from bench.runner import exit_as_run_ended, run_plan
 
 
 @click.command()
@@ -21,7 +22,10 @@ from bench.runner import calibrate_driver, exit_as_run_ended, run_plan
 def bench(ctx: click.Context, **options: Any) -> None:
     """Run the strategies one after another under the same open-loop load and compare them."""
     if options.pop("calibrate_only"):
-        calibrate_driver(options["rate"], options["duration"], options["max_in_flight"])
+        console = Console()
+        rate, in_flight, processes = options["rate"], options["max_in_flight"], options["driver_processes"]
+        print_overhead(rate, options["duration"], in_flight, processes, console)
+        print_highest_rates(rate, in_flight, processes, console)
         return
     plan = plan_from(ctx, options)
     console = Console()

@@ -445,6 +445,10 @@ def _check_faults(
 
     if not faults:
         return
+    if config.driver_processes > 1:
+        raise click.UsageError(
+            "--fault times its report from the driver's own records: run it with --driver-processes 1"
+        )
     try:
         check_faults(faults, config.duration)
     except ValueError as exc:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.driver import ARRIVALS, DEFAULT_MAX_IN_FLIGHT, MAX_DURATION_S, MAX_IN_FLIGHT, Arrival, Schedule
+from bench.driver_processes import MAX_PROCESSES
 from bench.workload import (
     AUTHOR_RATE_MODELS,
     DEFAULT_AUTHOR_ALPHA,
@@ -58,6 +59,12 @@ class BenchConfig:
     arrival: Arrival = option("constant", "Arrival process.", choices=ARRIVALS)
     max_in_flight: int = option(
         DEFAULT_MAX_IN_FLIGHT, "Bound on concurrent operations (caps the driver's memory).", min=1, max=MAX_IN_FLIGHT
+    )
+    driver_processes: int = option(
+        1,
+        "Driver processes sharing the schedule (each issues every N-th arrival; their histograms are merged).",
+        min=1,
+        max=MAX_PROCESSES,
     )
     page_size: int = option(50, "Posts per timeline read.", min=1, max=1000)
     user_timeline_ratio: float = option(

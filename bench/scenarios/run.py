@@ -34,6 +34,7 @@ from bench.results import latency_block
 from bench.scenarios.base import RETURNING_READ, BenchConfig, Scenario
 from bench.scenarios.changes import RunChanges
 from bench.scenarios.oracle import check_oracle
+from bench.scenarios.processes import drive_in_processes, merge_writes
 from bench.scenarios.registry import SCENARIOS
 from bench.workload import Mix, Op, Workload
 from graphs.info import GraphInfo
@@ -188,20 +189,12 @@ async def _drive(
     workload = Tally(model.next_op)
     if own and stores.settings.rate_source == "declared" and per_edge_owners([name]):
         await Activity(stores.redis, stores.settings.prefix, name).declare(*model.declared_rates())
-    if config.warmup > 0:
+    split = config.driver_processes > 1
+    if config.warmup > 0 and not split:  # driver processes warm up their own connections
         on_phase("warming up")
-    await warm_up(binding.target, config, graph)
+        await warm_up(binding.target, config, graph)
     raise_if_cancelled()
-    driver: Driver[Op] = Driver(
-        binding.target,
-        workload,
-        Schedule(config.rate, config.duration, config.arrival, config.seed),
-        max_in_flight=config.max_in_flight,
-        kind_of=scenario.kind_of,
-        subset_of=scenario.subset_of,
-        extra=scenario.extra_ops(),
-        on_record=faults.record if faults is not None else None,
-    )
+    driver = make_driver(binding.target, workload, config, scenario, on_record=faults.record if faults else None)
     guard = Guard(stores)
     if own:
         await scenario.before_load(stores, name)
@@ -213,15 +206,31 @@ async def _drive(
     await guard.start()
     watch = LossWatch(stores, timeline_owners([name]) if own else {})
     await watch.start()
-    if on_driver:  # told just before the load starts, with no await in between
-        on_driver(driver)
-    watch.origin = time.perf_counter()
-    if faults is not None:
-        faults.start()
-    # The scenario samples the stores while the load runs: only when they hold the target's data.
-    observer = asyncio.create_task(scenario.during_load(stores) if own else asyncio.sleep(0))
+    observer: asyncio.Task[None] | None = None
+
+    def load_starts() -> None:
+        nonlocal observer
+        if on_driver and not split:  # told just before the load starts, with no await in between
+            on_driver(driver)
+        elif split:
+            on_phase(f"load running in {config.driver_processes} driver processes (figures when it ends)")
+        watch.origin = time.perf_counter()
+        if faults is not None:
+            faults.start()
+        # The scenario samples the stores while the load runs: only when they hold the target's data.
+        observer = asyncio.create_task(scenario.during_load(stores) if own else asyncio.sleep(0))
+
     try:
-        result = await driver.run()
+        if split:
+            shared = await drive_in_processes(stores, name, config, graph, load_starts)
+            result = shared.drive
+            binding.published.extend(shared.published)
+            merge_writes(writes, shared.batches)
+            changes.churn.extend(shared.churn)
+        else:
+            load_starts()
+            result = await driver.run()
+        assert observer is not None
         if not result.interrupted:
             try:
                 await observer  # a scenario's last sample may be due right at the end of the load
@@ -229,9 +238,10 @@ async def _drive(
                 handled_cancel()
                 result.interrupted = True
     finally:
-        if not observer.done():
+        if observer is not None and not observer.done():
             observer.cancel()
-    outcome = StrategyOutcome(name, scenario, changes, result, binding.published, workload=workload.summary())
+    summary = shared.workload if split else workload.summary()
+    outcome = StrategyOutcome(name, scenario, changes, result, binding.published, workload=summary)
     outcome.target, outcome.not_measured = binding.description, binding.not_measured
     if result.interrupted:
         guard.cancel()
@@ -381,6 +391,29 @@ def make_workload(
         dormant=config.dormant,
         returning=config.returning,
         horizon=max(1, round(config.rate * config.duration)),  # returning users come back within the run
+    )
+
+
+def make_driver(
+    target: Callable[[Op], Awaitable[None]],
+    source: Callable[[], Op],
+    config: BenchConfig,
+    scenario: Scenario,
+    *,
+    share: tuple[int, int] = (0, 1),
+    on_record: Callable[[str, float, str | None], None] | None = None,
+) -> Driver[Op]:
+    """The driver of a strategy's measured load: the configured schedule, with the scenario's own operations."""
+    return Driver(
+        target,
+        source,
+        Schedule(config.rate, config.duration, config.arrival, config.seed),
+        max_in_flight=config.max_in_flight,
+        kind_of=scenario.kind_of,
+        subset_of=scenario.subset_of,
+        extra=scenario.extra_ops(),
+        on_record=on_record,
+        share=share,
     )
 
 
