@@ -162,6 +162,8 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "rate_source": settings.rate_source,
             "rate_half_life_s": settings.rate_half_life_s,
             "reevaluate_s": settings.reevaluate_s,
+            "read_from": settings.read_from,
+            "pg_replicas": len(stores.replicas),
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,
@@ -259,8 +261,7 @@ def _stores_for(stores: Stores, point: Point) -> Stores:
     """The stores as a sweep point sees them: the same connections, with the point's hybrid threshold."""
     if point.threshold is None:
         return stores
-    settings = stores.settings.with_(celebrity_threshold=point.threshold)
-    return Stores(settings, stores.redis, stores.pg, stores.counters)
+    return stores.view(celebrity_threshold=point.threshold)
 
 
 def _fresh_runs(names: Sequence[str], points: dict[str, Point], loaded: dict[str, Any], threshold: int) -> list[str]:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from devservers.postgres_server import find_postgres, probe_postgres, start_postgres, stop_postgres
+from devservers.postgres_server import find_postgres, probe_postgres, start_postgres, start_replica, stop_postgres
 from devservers.redis_server import find_redis_server, probe_redis, start_redis, stop_redis
 from devservers.support import (
     Binaries,
@@ -100,6 +100,32 @@ def resolve_urls(redis_url: str | None, database_url: str | None) -> tuple[str, 
         redis_url or state.get("redis", {}).get("url") or DEFAULT_REDIS_URL,
         database_url or state.get("postgres", {}).get("url") or DEFAULT_DATABASE_URL,
     )
+
+
+#: The state file's key of the i-th (from 1) streaming replica of the private PostgreSQL.
+REPLICA_KEY = "postgres-replica-{}"
+
+
+def replica_keys(state: State) -> list[str]:
+    """The keys of the recorded replicas, in order."""
+    found = [k for k in state if k.startswith(REPLICA_KEY.format(""))]
+    return sorted(found, key=lambda k: int(k.rsplit("-", 1)[1]))
+
+
+def resolve_replica_urls(replica_urls: str | None, database_url: str) -> str:
+    """The replicas to read from: given ones (comma-separated), else those `fanout up --pg-replicas` started for
+    the PostgreSQL at ``database_url`` (their URLs carry its credentials and database), else none ("")."""
+    if replica_urls:
+        return replica_urls
+    state = load_state()
+    primary = state.get("postgres")
+    if primary is None or not same_server(primary["url"], database_url):
+        return ""
+    urls = []
+    for key in replica_keys(state):
+        host, port = endpoint(state[key]["url"], POSTGRES.default_port)
+        urls.append(with_endpoint(database_url, host or "127.0.0.1", port))
+    return ",".join(urls)
 
 
 # -- the stores -------------------------------------------------------------------------------------------------------
@@ -225,13 +251,44 @@ def _up_store(kind: StoreKind, configured: str | None, state: State, source: str
     yield f"{kind.name}: started a private {entry['version']} at {mask_url(url)} ({where})"
 
 
+def _up_replicas(configured: str | None, state: State, replicas: int, timeout: float) -> Iterator[str]:
+    """Make ``replicas`` streaming replicas of the private PostgreSQL run (those running are kept)."""
+    url = configured or state.get("postgres", {}).get("url") or POSTGRES.default_url
+    primary = private_server("postgres", url, state)
+    if primary is None:
+        raise ServerError(
+            f"--pg-replicas needs a PostgreSQL that `fanout up` started from this directory, and {mask_url(url)} is "
+            f"not one (replicas are base backups of the primary's files): unset {DATABASE_URL_VAR} or set it to a "
+            "free 127.0.0.1 port, run `fanout up` first, or pass replicas of your own with --replica-urls"
+        )
+    for i in range(1, replicas + 1):
+        key = REPLICA_KEY.format(i)
+        entry = state.get(key)
+        if entry is not None and process(entry) is not None:
+            yield f"PostgreSQL replica {i}: fanout's private {entry['version']} standby is running at {entry['url']}"
+            continue
+        if entry is not None:
+            stop_postgres(entry, timeout)
+        port = free_port("127.0.0.1")
+        replica_url = with_endpoint(split_password(url)[0], "127.0.0.1", port)
+        workdir = (STATE_DIR / key).resolve()
+        state[key] = start_replica(primary, url, replica_url, port, timeout, workdir)
+        save_state(state)
+        yield f"PostgreSQL replica {i}: started a streaming standby of {mask_url(url)} at {mask_url(replica_url)}"
+
+
 def up(
-    redis_url: str | None, database_url: str | None, source: str = "auto", timeout: float = DEFAULT_READY_TIMEOUT_S
+    redis_url: str | None,
+    database_url: str | None,
+    source: str = "auto",
+    timeout: float = DEFAULT_READY_TIMEOUT_S,
+    pg_replicas: int = 0,
 ) -> Iterator[str]:
     """Make both stores answer (see the module docstring); yields one line per store as it is settled.
 
     ``redis_url`` / ``database_url`` are the configured URLs (option or environment), None when unset; ``source``
-    is where binaries come from: "system", "pip", or "auto" (system, else pip).
+    is where binaries come from: "system", "pip", or "auto" (system, else pip). ``pg_replicas``: streaming
+    replicas of the private PostgreSQL to run beside it.
     """
     if source not in SOURCES:
         raise ServerError(f"unknown server source {source!r}: use one of {', '.join(SOURCES)}")
@@ -243,6 +300,8 @@ def up(
         save_state(state)  # rewrites a state file of an older version: mode 0600, no passwords
         for kind, configured in zip(STORES, configured_urls, strict=True):
             yield from _up_store(kind, configured, state, source, timeout)
+        if pg_replicas:
+            yield from _up_replicas(database_url, state, pg_replicas, timeout)
 
 
 def down(timeout: float = DEFAULT_READY_TIMEOUT_S, purge: bool = False) -> Iterator[str]:
@@ -253,6 +312,16 @@ def down(timeout: float = DEFAULT_READY_TIMEOUT_S, purge: bool = False) -> Itera
     with state_lock() as state:
         if not state:
             yield "nothing to stop: fanout up started no server from this directory"
+        for key in replica_keys(state):  # before their primary
+            entry = state.pop(key)
+            running = process(entry) is not None
+            stop_postgres(entry, timeout)
+            save_state(state)
+            if purge:
+                shutil.rmtree(entry["dir"], ignore_errors=True)
+            what = f"stopped fanout's private standby (pid {entry['pid']})" if running else "was not running"
+            name = f"PostgreSQL replica {key.rsplit('-', 1)[1]}"
+            yield f"{name}: {what} at {entry['url']}{', data removed' if purge else ''}"
         for kind in STORES:
             entry = state.get(kind.key)
             if entry is None:
@@ -297,6 +366,16 @@ def status(redis_url: str, database_url: str, schema: str | None = None) -> list
                 entry["pid"] if ours and entry else None,
             )
         )
+    primary = state.get("postgres")
+    if primary is not None and same_server(primary["url"], database_url):
+        for key in replica_keys(state):
+            entry = state[key]
+            host, port = endpoint(entry["url"], POSTGRES.default_port)
+            url = with_endpoint(database_url, host or "127.0.0.1", port)
+            running = process(entry) is not None
+            probe = run(probe_postgres(url))
+            name = f"PostgreSQL replica {key.rsplit('-', 1)[1]} (standby)"
+            rows.append(StoreStatus(name, mask_url(url), probe, running, entry["label"], entry["pid"]))
     return rows
 
 

@@ -193,7 +193,7 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
     database = unquote(parts.path.lstrip("/")) or user
     major = version_output(binaries.path / "postgres").split()[-1].split(".")[0]
     # One data directory per major version: a cluster is only usable by the major version that made it.
-    data, sockets, log = workdir / f"data{major}", workdir / "run", workdir / "postgres.log"
+    data, sockets = workdir / f"data{major}", workdir / "run"
     account = _server_account()
     if account is not None:
         _check_reachable([workdir, binaries.path / "postgres"], account)
@@ -207,6 +207,27 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
         _run_as([*initdb, "--locale=C", "--no-sync", *checksums], account, workdir, timeout)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude_if_exists = 'fanout.conf'  # written by fanout up\n")
+    pid, version = _start_cluster(url, host, port, binaries, timeout, workdir, data, account)
+    if database != "postgres":
+        run(_create_database(urlunsplit(parts._replace(path="/postgres")), database))
+    run_as = account.pw_name if account is not None else None
+    return new_entry(url, pid, binaries, version, workdir, data=str(data), run_as=run_as)
+
+
+def _start_cluster(
+    url: str,
+    host: str,
+    port: int,
+    binaries: Binaries,
+    timeout: float,
+    workdir: Path,
+    data: Path,
+    account: pwd.struct_passwd | None,
+) -> tuple[int, str]:
+    """Write where the cluster in ``data`` listens, ``pg_ctl start`` it and wait until it answers: (pid, version)."""
+    sockets, log = workdir / "run", workdir / "postgres.log"
+    sockets.mkdir(parents=True, exist_ok=True)
+    _give([sockets], account)
     # Where to listen is rewritten at every start: without a configured URL the port is a fresh free one.
     listen = "127.0.0.1" if host == "localhost" else host
     (data / "fanout.conf").write_text(
@@ -220,13 +241,32 @@ def start_postgres(url: str, host: str, port: int, binaries: Binaries, timeout: 
         _run_as(pg_ctl, account, workdir, timeout + 5)
     except ServerError as exc:
         raise ServerError(f"{exc} ({tail(log)})") from None
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    admin_url = urlunsplit(urlsplit(url)._replace(path="/postgres"))
     probe = wait_ready("PostgreSQL", admin_url, lambda: probe_postgres(admin_url), timeout, log)
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    if database != "postgres":
-        run(_create_database(admin_url, database))
+    return int((data / "postmaster.pid").read_text().split()[0]), probe.version
+
+
+def start_replica(primary: Entry, primary_url: str, url: str, port: int, timeout: float, workdir: Path) -> Entry:
+    """A streaming replica of the private ``primary``: ``pg_basebackup -R`` (base backup, ``standby.signal`` and
+    ``primary_conninfo``) into ``workdir``, then started on 127.0.0.1:``port`` as a hot standby. The replica is
+    made afresh each time (its data is a copy of the primary's)."""
+    binaries = Binaries(primary["source"], Path(primary["binary"]), primary["label"])
+    if not executable(binaries.path / "pg_basebackup"):
+        raise ServerError(f"no pg_basebackup in {binaries.path}: install PostgreSQL's client programs with the server")
+    account = pwd.getpwnam(primary["run_as"]) if primary.get("run_as") else None
+    major = Path(primary["data"]).name.removeprefix("data")
+    data = workdir / f"data{major}"
+    shutil.rmtree(data, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _give([workdir], account)
+    host, primary_port = urlsplit(primary_url).hostname or "127.0.0.1", urlsplit(primary_url).port or 5432
+    user = unquote(urlsplit(primary_url).username or "postgres")
+    backup = [str(binaries.path / "pg_basebackup"), "-h", host, "-p", str(primary_port), "-U", user]
+    backup += ["-D", str(data), "-X", "stream", "-R", "--checkpoint=fast", "--no-sync"]
+    _run_as(backup, account, workdir, timeout)
+    pid, version = _start_cluster(url, "127.0.0.1", port, binaries, timeout, workdir, data, account)
     run_as = account.pw_name if account is not None else None
-    return new_entry(url, pid, binaries, probe.version, workdir, data=str(data), run_as=run_as)
+    return new_entry(url, pid, binaries, version, workdir, data=str(data), run_as=run_as, replica_of=primary["url"])
 
 
 async def _create_database(admin_url: str, database: str) -> None:

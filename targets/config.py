@@ -40,6 +40,8 @@ DEFAULT_REEVALUATE_S = 10
 DEFAULT_COST_RATIO = 0.075
 #: "online": adaptive estimates read and post rates from what it sees; "declared": the workload declares them.
 RATE_SOURCES = ("online", "declared")
+#: Where timeline reads computed in Postgres go.
+READ_FROM = ("primary", "replica")
 
 REDIS_URL_VAR = "FANOUT_REDIS_URL"
 DATABASE_URL_VAR = "FANOUT_DATABASE_URL"
@@ -69,6 +71,21 @@ class Settings:
 
     redis_url: str = _setting(DEFAULT_REDIS_URL, "--redis-url", REDIS_URL_VAR, "Redis URL.")
     database_url: str = _setting(DEFAULT_DATABASE_URL, "--database-url", DATABASE_URL_VAR, "PostgreSQL URL.")
+    replica_urls: str = _setting(
+        "",
+        "--replica-urls",
+        "FANOUT_REPLICA_URLS",
+        "PostgreSQL streaming replicas to read from with --read-from replica (comma-separated URLs) [default: those "
+        "`fanout up --pg-replicas` started].",
+    )
+    read_from: str = _setting(
+        "primary",
+        "--read-from",
+        "FANOUT_READ_FROM",
+        "Where pull reads and hybrid's Postgres reads go: the primary, or the replicas (round-robin); writes, and "
+        "reads that must see them, always go to the primary.",
+        READ_FROM,
+    )
     prefix: str = _setting(DEFAULT_PREFIX, "--prefix", PREFIX_VAR, "Redis key prefix the harness owns.")
     schema: str = _setting(DEFAULT_SCHEMA, "--schema", SCHEMA_VAR, "Postgres schema the harness owns.")
     timeline_cap: int = _setting(
@@ -201,6 +218,11 @@ class Settings:
         started with these variables runs with exactly these settings."""
         return {declared(f.name).env: str(getattr(self, f.name)) for f in fields(self)}
 
+    @property
+    def replicas(self) -> list[str]:
+        """The replica URLs, in order."""
+        return [u.strip() for u in self.replica_urls.split(",") if u.strip()]
+
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -209,6 +231,7 @@ class Settings:
         """Every field as ``name=value``, passwords masked: for start-up lines and logs."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown.update(redis_url=mask_url(self.redis_url), database_url=mask_url(self.database_url))
+        shown.update(replica_urls=",".join(mask_url(u) for u in self.replicas))
         return " ".join(f"{name}={value}" for name, value in shown.items())
 
 

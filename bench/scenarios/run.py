@@ -44,6 +44,7 @@ from targets.fanout.worker import drain
 from targets.histograms import merged, new_histogram, record_seconds
 from targets.stores.activity import Activity
 from targets.stores.connections import Stores
+from targets.stores.replicas import LagSampler
 from targets.stores.timelines import Timelines
 from targets.strategies.adaptive import AdaptiveStrategy
 from targets.strategies.registry import keeps_timelines, make_strategy, per_edge_owners, timeline_owners
@@ -109,6 +110,8 @@ class StrategyOutcome:
     faults: list[dict[str, Any]] | None = None
     #: Derived state rebuilt after Redis lost it, and the check that no post was lost (:mod:`bench.recovery`).
     recovery: dict[str, Any] | None = None
+    #: How far the PostgreSQL replicas read from were behind during the load (:class:`LagSampler`); None without.
+    replica_lag: dict[str, Any] | None = None
 
     def delivery_lag(self, posts: Sequence[Published]) -> HdrHistogram:
         """Lag of every timeline entry the posts' fan-out wrote (see :class:`Delivery` for its origin)."""
@@ -196,6 +199,7 @@ async def _drive(
     raise_if_cancelled()
     driver = make_driver(binding.target, workload, config, scenario, on_record=faults.record if faults else None)
     guard = Guard(stores)
+    lag = LagSampler(stores.pg, len(stores.replicas) if own else 0)
     if own:
         await scenario.before_load(stores, name)
         policy_before = await written_totals(stores)
@@ -215,6 +219,7 @@ async def _drive(
         elif split:
             on_phase(f"load running in {config.driver_processes} driver processes (figures when it ends)")
         watch.origin = time.perf_counter()
+        lag.start()
         if faults is not None:
             faults.start()
         # The scenario samples the stores while the load runs: only when they hold the target's data.
@@ -240,9 +245,11 @@ async def _drive(
     finally:
         if observer is not None and not observer.done():
             observer.cancel()
+        replica_lag = await lag.stop()
     summary = shared.workload if split else workload.summary()
     outcome = StrategyOutcome(name, scenario, changes, result, binding.published, workload=summary)
     outcome.target, outcome.not_measured = binding.description, binding.not_measured
+    outcome.replica_lag = replica_lag
     if result.interrupted:
         guard.cancel()
         watch.cancel()
@@ -531,6 +538,8 @@ def block(outcome: StrategyOutcome, config: BenchConfig) -> dict[str, Any]:
         doc["faults"] = outcome.faults
     if outcome.recovery is not None:
         doc["recovery"] = outcome.recovery
+    if outcome.replica_lag is not None:
+        doc["replica_lag"] = outcome.replica_lag
     extra = outcome.scenario.result(outcome)
     if extra is not None:
         doc[outcome.scenario.name] = extra

@@ -8,7 +8,7 @@ the project runs FLUSHDB or FLUSHALL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,12 +16,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, mask_url
-from targets.errors import StoreUnavailable
+from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared, mask_url
+from targets.errors import FanoutError, StoreUnavailable
 from targets.ids import id_default_sql
 from targets.stores.counters import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
 from targets.stores.failures import failure_kind
 from targets.stores.postgres import Social
+from targets.stores.replicas import RoundRobin, check_replica, wait_replayed
 from targets.stores.schema import create_schema
 from targets.urls import check_url, scrub
 
@@ -34,21 +35,38 @@ REDIS_POOL_WAIT_S = 30.0
 #: The name (CLIENT SETNAME) of every Redis connection the harness opens, so that CLIENT LIST tells its connections
 #: from other programs' (the disturbance guard).
 HARNESS_CLIENT_NAME = "fanout-bench"
+REPLICA_URLS_VAR = declared("replica_urls").env
 
 
 class Stores:
     """Open connections to Redis and Postgres, scoped to the harness's namespace."""
 
     def __init__(
-        self, settings: Settings, redis: aioredis.Redis, pg: asyncpg.Pool, counters: StoreCounters | None = None
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        pg: asyncpg.Pool,
+        counters: StoreCounters | None = None,
+        replicas: Sequence[asyncpg.Pool] = (),
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.pg = pg
+        #: Pools of the PostgreSQL streaming replicas (``settings.replica_urls``; only with ``--read-from replica``).
+        self.replicas = list(replicas)
         #: What this process sent to the stores (see :mod:`targets.stores.counters`).
         self.counters = counters or StoreCounters()
+        reads = RoundRobin(self.replicas) if settings.read_from == "replica" and self.replicas else None
         #: The source of truth (all SQL on the users, follows and posts tables goes through it).
-        self.social = Social(pg, id_default_sql(settings.schema))
+        self.social = Social(pg, id_default_sql(settings.schema), reads=reads)
+
+    def view(self, **changes: object) -> Stores:
+        """The same connections under settings with ``changes`` (a hybrid threshold, reads from the primary)."""
+        return Stores(self.settings.with_(**changes), self.redis, self.pg, self.counters, self.replicas)
+
+    async def wait_replicas(self, within_s: float = 60.0) -> float:
+        """Wait until the replicas have replayed the primary's current WAL position (no-op without replicas)."""
+        return await wait_replayed(self.pg, self.replicas, within_s)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None, *, create: bool = True) -> Stores:
@@ -70,16 +88,24 @@ class Stores:
         except BaseException:
             await redis.aclose()
             raise
-        stores = cls(settings, redis, pg, counters)
+        try:
+            replicas = await connect_replicas(settings, counters) if settings.read_from == "replica" else []
+        except BaseException:
+            await redis.aclose()
+            await pg.close()
+            raise
+        stores = cls(settings, redis, pg, counters, replicas)
         if create:
             async with pg.acquire() as conn:
                 await create_schema(conn, settings.schema)
         return stores
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Close both connections (and the replicas')."""
         await self.redis.aclose()
         await self.pg.close()
+        for pool in self.replicas:
+            await pool.close()
 
     async def __aenter__(self) -> Stores:
         return self
@@ -161,10 +187,16 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
 
 
 async def connect_pg(
-    url: str, schema: str, size: int = 10, init: Any = None, connection_class: type[Any] = asyncpg.Connection
+    url: str,
+    schema: str,
+    size: int = 10,
+    init: Any = None,
+    connection_class: type[Any] = asyncpg.Connection,
+    variable: str = DATABASE_URL_VAR,
 ) -> asyncpg.Pool:
-    """An asyncpg pool whose connections have ``search_path`` set to the harness's schema."""
-    check_url(url, "postgres", DATABASE_URL_VAR)
+    """An asyncpg pool whose connections have ``search_path`` set to the harness's schema (``variable``: the
+    setting that names ``url``, for the error)."""
+    check_url(url, "postgres", variable)
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -178,9 +210,37 @@ async def connect_pg(
     except (TimeoutError, OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # ValueError: an option asyncpg refuses (sslmode=...); its message is shown, any password scrubbed.
         reason, kind = scrub(_reason(exc), url), failure_kind(exc)
-        raise StoreUnavailable("PostgreSQL", mask_url(url), DATABASE_URL_VAR, reason, kind) from None
+        raise StoreUnavailable("PostgreSQL", mask_url(url), variable, reason, kind) from None
     assert pool is not None
     return pool
+
+
+async def connect_replicas(settings: Settings, counters: StoreCounters) -> list[asyncpg.Pool]:
+    """Pools of the replicas ``--read-from replica`` reads from; each must answer and be a standby in recovery."""
+    urls = settings.replicas
+    if not urls:
+        raise FanoutError(
+            "--read-from replica needs PostgreSQL streaming replicas: start one with `fanout up --pg-replicas 1`, or "
+            f"name yours with --replica-urls ({REPLICA_URLS_VAR})"
+        )
+    pools: list[asyncpg.Pool] = []
+    try:
+        for i, url in enumerate(urls, 1):
+            pool = await connect_pg(
+                url,
+                settings.schema,
+                settings.pool_size,
+                init=pg_counting_init(counters),
+                connection_class=pg_counting_connection(counters),
+                variable=REPLICA_URLS_VAR,
+            )
+            pools.append(pool)
+            await check_replica(pool, f"replica {i} ({mask_url(url)})")
+    except BaseException:
+        for pool in pools:
+            await pool.close()
+        raise
+    return pools
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ import asyncpg
 from targets.errors import InvalidOperation, UnknownUser
 from targets.ids import EPOCH_MS, MAX_POST_ID, SEQUENCE_BITS
 from targets.stores.mentions import mentioned_ids
+from targets.stores.replicas import RoundRobin
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +196,11 @@ def _timeline_sql(authors: Authors, count_newer: bool) -> str:
 class Social:
     """Reads and writes of the source of truth; one instance per asyncpg pool."""
 
-    def __init__(self, pg: asyncpg.Pool, id_default_sql: str) -> None:
+    def __init__(self, pg: asyncpg.Pool, id_default_sql: str, reads: RoundRobin | None = None) -> None:
         self.pg = pg
+        #: Where timeline pages computed in Postgres are read (:meth:`timeline`, :meth:`user_posts`): the primary, or
+        #: the replicas in turn (``--read-from replica``). Everything else reads the primary, which has the writes.
+        self.reads: asyncpg.Pool | RoundRobin = reads or pg
         self._insert_post = _INSERT_POST.format(id_default=id_default_sql) + _MENTIONS
         self._insert_post_once = _INSERT_POST_ONCE.format(id_default=id_default_sql) + _MENTIONS
 
@@ -319,8 +323,9 @@ class Social:
         return [r["id"] for r in rows]
 
     async def user_posts(self, author_id: int, limit: int, before: int | None = None) -> list[Post]:
-        """The author's own posts below ``before`` (all when None), newest first, at most ``limit``."""
-        rows = await self.pg.fetch(
+        """The author's own posts below ``before`` (all when None), newest first, at most ``limit`` (a page served to
+        a reader: from a replica with ``--read-from replica``)."""
+        rows = await self.reads.fetch(
             "SELECT id, author_id, created_at, body FROM posts WHERE author_id = $1 AND id < $2 "
             "ORDER BY id DESC LIMIT $3",
             author_id,
@@ -479,16 +484,19 @@ class Social:
         authors: Authors = Authors.ALL,
         threshold: int = 0,
         listed: Sequence[int] = (),
+        replica: bool = False,
     ) -> tuple[list[Post], int]:
         """A timeline page computed from the source of truth, in one round trip.
 
         Returns the page (newest first, ids below ``before``) and how many of the chosen followees' posts are at
         or above ``before``, counted up to ``cap``. The caller applies the cap: a timeline holds its newest
         ``cap`` posts, as a capped push timeline does. ``listed``: the followees ``EXCEPT`` and ``AMONG`` name.
+        ``replica``: a page served to a reader, which a replica may answer (``--read-from replica``); a rebuild
+        reads the primary, so that it misses no post the fan-out counts on it to find.
         """
         count_newer = before is not None
         listing = [list(listed)] if authors in (Authors.EXCEPT, Authors.AMONG) else []
-        rows = await self.pg.fetch(
+        rows = await (self.reads if replica else self.pg).fetch(
             _timeline_sql(authors, count_newer),
             user_id,
             MAX_POST_ID + 1 if before is None else before,

@@ -120,7 +120,7 @@ class HybridStrategy(PushStrategy):
         """The same page from the home timeline and the followed celebrities' posts in Postgres (the fallback)."""
         home_task = self._home(user_id, limit, before)
         celeb_task = self.social.timeline(
-            user_id, limit, before, self.cap, **self.pulled_posts(await self.pulled(user_id))
+            user_id, limit, before, self.cap, replica=True, **self.pulled_posts(await self.pulled(user_id))
         )
         (home_ids, home_newer), (celeb_posts, celeb_newer) = await asyncio.gather(home_task, celeb_task)
         merged: dict[int, Post | None] = dict.fromkeys(home_ids)

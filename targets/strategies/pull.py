@@ -20,5 +20,5 @@ class PullStrategy(Strategy):
 
     async def read(self, user_id: int, limit: int, before: int | None) -> list[Post]:
         """The page straight from the source of truth."""
-        posts, newer = await self.social.timeline(user_id, limit, before, self.cap)
+        posts, newer = await self.social.timeline(user_id, limit, before, self.cap, replica=True)
         return capped_page(posts, newer, limit, self.cap)

@@ -134,7 +134,8 @@ class PushStrategy(Strategy):
                 return await self.page_posts(page)
             await self.regenerate(user_id)
             page = await self.pages.push(user_id, limit, before, again=True)
-        posts, newer = await self.social.timeline(user_id, limit, before, self.cap)  # a window shorter than a rebuild
+        # A window shorter than a rebuild: answer from Postgres.
+        posts, newer = await self.social.timeline(user_id, limit, before, self.cap, replica=True)
         return capped_page(posts, newer, limit, self.cap)
 
     async def regenerate(self, user_id: int) -> None:
