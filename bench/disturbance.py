@@ -30,6 +30,7 @@ from typing import Any
 
 from bench.metrics import flush_pg_stats
 from targets.stores.connections import HARNESS_CLIENT_NAME, Stores
+from targets.stores.server_info import summed_info
 
 LOAD_SAMPLE_S = 0.25
 FANOUT_COMMANDS_PER_ENTRY = 2  # ZADD and the trim per follower timeline
@@ -73,7 +74,7 @@ class _Snapshot:
 
 async def _snapshot(stores: Stores) -> _Snapshot:
     await flush_pg_stats(stores)  # our own backends publish theirs; others publish within about a second
-    stats = await stores.redis.info("commandstats")
+    stats = await summed_info(stores.redis, "commandstats")
     calls = sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict))
     row = await stores.pg.fetchrow(_PG_ROWS_OUTSIDE, stores.settings.schema)
     assert row is not None

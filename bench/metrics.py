@@ -13,6 +13,7 @@ from typing import Any
 
 from targets.stores.connections import Stores
 from targets.stores.counters import StoreCounters
+from targets.stores.server_info import cpu_seconds, run_ids, summed_info
 
 
 # -- write amplification --------------------------------------------------------------------------------------------
@@ -126,11 +127,10 @@ async def flush_pg_stats(stores: Stores) -> None:
 async def server_counters(stores: Stores) -> ServerCounters:
     """The servers' counters now: Redis calls per command and CPU, rows read and written in the harness schema."""
     await flush_pg_stats(stores)
-    stats = await stores.redis.info("commandstats")
+    stats = await summed_info(stores.redis, "commandstats")
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items() if isinstance(v, dict)}
-    cpu = await stores.redis.info("cpu")
-    cpu_s = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-    run_id = str((await stores.redis.info("server"))["run_id"])
+    cpu_s = cpu_seconds(await summed_info(stores.redis, "cpu"))
+    run_id = await run_ids(stores.redis)
     row = await stores.pg.fetchrow(_PG_ROWS, stores.settings.schema)
     assert row is not None
     return ServerCounters(
@@ -147,7 +147,7 @@ async def server_counters(stores: Stores) -> ServerCounters:
 # -- memory ---------------------------------------------------------------------------------------------------------
 async def redis_used_memory(stores: Stores) -> int:
     """Redis INFO used_memory, in bytes (the whole server's)."""
-    return int((await stores.redis.info("memory"))["used_memory"])
+    return int((await summed_info(stores.redis, "memory"))["used_memory"])
 
 
 async def keys_memory(stores: Stores, keys: Sequence[str]) -> int:

@@ -24,6 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devservers.postgres_server import find_postgres, probe_postgres, start_postgres, start_replica, stop_postgres
+from devservers.redis_cluster import (
+    NodeStatus,
+    cluster_label,
+    describe_cluster,
+    running_nodes,
+    start_cluster,
+    stop_cluster,
+)
 from devservers.redis_server import find_redis_server, probe_redis, start_redis, stop_redis
 from devservers.support import (
     Binaries,
@@ -94,12 +102,29 @@ def state_lock() -> Iterator[State]:
 
 
 def resolve_urls(redis_url: str | None, database_url: str | None) -> tuple[str, str]:
-    """The URLs to use: given ones, else those of servers `fanout up` started, else the defaults."""
+    """The URLs to use: given ones, else those of servers `fanout up` started (its Redis Cluster first), else the
+    defaults."""
     state = load_state()
+    started_redis = state.get(CLUSTER_KEY, {}).get("url") or state.get("redis", {}).get("url")
     return (
-        redis_url or state.get("redis", {}).get("url") or DEFAULT_REDIS_URL,
+        redis_url or started_redis or DEFAULT_REDIS_URL,
         database_url or state.get("postgres", {}).get("url") or DEFAULT_DATABASE_URL,
     )
+
+
+#: The state file's key of the private Redis Cluster.
+CLUSTER_KEY = "redis-cluster"
+
+
+def started_cluster(redis_url: str) -> int:
+    """The primaries of the Redis Cluster `fanout up --redis-cluster` started here that ``redis_url`` names (one of
+    its nodes), else 0."""
+    entry = load_state().get(CLUSTER_KEY)
+    if entry is None:
+        return 0
+    if any(same_server(redis_url, node["url"]) for node in entry["cluster"]["nodes"]):
+        return int(entry["cluster"]["primaries"])
+    return 0
 
 
 #: The state file's key of the i-th (from 1) streaming replica of the private PostgreSQL.
@@ -277,18 +302,54 @@ def _up_replicas(configured: str | None, state: State, replicas: int, timeout: f
         yield f"PostgreSQL replica {i}: started a streaming standby of {mask_url(url)} at {mask_url(replica_url)}"
 
 
+def _up_cluster(
+    configured: str | None, state: State, source: str, primaries: int, replicas: int, timeout: float
+) -> Iterator[str]:
+    """Make the private Redis Cluster run: the recorded one if all its nodes run and its shape is the one asked for,
+    else (none recorded) a new one on free loopback ports. A running cluster is never stopped or reshaped."""
+    entry = state.get(CLUSTER_KEY)
+    if entry is not None:
+        alive = running_nodes(entry)
+        shape = (entry["cluster"]["primaries"], entry["cluster"]["replicas"])
+        if alive and shape != (primaries, replicas):
+            raise ServerError(
+                f"fanout's private Redis Cluster ({cluster_label(entry)}) runs: `fanout down` first to start one of "
+                f"{primaries} primaries x {replicas} replica(s) (its data is lost); fanout up started nothing"
+            )
+        if len(alive) == len(entry["cluster"]["nodes"]):
+            yield f"Redis: fanout's private Redis Cluster ({cluster_label(entry)}) is running at {entry['url']}"
+            return
+        stop_cluster(entry, timeout)  # some of its nodes are gone: start afresh
+        del state[CLUSTER_KEY]
+        save_state(state)
+    if configured is not None and not started_cluster(configured):
+        raise ServerError(
+            f"a Redis Cluster is started on free loopback ports, but {REDIS_URL_VAR} names {mask_url(configured)}: "
+            f"unset {REDIS_URL_VAR} (later commands find the cluster in {STATE_FILE}); fanout up started nothing"
+        )
+    binaries = find_redis_server(source)
+    entry = start_cluster(primaries, replicas, binaries, timeout, (STATE_DIR / CLUSTER_KEY).resolve())
+    state[CLUSTER_KEY] = entry
+    save_state(state)
+    ports = ", ".join(str(n["port"]) for n in entry["cluster"]["nodes"])
+    yield f"Redis: started a private Redis Cluster ({cluster_label(entry)}) on 127.0.0.1 ports {ports}"
+
+
 def up(
     redis_url: str | None,
     database_url: str | None,
     source: str = "auto",
     timeout: float = DEFAULT_READY_TIMEOUT_S,
     pg_replicas: int = 0,
+    redis_cluster: int = 0,
+    cluster_replicas: int = 0,
 ) -> Iterator[str]:
     """Make both stores answer (see the module docstring); yields one line per store as it is settled.
 
     ``redis_url`` / ``database_url`` are the configured URLs (option or environment), None when unset; ``source``
     is where binaries come from: "system", "pip", or "auto" (system, else pip). ``pg_replicas``: streaming
-    replicas of the private PostgreSQL to run beside it.
+    replicas of the private PostgreSQL to run beside it. ``redis_cluster``: instead of one Redis, a private Redis
+    Cluster of that many primaries, with ``cluster_replicas`` replicas each.
     """
     if source not in SOURCES:
         raise ServerError(f"unknown server source {source!r}: use one of {', '.join(SOURCES)}")
@@ -299,7 +360,10 @@ def up(
     with state_lock() as state:
         save_state(state)  # rewrites a state file of an older version: mode 0600, no passwords
         for kind, configured in zip(STORES, configured_urls, strict=True):
-            yield from _up_store(kind, configured, state, source, timeout)
+            if kind is REDIS and redis_cluster:
+                yield from _up_cluster(configured, state, source, redis_cluster, cluster_replicas, timeout)
+            else:
+                yield from _up_store(kind, configured, state, source, timeout)
         if pg_replicas:
             yield from _up_replicas(database_url, state, pg_replicas, timeout)
 
@@ -312,6 +376,15 @@ def down(timeout: float = DEFAULT_READY_TIMEOUT_S, purge: bool = False) -> Itera
     with state_lock() as state:
         if not state:
             yield "nothing to stop: fanout up started no server from this directory"
+        cluster = state.pop(CLUSTER_KEY, None)
+        if cluster is not None:
+            running = len(running_nodes(cluster))
+            stop_cluster(cluster, timeout)
+            save_state(state)
+            if purge:
+                shutil.rmtree(cluster["dir"], ignore_errors=True)
+            what = f"stopped fanout's private Redis Cluster ({running} node(s) were running)"
+            yield f"Redis: {what} at {cluster['url']}{', data removed' if purge else ''}"
         for key in replica_keys(state):  # before their primary
             entry = state.pop(key)
             running = process(entry) is not None
@@ -348,13 +421,21 @@ class StoreStatus:
     pid: int | None
 
 
+def cluster_nodes(redis_url: str) -> list[NodeStatus]:
+    """Every node of the private Redis Cluster ``redis_url`` names (role, slots, memory), or [] for one server."""
+    entry = load_state().get(CLUSTER_KEY)
+    if entry is None or not started_cluster(redis_url):
+        return []
+    return describe_cluster([n["port"] for n in entry["cluster"]["nodes"]])
+
+
 def status(redis_url: str, database_url: str, schema: str | None = None) -> list[StoreStatus]:
     """How each store's resolved URL answers, and whether the server there is one ``fanout up`` started."""
     state = load_state()
     rows = []
     for kind, url in zip(STORES, (redis_url, database_url), strict=True):
         probe = run(probe_postgres(url, schema=schema) if kind is POSTGRES else kind.probe(url))
-        entry = state.get(kind.key)
+        entry = state.get(CLUSTER_KEY if kind is REDIS and started_cluster(url) else kind.key)
         ours = entry is not None and same_server(entry["url"], url) and process(entry) is not None
         rows.append(
             StoreStatus(

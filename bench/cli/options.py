@@ -55,7 +55,7 @@ class FiniteFloat(click.FloatRange):
 
 
 _NUMBERS = {int: click.IntRange, float: FiniteFloat}
-_URLS = ("redis_url", "database_url")
+_URLS = ("redis_url", "database_url", "replica_urls", "redis_cluster")
 
 
 def _collect(ctx: click.Context, param: click.Parameter, value: object) -> object:
@@ -109,7 +109,7 @@ def given_settings(ctx: click.Context) -> dict[str, Any]:
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     """The settings for this invocation: ``overrides`` (when not None), then the options (command line, environment,
     a command's own default), then for the URLs the servers `fanout up` started, then the declared defaults."""
-    from devservers.manager import resolve_replica_urls, resolve_urls
+    from devservers.manager import resolve_replica_urls, resolve_urls, started_cluster
 
     given = given_settings(ctx)
     given.update({k: v for k, v in overrides.items() if v is not None})
@@ -121,6 +121,8 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
     for url in replica_urls.split(",") if replica_urls else ():
         check_url(url, "postgres", declared("replica_urls").env)
     given.update(redis_url=redis_url, database_url=database_url, replica_urls=replica_urls)
+    if given.get("redis_cluster") is None:
+        given["redis_cluster"] = started_cluster(redis_url) or None
     try:
         return Settings.from_env(**given)
     except ValueError as exc:

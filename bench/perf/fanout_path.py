@@ -14,6 +14,7 @@ from targets.fanout.processes import start_workers, stop_workers
 from targets.fanout.queue import FanoutQueue
 from targets.fanout.reports import delivery_report
 from targets.stores.connections import Stores
+from targets.stores.server_info import cpu_seconds, summed_info
 from targets.strategies.push import PushStrategy
 
 START_TIMEOUT_S = 60.0
@@ -23,8 +24,7 @@ FANOUT_TIMEOUT_S = 600.0
 async def redis_cpu_s(stores: Stores) -> float:
     """CPU seconds the Redis server has used (user + system), from INFO: how busy a run kept it, whatever the wall
     clock says on a shared machine."""
-    info = await stores.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return cpu_seconds(await summed_info(stores.redis, "cpu"))
 
 
 async def fanout_once(stores: Stores, processes: int, author_id: int, followers: int) -> dict:

@@ -14,12 +14,19 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared, mask_url
 from targets.errors import FanoutError, StoreUnavailable
 from targets.ids import id_default_sql
-from targets.stores.counters import StoreCounters, count_redis, pg_counting_connection, pg_counting_init
+from targets.stores.counters import (
+    StoreCounters,
+    count_cluster,
+    count_redis,
+    pg_counting_connection,
+    pg_counting_init,
+)
 from targets.stores.failures import failure_kind
 from targets.stores.postgres import Social
 from targets.stores.replicas import RoundRobin, check_replica, wait_replayed
@@ -36,6 +43,8 @@ REDIS_POOL_WAIT_S = 30.0
 #: from other programs' (the disturbance guard).
 HARNESS_CLIENT_NAME = "fanout-bench"
 REPLICA_URLS_VAR = declared("replica_urls").env
+CLUSTER_VAR = declared("redis_cluster").env
+CLUSTER_SLOTS = 16_384
 
 
 class Stores:
@@ -76,7 +85,7 @@ class Stores:
         """
         settings = settings or Settings.from_env()
         counters = StoreCounters()
-        redis = await connect_redis(settings.redis_url, counters)
+        redis = await connect_redis(settings.redis_url, counters, cluster=settings.redis_cluster > 0)
         try:
             pg = await connect_pg(
                 settings.database_url,
@@ -162,9 +171,16 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def connect_redis(url: str, counters: StoreCounters | None = None) -> aioredis.Redis:
-    """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``."""
+async def connect_redis(url: str, counters: StoreCounters | None = None, *, cluster: bool = False) -> aioredis.Redis:
+    """A redis.asyncio client (hiredis parser when installed) that has answered PING, counting into ``counters``.
+
+    ``cluster``: ``url`` names a node of a Redis Cluster; the client is redis-py's cluster client, which follows the
+    cluster's slot map (MOVED, failovers). A URL that is not a cluster's, or a cluster that does not serve every
+    hash slot, is refused in one line.
+    """
     check_url(url, "redis", REDIS_URL_VAR)  # a URL redis-py would misread fails here, without its password
+    if cluster:
+        return await connect_cluster(url, counters)
     # A blocking pool: past its size a caller waits for a connection instead of failing with "Too many connections",
     # which under load would turn into errors the benchmark would wrongly blame on the strategy.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -183,6 +199,45 @@ async def connect_redis(url: str, counters: StoreCounters | None = None) -> aior
         await client.aclose()
         reason = scrub(_reason(exc), url)
         raise StoreUnavailable("Redis", mask_url(url), REDIS_URL_VAR, reason, failure_kind(exc)) from None
+    return client
+
+
+async def connect_cluster(url: str, counters: StoreCounters | None = None) -> RedisCluster:
+    """A redis-py cluster client of the cluster ``url`` names a node of, checked to serve all 16,384 slots."""
+    client = RedisCluster.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        client_name=HARNESS_CLIENT_NAME,
+    )
+    where = mask_url(url)
+    try:
+        await client.initialize()
+        info = await client.cluster_info()
+    except (RedisError, RedisClusterException, OSError) as exc:
+        await client.aclose()
+        reason = scrub(_reason(exc), url)
+        if "cluster mode is not enabled" in reason.lower() or "not enabled on this node" in reason:
+            raise FanoutError(
+                f"Redis at {where} is not a Redis Cluster (cluster mode is not enabled on it): unset "
+                f"{CLUSTER_VAR} to use it as one server, or point {REDIS_URL_VAR} at a cluster node"
+            ) from None
+        if "slot" in reason.lower() and "cover" in reason.lower():
+            raise FanoutError(
+                f"the Redis Cluster at {where} does not serve every hash slot ({reason}): assign the missing slots "
+                "(CLUSTER ADDSLOTSRANGE) or wait for its failover to complete"
+            ) from None
+        raise StoreUnavailable("Redis", where, REDIS_URL_VAR, reason, failure_kind(exc)) from None
+    assigned = int(info.get("cluster_slots_ok", 0))
+    if info.get("cluster_state") != "ok" or assigned < CLUSTER_SLOTS:
+        await client.aclose()
+        raise FanoutError(
+            f"the Redis Cluster at {where} serves {assigned:,} of {CLUSTER_SLOTS:,} hash slots (cluster_state: "
+            f"{info.get('cluster_state')}): assign the missing slots (CLUSTER ADDSLOTSRANGE), or wait for its "
+            "failover to complete"
+        )
+    if counters is not None:
+        count_cluster(client, counters)
     return client
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 
 @dataclass
@@ -39,7 +40,19 @@ class StoreCounters:
 def count_redis(client: aioredis.Redis, counters: StoreCounters) -> None:
     """Make every connection ``client`` opens from now on count into ``counters``."""
     pool = client.connection_pool
-    base: type[Any] = pool.connection_class
+    pool.connection_class = counting_connection(pool.connection_class, counters)
+
+
+def count_cluster(client: RedisCluster, counters: StoreCounters) -> None:
+    """The same for a cluster client's nodes (those it knows now: call it once it is initialised)."""
+    for node in client.get_nodes():
+        node.connection_class = counting_connection(node.connection_class, counters)
+
+
+def counting_connection(base: type[Any], counters: StoreCounters) -> type[Any]:
+    """A subclass of the connection class ``base`` that counts commands and round trips into ``counters``."""
+    if getattr(base, "counts_into", None) is counters:
+        return base
 
     class CountingConnection(base):  # type: ignore[valid-type, misc]
         def pack_command(self, *args: Any) -> list[bytes]:
@@ -50,7 +63,8 @@ def count_redis(client: aioredis.Redis, counters: StoreCounters) -> None:
             counters.redis_round_trips += 1
             await super().send_packed_command(command, check_health)
 
-    pool.connection_class = CountingConnection
+    CountingConnection.counts_into = counters  # type: ignore[attr-defined]
+    return CountingConnection
 
 
 def pg_counting_init(counters: StoreCounters) -> Any:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from targets.stores.connections import Stores
+from targets.stores.server_info import run_ids
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class NamespaceIdentity:
 
 async def namespace_identity(stores: Stores) -> NamespaceIdentity:
     """The identity of the namespace these stores serve."""
-    server = await stores.redis.info("server")
+    run_id = await run_ids(stores.redis)
     row = await stores.pg.fetchrow("SELECT current_database() AS db, pg_postmaster_start_time()::text AS started")
     assert row is not None
     s = stores.settings
-    return NamespaceIdentity(s.prefix, s.schema, str(server["run_id"]), f"{row['db']}@{row['started']}")
+    return NamespaceIdentity(s.prefix, s.schema, run_id, f"{row['db']}@{row['started']}")

@@ -39,7 +39,7 @@ async def remove_namespace(settings: Settings, extra_schemas: Sequence[str] = ()
     check_own_schema(settings.schema)
     removal = Removal()
     try:
-        redis = await connect_redis(settings.redis_url)
+        redis = await connect_redis(settings.redis_url, cluster=settings.redis_cluster > 0)
     except StoreUnavailable as exc:
         removal.unreachable.append(f"Redis keys {settings.prefix}* were not removed: {exc}")
     else:

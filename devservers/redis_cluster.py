@@ -1,0 +1,176 @@
+"""A private Redis Cluster for ``fanout up --redis-cluster N [--replicas R]``: real redis-server processes on loopback.
+
+N primaries and R replicas of each, every one a redis-server in cluster mode on a free 127.0.0.1 port with its
+files under ``.fanout/redis-cluster/<port>/``, without persistence. The cluster is formed from Python as
+``redis-cli --cluster create`` would: the 16,384 hash slots split into N even ranges (CLUSTER ADDSLOTSRANGE), every
+node introduced to the first (CLUSTER MEET), each replica attached to its primary (CLUSTER REPLICATE); then it waits
+until every node reports ``cluster_state:ok`` and knows every other. :func:`describe_cluster` is what
+``fanout status`` shows: every node, its role, slots and memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from devservers.redis_server import start_redis, stop_redis
+from devservers.support import POLL_INTERVAL_S, Binaries, Entry, ServerError, free_port, port_in_use, process
+
+SLOTS = 16_384
+#: Milliseconds a primary may be unreachable before its replica is promoted (redis.conf cluster-node-timeout): short,
+#: so that a failover during a benchmark takes about two seconds rather than fifteen.
+NODE_TIMEOUT_MS = 2_000
+MAX_PRIMARIES = 16
+MAX_REPLICAS = 4
+
+
+def slot_ranges(primaries: int) -> list[tuple[int, int]]:
+    """The hash slots of each primary: ``primaries`` contiguous ranges covering 0..16383 (inclusive bounds)."""
+    bounds = [SLOTS * i // primaries for i in range(primaries + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
+
+
+#: A cluster node also listens on its port + 10000 (the cluster bus), so its port must leave room for that.
+BUS_OFFSET = 10_000
+
+
+def free_node_port() -> int:
+    """A free loopback port whose cluster-bus port (+10000) is free too."""
+    for _ in range(1000):
+        port = free_port("127.0.0.1")
+        if port + BUS_OFFSET <= 65_535 and not port_in_use("127.0.0.1", port + BUS_OFFSET):
+            return port
+    raise ServerError("found no free loopback port pair (p, p + 10000) for a cluster node: free some ports")
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True)
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise ServerError(f"the private Redis Cluster did not {what} within {timeout:.0f}s: raise --timeout")
+        time.sleep(POLL_INTERVAL_S)  # polling the servers' own state, with a deadline
+
+
+def start_cluster(primaries: int, replicas: int, binaries: Binaries, timeout: float, workdir: Path) -> Entry:
+    """Start and form the cluster; returns the state entry (its URL names the first primary)."""
+    if not 1 <= primaries <= MAX_PRIMARIES:
+        raise ServerError(f"--redis-cluster {primaries}: a cluster needs 1 to {MAX_PRIMARIES} primaries")
+    if not 0 <= replicas <= MAX_REPLICAS:
+        raise ServerError(f"--replicas {replicas}: pass 0 to {MAX_REPLICAS} replicas per primary")
+    nodes: list[Entry] = []
+    config = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    config += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "yes"]
+    try:
+        for i in range(primaries * (1 + replicas)):
+            port = free_node_port()
+            url = f"redis://127.0.0.1:{port}/0"
+            node = start_redis(url, "127.0.0.1", port, binaries, timeout, workdir / str(port), config)
+            node.update(port=port, role="primary" if i < primaries else "replica")
+            nodes.append(node)
+        _form(nodes, primaries, timeout)
+    except BaseException:
+        for node in nodes:
+            stop_redis(node, timeout)
+        raise
+    first = nodes[0]
+    return {**first, "dir": str(workdir), "cluster": {"primaries": primaries, "replicas": replicas, "nodes": nodes}}
+
+
+def _form(nodes: list[Entry], primaries: int, timeout: float) -> None:
+    clients = [_client(n["port"]) for n in nodes]
+    try:
+        for client, (low, high) in zip(clients, slot_ranges(primaries), strict=False):
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
+        for node in nodes[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node["port"])
+        _until(lambda: all(len(_known(c)) == len(nodes) for c in clients), "meet every node", timeout)
+        ids = [c.execute_command("CLUSTER", "MYID") for c in clients]
+        for i in range(primaries, len(nodes)):
+            primary = (i - primaries) % primaries
+            clients[i].execute_command("CLUSTER", "REPLICATE", ids[primary])
+        _until(lambda: all(_state(c) == "ok" for c in clients), "reach cluster_state:ok", timeout)
+        _until(lambda: all(_roles_settled(c, primaries, len(nodes)) for c in clients), "settle its roles", timeout)
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _known(client: redis.Redis) -> list[str]:
+    lines = str(client.execute_command("CLUSTER", "NODES") or "").splitlines()
+    return [line for line in lines if "handshake" not in line and "noaddr" not in line]
+
+
+def _state(client: redis.Redis) -> str:
+    info = client.execute_command("CLUSTER", "INFO")
+    text = info if isinstance(info, str) else str(info)
+    return dict(line.split(":", 1) for line in text.split() if ":" in line).get("cluster_state", "")
+
+
+def _roles_settled(client: redis.Redis, primaries: int, nodes: int) -> bool:
+    known = _known(client)
+    masters = [line for line in known if "master" in line.split()[2].split(",")]
+    return len(known) == nodes and len(masters) == primaries
+
+
+def stop_cluster(entry: Entry, timeout: float) -> None:
+    """Stop every node of the cluster and wait until they are gone."""
+    for node in entry["cluster"]["nodes"]:
+        stop_redis(node, timeout)
+
+
+def running_nodes(entry: Entry) -> list[Entry]:
+    """The cluster's nodes whose processes still run."""
+    return [n for n in entry["cluster"]["nodes"] if process(n) is not None]
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One cluster node as ``fanout status`` shows it."""
+
+    address: str
+    role: str
+    slots: int
+    memory: str
+    reachable: bool
+    detail: str = ""
+
+
+def describe_cluster(ports: list[int]) -> list[NodeStatus]:
+    """Every node's role (as the cluster sees it now, after any failover), its slots and memory."""
+    rows = []
+    for port in ports:
+        client = _client(port)
+        try:
+            myself = next(line for line in _known(client) if "myself" in line.split()[2])
+            fields = myself.split()
+            role = "primary" if "master" in fields[2] else "replica"
+            slots = sum(_slot_count(f) for f in fields[8:])
+            memory = client.info("memory")["used_memory_human"]
+            rows.append(NodeStatus(f"127.0.0.1:{port}", role, slots, memory, True))
+        except (redis.RedisError, OSError, StopIteration) as exc:
+            rows.append(NodeStatus(f"127.0.0.1:{port}", "-", 0, "-", False, str(exc).splitlines()[0][:120]))
+        finally:
+            client.close()
+    return rows
+
+
+def _slot_count(field: str) -> int:
+    if field.startswith("["):  # a slot being migrated
+        return 0
+    low, _, high = field.partition("-")
+    return int(high or low) - int(low) + 1
+
+
+def cluster_label(entry: dict[str, Any]) -> str:
+    """``3 primaries x 1 replica`` for messages."""
+    c = entry["cluster"]
+    return f"{c['primaries']} primar{'y' if c['primaries'] == 1 else 'ies'} x {c['replicas']} replica(s)"

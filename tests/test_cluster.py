@@ -1,0 +1,135 @@
+"""A private Redis Cluster (``fanout up --redis-cluster 3 --replicas 1``): formed, shown, used, reset, refused.
+
+This module starts its own cluster of six real redis-server processes on loopback under a temporary folder and stops
+it afterwards; the shared servers are never touched (the shared PostgreSQL holds only this module's schema).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from devservers.redis_cluster import SLOTS, slot_ranges
+from targets.config import Settings
+from targets.stores.connections import Stores
+from targets.stores.server_info import info_by_node
+from tests.conftest import SESSION_TAG
+
+pytestmark = pytest.mark.slow
+
+Private = tuple[dict[str, str], Path]
+PRIMARIES = 3
+
+
+def fanout(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def private() -> Iterator[Private]:
+    """A cluster of 3 primaries with a replica each, started by `fanout up`; stopped and removed after."""
+    with tempfile.TemporaryDirectory(prefix="fanout-cluster-") as name:
+        where = Path(name)
+        env = {k: v for k, v in os.environ.items() if k not in ("FANOUT_REDIS_URL", "FANOUT_REDIS_CLUSTER")}
+        env.update(
+            FANOUT_REDIS_PREFIX=f"fanout_{SESSION_TAG}_cl:",
+            FANOUT_SCHEMA=f"fanout_{SESSION_TAG}_cl",
+            FANOUT_DATABASE_URL=os.environ.get("FANOUT_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            COLUMNS="100",
+        )
+        up = fanout(env, where, "up", "--redis-cluster", str(PRIMARIES), "--replicas", "1", "--timeout", "60")
+        assert up.returncode == 0, up.stderr
+        assert "started a private Redis Cluster (3 primaries x 1 replica(s))" in up.stdout
+        try:
+            yield env, where
+        finally:
+            down = fanout(env, where, "down", "--purge")
+            assert "stopped fanout's private Redis Cluster (6 node(s) were running)" in down.stdout, down.stdout
+
+
+def cluster_state(where: Path) -> dict:
+    return json.loads((where / ".fanout" / "state.json").read_text())["redis-cluster"]
+
+
+def node_client(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+
+def test_status_shows_every_node_with_its_role_and_slots(private: Private) -> None:
+    env, where = private
+    done = fanout(env, where, "status")
+    assert done.returncode == 0, done.stderr
+    ports = [n["port"] for n in cluster_state(where)["cluster"]["nodes"]]
+    lines = {p: next(line for line in done.stdout.splitlines() if f"127.0.0.1:{p} " in line) for p in ports}
+    assert sum("primary" in line for line in lines.values()) == PRIMARIES
+    assert sum("replica" in line for line in lines.values()) == PRIMARIES
+    slots = [int(line.split("│")[3].strip().replace(",", "")) for line in lines.values()]
+    assert sum(slots) == SLOTS
+    assert "started by fanout │ yes" in done.stdout.replace("  ", " ") or "yes (" in done.stdout
+
+
+async def test_a_namespace_is_reset_on_every_primary_and_nothing_else(private: Private) -> None:
+    """Keys of the namespace on every primary go; a key planted outside it on every primary stays."""
+    env, where = private
+    settings = Settings.from_env(env, redis_url=cluster_state(where)["url"], redis_cluster=PRIMARIES)
+    primaries = [n for n in cluster_state(where)["cluster"]["nodes"] if n["role"] == "primary"]
+    ranges = slot_ranges(PRIMARIES)
+    async with await Stores.connect(settings) as stores:
+        try:
+            names = [stores.key("probe", i) for i in range(300)]
+            for name in names:
+                await stores.redis.set(name, 1)
+            # A foreign key on every primary: its slot falls in that primary's range.
+            planted: list[str] = []
+            for low, high in ranges:
+                key = next(k for k in (f"outside_{SESSION_TAG}:{i}" for i in range(10_000)) if low <= _slot(k) <= high)
+                await stores.redis.set(key, "keep")
+                planted.append(key)
+            held = {n["port"]: node_client(n["port"]).dbsize() for n in primaries}
+            assert all(count > 0 for count in held.values()), held  # the namespace spans every primary
+            assert len(await info_by_node(stores.redis, "memory")) == PRIMARIES
+
+            assert await stores.delete_keys() == len(names)
+            for node in primaries:
+                client = node_client(node["port"])
+                assert list(client.scan_iter(match=settings.prefix + "*")) == []
+            assert [await stores.redis.get(k) for k in planted] == [b"keep"] * PRIMARIES
+            await stores.redis.unlink(*planted)
+        finally:
+            await stores.drop()
+
+
+def _slot(key: str) -> int:
+    from redis.crc import key_slot
+
+    return key_slot(key.encode())
+
+
+def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(private: Private, tmp_path: Path) -> None:
+    env, where = private
+    single = {**env, "FANOUT_REDIS_URL": os.environ.get("FANOUT_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    done = fanout({**single, "FANOUT_REDIS_CLUSTER": "1"}, tmp_path, "reset", "--yes")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "is not a Redis Cluster" in done.stderr
+
+    first = next(n for n in cluster_state(where)["cluster"]["nodes"] if n["role"] == "primary")
+    low, high = slot_ranges(PRIMARIES)[0]
+    client = node_client(first["port"])
+    client.execute_command("CLUSTER", "DELSLOTSRANGE", low, low + 99)
+    try:
+        done = fanout(env, where, "reset", "--yes")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "hash slot" in done.stderr, done.stderr
+    finally:
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, low + 99)
+    assert high > low
