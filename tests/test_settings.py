@@ -22,9 +22,14 @@ def _with_query(url: str, query: str) -> str:
     return url + ("&" if "?" in url else "?") + query
 
 
-def every_field_changed() -> Settings:
+#: Settings that need servers the shared machine lacks (a Redis Cluster, PostgreSQL replicas) to connect with.
+TOPOLOGY = ("redis_cluster", "read_from")
+
+
+def every_field_changed(*, connectable: bool = False) -> Settings:
     """The session's stores and a namespace of its own, with every other field off its default too (the URLs gain a
-    harmless query parameter), so a setting dropped on the way shows up as a default."""
+    harmless query parameter), so a setting dropped on the way shows up as a default. ``connectable``: leave the
+    :data:`TOPOLOGY` settings at their defaults, so the stores can be connected to."""
     base = namespace_settings()
     changed = replace(
         base,
@@ -45,10 +50,13 @@ def every_field_changed() -> Settings:
         rate_source="declared",
         rate_half_life_s=30,
         reevaluate_s=5,
+        replica_urls=base.database_url.replace("127.0.0.1", "localhost"),
     )
+    if not connectable:
+        changed = replace(changed, redis_cluster=3, read_from="replica")
     default = Settings()
     unchanged = [f.name for f in fields(Settings) if getattr(changed, f.name) == getattr(default, f.name)]
-    assert not unchanged, f"still at their defaults: {unchanged}"
+    assert unchanged == ([n for n in TOPOLOGY] if connectable else []), f"still at their defaults: {unchanged}"
     return changed
 
 
@@ -91,7 +99,7 @@ def test_a_bad_variable_is_a_one_line_usage_error() -> None:
 
 
 def test_the_service_child_receives_every_setting(tmp_path: Path) -> None:
-    settings = every_field_changed()
+    settings = every_field_changed(connectable=True)
     log = tmp_path / "serve.log"
     try:
         with ServiceProcess(settings, "push", log=log) as service:
