@@ -25,7 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.options import setting_options, settings_from
+from bench.perf.cluster_fanout import compare
 from bench.perf.fanout_path import fanout_once, redis_cpu_s
+from devservers.redis_cluster import MAX_PRIMARIES
 from graphs.star import load_star
 from targets.config import Settings
 from targets.errors import FanoutError
@@ -46,15 +48,28 @@ REDISCLI_AUTH_VAR = "REDISCLI_AUTH"
 @click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
 @setting_options("fanout_batch", "worker_inflight", "timeline_cap")
+@click.option(
+    "--redis-cluster",
+    "primaries",
+    default=0,
+    type=click.IntRange(0, MAX_PRIMARIES),
+    help="Instead: start a private Redis Cluster of N primaries and a private Redis, and time the sharded fan-out "
+    "(one declared-keys Lua call per shard) on both in one run [output results/perf-fanout-cluster.json].",
+)
 @click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, output: str) -> None:
+def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, primaries: int, output: str) -> None:
     """Time one post's fan-out to FOLLOWERS against redis-benchmark doing as many ZADDs; last line `ratio: X`.
 
     Each round runs redis-benchmark, then the fan-out with each worker count (fresh processes, empty timelines).
     The ratio is the best fan-out time over the best redis-benchmark time: on a shared machine the least disturbed
     run of each is the closest to what the code can do.
     """
+    if primaries:
+        if ctx.get_parameter_source("output") == click.core.ParameterSource.DEFAULT:
+            output = "results/perf-fanout-cluster.json"
+        _cluster_perf(settings_from(ctx), primaries, followers, repeat, Path(output))
+        return
     counts = _worker_counts(workers)
     tool = shutil.which("redis-benchmark")
     if tool is None:
@@ -86,6 +101,37 @@ def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, o
     click.echo(f"redis-benchmark -P 32: {reference['seconds']:.3f} s for {followers:,} ZADDs (best of {repeat})")
     click.echo(f"results written to {output}")
     click.echo(f"ratio: {result['ratio']:.2f}")
+
+
+def _cluster_perf(settings: Settings, primaries: int, followers: int, repeat: int, output: Path) -> None:
+    console = Console() if sys.stdout.isatty() else Console(width=110)
+    batch, inflight, cap = settings.fanout_batch, settings.worker_inflight, settings.timeline_cap
+    with console.status(f"fan-out to {followers:,} followers on one Redis and on a {primaries}-primary cluster"):
+        result = compare(primaries, followers, batch, inflight, cap, repeat)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **result}, indent=2) + "\n")
+    table = Table(title=f"sharded fan-out of one post to {followers:,} followers (batch {batch}, {inflight} in flight)")
+    for column in ("round", "Redis", "shards", "seconds", "followers/s", "CPU s per node", "µs/follower per node"):
+        table.add_column(column, justify="right")
+    for name in ("single", "cluster"):
+        for r in result["runs"][name]:
+            cpu = " ".join(f"{c:.2f}" for c in r["redis_cpu_s"].values())
+            per = " ".join(f"{c:.2f}" for c in r["redis_cpu_us_per_follower"].values())
+            label = "one server" if name == "single" else f"{primaries} primaries"
+            table.add_row(
+                str(r["round"]),
+                label,
+                str(r["shards"]),
+                f"{r['seconds']:.3f}",
+                f"{r['followers_per_s']:,.0f}",
+                cpu,
+                per,
+            )
+    console.print(table)
+    spread = result["primary_cpu_spread"]
+    click.echo(f"results written to {output}")
+    click.echo(f"per-primary CPU spread (max/min - 1, best cluster run): {'-' if spread is None else f'{spread:.1%}'}")
+    click.echo(f"cluster/single time ratio (best of {repeat} each): {result['time_ratio']:.2f}")
 
 
 def _worker_counts(text: str) -> list[int]:

@@ -15,12 +15,12 @@ write through it); the strategies themselves do not use it yet (README, "Scale-o
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from targets.stores.server_info import AnyRedis
 
@@ -92,12 +92,25 @@ class ShardedTimelines:
         return groups
 
     async def add_to_many(self, user_ids: Sequence[int], post_id: int) -> int:
-        """Add one post to many timelines: one call per shard, the shards' calls concurrent; returns entries added."""
-        calls = [
-            self._script(keys=[self.key(u) for u in users], args=[post_id, self.cap])
-            for users in self.by_shard(user_ids).values()
-        ]
-        return sum(int(n) for n in await asyncio.gather(*calls))
+        """Add one post to many timelines: one call per shard, sent in one pipeline (one round trip per node, the
+        nodes concurrently); returns entries added."""
+        groups = self.by_shard(user_ids)
+        if len(groups) == 1:
+            ((_, users),) = groups.items()
+            return int(await self._script(keys=[self.key(u) for u in users], args=[post_id, self.cap]))
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for users in groups.values():
+                pipe.evalsha(self._script.sha, len(users), *(self.key(u) for u in users), post_id, self.cap)
+            try:
+                return sum(int(n) for n in await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                # A node without the script (new, or a promoted replica: script caches are not replicated): load it
+                # on every primary and send the batch again (a repeated delivery adds nothing).
+                await self.redis.script_load(_ADD_TO_SHARD)
+        raise AssertionError("unreachable")
 
     async def page(self, user_id: int, limit: int, before: int | None = None) -> list[int]:
         """Post ids below ``before`` (exclusive), newest first, at most ``limit``."""

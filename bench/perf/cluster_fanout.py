@@ -1,0 +1,126 @@
+"""``fanout perf fanout --redis-cluster N``: one post's sharded fan-out on a private N-primary cluster against the same
+on one private Redis, in one run.
+
+Both servers are started for the run (real redis-server processes on free loopback ports under a temporary folder,
+no persistence) and stopped after it. The followers' timelines are :class:`ShardedTimelines`: batches of
+``--fanout-batch`` followers, each split by shard into one declared-keys Lua call per shard, ``--worker-inflight``
+batches at a time, as the fan-out workers send them. On one server every timeline is in one shard (one call per
+batch), so the comparison is the cluster's overhead (more calls, more connections, the client's routing) against its
+spread. Each run reports its time, followers/s and every primary's Redis CPU (INFO, before and after): per-node CPU
+per delivered follower is the figure to extrapolate to more cores and nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from devservers.redis_cluster import start_cluster, stop_cluster
+from devservers.redis_server import find_redis_server, start_redis, stop_redis
+from devservers.support import free_port
+from targets.errors import FanoutError
+from targets.eventloop import run
+from targets.stores.connections import delete_prefixed
+from targets.stores.server_info import AnyRedis, cpu_seconds, info_by_node
+from targets.stores.sharded_timelines import ShardedTimelines, shard_tags
+
+POST_ID = 1
+#: The perf run's keys, on servers of its own.
+PREFIX = "perf:"
+START_TIMEOUT_S = 60.0
+
+
+async def _cpu_by_node(client: AnyRedis) -> dict[str, float]:
+    return {node: cpu_seconds(info) for node, info in (await info_by_node(client, "cpu")).items()}
+
+
+async def fanout_run(client: AnyRedis, followers: int, batch: int, inflight: int, cap: int) -> dict[str, Any]:
+    """Deliver one post to ``followers`` timelines through :class:`ShardedTimelines`; the run's figures."""
+    tags = shard_tags(client)
+    timelines = ShardedTimelines(client, PREFIX, "push", cap, tags)
+    await timelines.add_to_many(range(len(tags)), 0)  # one user per shard: the script loaded on every node
+    slots = asyncio.Semaphore(inflight)
+    written = 0
+
+    async def one(first: int) -> None:
+        nonlocal written
+        async with slots:
+            added = await timelines.add_to_many(range(first, min(first + batch, followers + 1)), POST_ID)
+        written += added  # after the await: `written += await ...` would read it before and lose others' adds
+
+    before = await _cpu_by_node(client)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(first) for first in range(1, followers + 1, batch)))
+    seconds = time.perf_counter() - started
+    after = await _cpu_by_node(client)
+    if written != followers:
+        raise FanoutError(f"the sharded fan-out wrote {written} entries for {followers} followers")
+    cpu = {node: round(after[node] - before.get(node, 0.0), 3) for node in after}
+    return {
+        "seconds": seconds,
+        "followers_per_s": followers / seconds,
+        "shards": len(tags),
+        "redis_cpu_s": cpu,
+        "redis_cpu_us_per_follower": {node: round(c * 1e6 / followers, 3) for node, c in cpu.items()},
+    }
+
+
+async def _clean(client: AnyRedis) -> None:
+    await delete_prefixed(client, PREFIX)
+
+
+def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int, rounds: int) -> dict[str, Any]:
+    """Start one Redis and an N-primary cluster, run the fan-out on each ``rounds`` times (alternating), stop both."""
+    binaries = find_redis_server("auto")
+    with tempfile.TemporaryDirectory(prefix="fanout-perf-cluster-") as folder:
+        where = Path(folder)
+        port = free_port("127.0.0.1")
+        url = f"redis://127.0.0.1:{port}/0"
+        single = start_redis(url, "127.0.0.1", port, binaries, START_TIMEOUT_S, where / "single")
+        cluster: dict[str, Any] | None = None
+        try:
+            cluster = start_cluster(primaries, 0, binaries, START_TIMEOUT_S, where / "cluster")
+            runs = run(_measure(url, cluster["url"], followers, batch, inflight, cap, rounds))
+        finally:
+            stop_redis(single, START_TIMEOUT_S)
+            if cluster is not None:
+                stop_cluster(cluster, START_TIMEOUT_S)
+    best = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in runs.items()}
+    cluster_cpu = list(best["cluster"]["redis_cpu_s"].values())
+    return {
+        "benchmark": "fanout-cluster",
+        "primaries": primaries,
+        "followers": followers,
+        "batch": batch,
+        "inflight": inflight,
+        "timeline_cap": cap,
+        "redis": binaries.label,
+        "runs": runs,
+        "time_ratio": best["cluster"]["seconds"] / best["single"]["seconds"],
+        "primary_cpu_spread": max(cluster_cpu) / min(cluster_cpu) - 1 if min(cluster_cpu) > 0 else None,
+    }
+
+
+async def _measure(
+    single_url: str, cluster_url: str, followers: int, batch: int, inflight: int, cap: int, rounds: int
+) -> dict[str, list[dict[str, Any]]]:
+    single = aioredis.Redis.from_url(single_url)
+    cluster = RedisCluster.from_url(cluster_url)
+    await cluster.initialize()
+    runs: dict[str, list[dict[str, Any]]] = {"single": [], "cluster": []}
+    try:
+        for round_ in range(1, rounds + 1):
+            for name, client in (("single", single), ("cluster", cluster)):
+                await _clean(client)
+                runs[name].append({"round": round_, **await fanout_run(client, followers, batch, inflight, cap)})
+                await _clean(client)
+    finally:
+        await single.aclose()
+        await cluster.aclose()
+    return runs
