@@ -58,7 +58,7 @@ def outside_namespace_sentinels() -> Iterator[None]:
     table = f"public.outside_{SESSION_TAG}"
 
     async def create() -> None:
-        client = await connect_redis(settings.redis_url)
+        client = await connect_redis(settings.redis_url, cluster=settings.redis_cluster > 0)
         await client.set(key, b"keep")
         await client.set(near_key, b"keep")
         await client.aclose()
@@ -68,7 +68,7 @@ def outside_namespace_sentinels() -> Iterator[None]:
         await conn.close()
 
     async def check_and_remove() -> tuple[list[bytes | None], list[str]]:
-        client = await connect_redis(settings.redis_url)
+        client = await connect_redis(settings.redis_url, cluster=settings.redis_cluster > 0)
         values = [await client.get(key), await client.get(near_key)]
         await client.delete(key, near_key)
         await client.aclose()

@@ -6,6 +6,7 @@ it afterwards; the shared servers are never touched (the shared PostgreSQL holds
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,9 +16,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis
+from hypothesis import HealthCheck, given
 
+from bench.scenarios.oracle import Ensemble
 from devservers.redis_cluster import NODE_TIMEOUT_MS, SLOTS, slot_ranges
 from targets.config import Settings
 from targets.stores.connections import Stores
@@ -25,6 +29,8 @@ from targets.stores.server_info import info_by_node, summed_info
 from targets.stores.sharded_timelines import SHARDS_PER_PRIMARY, ShardedTimelines, shard_tags
 from tests.cluster_support import deliver_through_a_kill
 from tests.conftest import SESSION_TAG
+from tests.test_oracle import run_scenario, view_for
+from tests.test_oracle import scenarios as oracle_scenarios
 
 pytestmark = pytest.mark.slow
 
@@ -168,6 +174,58 @@ async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_o
 async def _evalsha_calls(stores: Stores) -> int:
     stats = await summed_info(stores.redis, "commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+CLUSTER_EXAMPLES = int(os.environ.get("FANOUT_CLUSTER_ORACLE_EXAMPLES", "40"))
+
+
+@pytest.fixture(scope="module")
+def cluster_runner(private: Private) -> Iterator[tuple[asyncio.Runner, Stores]]:
+    env, where = private
+    settings = Settings.from_env(
+        env, redis_url=cluster_state(where)["url"], redis_cluster=PRIMARIES, schema=f"fanout_{SESSION_TAG}_clo"
+    )
+    with asyncio.Runner() as r:
+        stores = r.run(Stores.connect(settings))
+        try:
+            yield r, stores
+        finally:
+            r.run(stores.drop())
+            r.run(stores.close())
+
+
+_cluster_examples = iter(range(10**9))
+
+
+@hypothesis.settings(max_examples=CLUSTER_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=oracle_scenarios())
+def test_push_and_pull_return_the_model_pages_on_the_cluster(
+    cluster_runner: tuple[asyncio.Runner, Stores], scenario: dict
+) -> None:
+    """The correctness oracle (tests/test_oracle.py's scenarios and model) on the cluster: push with sync fan-out, its
+    timelines in shards spread over the primaries, and pull, page for page, after every operation."""
+    r, stores = cluster_runner
+    scenario = {**scenario, "window": False}  # the active window is not supported on a cluster yet
+    r.run(play_on(stores, scenario, next(_cluster_examples)))
+
+
+async def play_on(stores: Stores, scenario: dict, example: int) -> None:
+    await stores.pg.execute("TRUNCATE users, follows, posts, mentions")
+    view = view_for(stores, scenario, example, fanout_mode="sync")
+    await run_scenario(Ensemble(view, ("push", "pull")), scenario)
+
+
+def test_the_strategy_tests_pass_on_the_cluster(private: Private) -> None:
+    """tests/test_strategies.py, run against this cluster (push with sync fan-out, and pull; hybrid's and adaptive's
+    tests are skipped there, with the reason)."""
+    env, where = private
+    cluster_env = {**env, "FANOUT_REDIS_URL": cluster_state(where)["url"], "FANOUT_REDIS_CLUSTER": str(PRIMARIES)}
+    cluster_env["FANOUT_MODE"] = "sync"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_strategies.py"]
+    done = subprocess.run(command, env=cluster_env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
 
 
 async def test_sigkill_of_a_primary_fails_over_and_every_follower_has_every_post_once(private: Private) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -163,7 +163,7 @@ def view_for(stores: Stores, scenario: dict, example: int, **changes: object) ->
         reevaluate_s=3600,  # each user's first read decides its edges; the "rates" operations decide them again
         **changes,
     )
-    return Stores(settings, stores.redis, stores.pg, stores.counters)
+    return stores.view(**{f.name: getattr(settings, f.name) for f in fields(settings)})
 
 
 async def play(stores: Stores, scenario: dict, example: int) -> None:

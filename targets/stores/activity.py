@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from targets.stores.lua import NOW_LUA
-from targets.stores.timelines import owner_key_prefix
+from targets.stores.timelines import owner_key_prefix, user_key
 
 
 def activity_pattern(owner: str) -> str:
@@ -73,14 +73,16 @@ class Touch:
 class Activity:
     """One owner's per-user activity hashes."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, tags: Sequence[str] | None = None) -> None:
+        #: Shard tags on a Redis Cluster (a reader's activity shares its home timeline's slot), else None.
+        self.tags = tags
         self.redis = redis
         self.key_prefix = owner_key_prefix(prefix, owner, "act")
         self._count_post = redis.register_script(_COUNT_POST)
 
     def key(self, user_id: int) -> str:
         """The user's activity hash."""
-        return f"{self.key_prefix}{user_id}}}"
+        return user_key(self.key_prefix, user_id, self.tags)
 
     async def mark_seen(self, user_ids: Iterable[int]) -> None:
         """Record a read by each of these users now (their timelines were just built: they count as active)."""

@@ -10,6 +10,7 @@ strings inside Lua except for comparing: Lua's numbers are doubles, exact for 53
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 from targets.stores.activity import DUE, INACTIVE, Touch
 from targets.stores.lua import TOUCH_LUA
 from targets.stores.post_cache import post_key_prefix
-from targets.stores.timelines import SENTINEL, owner_key_prefix
+from targets.stores.timelines import SENTINEL, owner_key_prefix, user_key
 
 # KEYS[1] home timeline, KEYS[2] the reader's activity; ARGV: top of the range ('+inf' or '(<before>'), limit,
 # post-cache key prefix, then the touch's window, half-life, every. Returns {ids, cached bodies, touch flags}; an
@@ -32,6 +33,16 @@ if #ids == 0 then return {ids, {}, flags} end
 local keys = {}
 for i = 1, #ids do keys[i] = ARGV[3] .. ids[i] .. '}' end
 return {ids, redis.call('MGET', unpack(keys)), flags}
+"""
+)
+
+# The same without the bodies, for a Redis Cluster (the cached posts are in other slots): returns {ids, touch flags}.
+_PUSH_IDS = (
+    TOUCH_LUA
+    + """
+local flags = touch(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+if flags % 2 == 1 then return {{}, flags} end
+return {redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[2]), flags}
 """
 )
 
@@ -132,8 +143,20 @@ class HybridRead:
 class PageReader:
     """One owner's page reads (push: home timeline only; hybrid: plus author timelines and celebrity sets)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, cap: int, touch: Touch | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        owner: str,
+        cap: int,
+        touch: Touch | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> None:
         self.cap = cap
+        self.redis = redis
+        #: Shard tags on a Redis Cluster (None on one server): a page is then the ids from one script and the bodies
+        #: from the post cache's own slots (MGET per node), since the cached posts are spread over every node.
+        self.tags = tags
         #: What every read records in its reader's activity hash.
         self.touch = touch or Touch()
         self.activity_prefix = owner_key_prefix(prefix, owner, "act")
@@ -143,12 +166,17 @@ class PageReader:
         self.post_prefix = post_key_prefix(prefix)
         #: The scripts themselves (``fanout perf read`` calls push's directly, as its floor).
         self.push_script = redis.register_script(_PUSH_PAGE)
+        self._push_ids = redis.register_script(_PUSH_IDS)
         self.hybrid_script = redis.register_script(_HYBRID_PAGE)
 
     async def push(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> Page:
         """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies; no page
         when the reader was inactive (``Page.inactive``). ``again``: a repeated read in one request."""
         keys, args = self.push_request(user_id, limit, before, again=again)
+        if self.tags is not None:
+            ids, flags = await self._push_ids(keys=keys, args=args)
+            cached = await self.redis.mget_nonatomic([f"{self.post_prefix}{int(i)}}}" for i in ids]) if ids else []
+            return Page(ids, cached, flags)
         ids, cached, flags = await self.push_script(keys=keys, args=args)
         return Page(ids, cached, flags)
 
@@ -157,7 +185,7 @@ class PageReader:
     ) -> tuple[list[str], list[str | int]]:
         """The keys and arguments of push's page script for one read (``fanout perf read`` calls it with them)."""
         top = "+inf" if before is None else f"({before}"
-        keys = [f"{self.home_prefix}{user_id}}}", f"{self.activity_prefix}{user_id}}}"]
+        keys = [user_key(self.home_prefix, user_id, self.tags), user_key(self.activity_prefix, user_id, self.tags)]
         return keys, [top, limit, self.post_prefix, *self.touch.args(again=again)]
 
     async def hybrid(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> HybridRead:

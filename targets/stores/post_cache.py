@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from targets.stores.postgres import Post, Social
 
@@ -70,13 +71,20 @@ class PostCache:
     async def put(self, posts: Sequence[Post]) -> None:
         """Cache posts (one round trip)."""
         if posts:
-            await self.redis.mset({self.key(p.id): self.encode(p) for p in posts})
+            values = {self.key(p.id): self.encode(p) for p in posts}
+            if isinstance(self.redis, RedisCluster):  # posts are spread over the slots: one MSET per slot
+                await self.redis.mset_nonatomic(values)
+            else:
+                await self.redis.mset(values)
 
     async def get(self, post_ids: Sequence[int]) -> tuple[dict[int, Post], list[int]]:
         """Cached posts by id, and the ids that were not cached."""
         if not post_ids:
             return {}, []
-        raws = await self.redis.mget([self.key(p) for p in post_ids])
+        keys = [self.key(p) for p in post_ids]
+        raws = await (
+            self.redis.mget_nonatomic(keys) if isinstance(self.redis, RedisCluster) else self.redis.mget(keys)
+        )
         found: dict[int, Post] = {}
         missing: list[int] = []
         for pid, raw in zip(post_ids, raws, strict=True):

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
+from targets.errors import FanoutError
 from targets.stores.lua import ACTIVE_LUA, EDGE_LUA, NOW_LUA
 
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
@@ -128,6 +130,14 @@ def owner_key_prefix(prefix: str, owner: str, kind: str) -> str:
     return f"{prefix}{owner}:{kind}:{{"
 
 
+def user_key(kind_prefix: str, user_id: int, tags: Sequence[str] | None = None) -> str:
+    """A user's key of one kind (``kind_prefix`` from :func:`owner_key_prefix`): tagged with the user's id on one
+    server, with its shard's tag on a Redis Cluster (``tags``), so all of one shard's keys share a slot."""
+    if tags is None:
+        return f"{kind_prefix}{user_id}}}"
+    return f"{kind_prefix}{tags[user_id % len(tags)]}}}{user_id}"
+
+
 def home_key_prefix(prefix: str, owner: str) -> str:
     """Everything of a home timeline key before the user id."""
     return owner_key_prefix(prefix, owner, "home")
@@ -155,8 +165,13 @@ class Timelines:
         *,
         on_written: WrittenHook | None = None,
         window_s: int = 0,
+        tags: Sequence[str] | None = None,
     ) -> None:
         self.redis = redis
+        #: Shard tags on a Redis Cluster (None on one server): see :func:`user_key`.
+        self.tags = list(tags) if tags is not None else None
+        if self.tags is not None and window_s:
+            raise FanoutError("--active-window is not supported on a Redis Cluster yet: run it on one Redis server")
         #: Fan-out skips followers who have not read within this many seconds (0: none).
         self.window_s = window_s
         #: Where skipped deliveries are counted per owner (the fan-out's stats hash).
@@ -172,7 +187,7 @@ class Timelines:
 
     def key(self, user_id: int) -> str:
         """The user's home timeline key."""
-        return f"{home_key_prefix(self.prefix, self.owner)}{user_id}}}"
+        return user_key(home_key_prefix(self.prefix, self.owner), user_id, self.tags)
 
     @property
     def pattern(self) -> str:
@@ -189,6 +204,13 @@ class Timelines:
         """
         if not user_ids:
             return 0
+        if self.tags is not None:
+            if rule is not None:
+                raise FanoutError("per-edge strategies are not supported on a Redis Cluster yet: use one server")
+            added = await self._add_by_shard(user_ids, post_id)
+            if self.on_written is not None:
+                self.on_written(post_id, added)
+            return added
         acts = owner_key_prefix(self.prefix, self.owner, "act")
         keys = [self.key(u) for u in user_ids]
         if self.window_s or rule is not None:
@@ -207,6 +229,27 @@ class Timelines:
             self.on_written(post_id, added)
         return added
 
+    async def _add_by_shard(self, user_ids: Sequence[int], post_id: int) -> int:
+        """On a cluster: the batch split by shard, each shard's timelines written by one call whose keys (its
+        timelines and its own stats hash) share the shard's slot; one pipeline, one round trip per node."""
+        assert self.tags is not None
+        groups: dict[int, list[int]] = {}
+        for u in user_ids:
+            groups.setdefault(u % len(self.tags), []).append(u)
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, users in groups.items():
+                keys = [self.key(u) for u in users] + [f"{self.stats_key}:{{{self.tags[shard]}}}"]
+                args = [post_id, self.cap, len(users), 0, "", self.owner, 0, 0, 1]  # no window, no per-edge rule
+                pipe.evalsha(self._add_to_many.sha, len(keys), *keys, *args)
+            try:
+                return sum(int(n) for n in await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(_ADD_TO_MANY)  # every primary (a promoted replica has no scripts)
+        raise AssertionError("unreachable")
+
     async def merge(self, user_id: int, post_ids: Sequence[int]) -> int:
         """Add posts to one timeline, keeping the cap; returns entries written."""
         if not post_ids:
@@ -222,7 +265,8 @@ class Timelines:
         """Atomically make the timeline hold exactly these posts (a rebuild from the source of truth)."""
         key = self.key(user_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.unlink(key)
+            # Sent as a raw command: a cluster pipeline's unlink() splits keys by slot itself and is not queued.
+            pipe.execute_command("UNLINK", key)
             if post_ids:
                 pipe.zadd(key, {str(p): p for p in post_ids})
             await pipe.execute()

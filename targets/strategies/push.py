@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
+from targets.errors import FanoutError
 from targets.fanout.queue import FanoutQueue
 from targets.stores.activity import Activity, Touch
 from targets.stores.connections import Stores
@@ -36,10 +37,19 @@ class PushStrategy(Strategy):
         self.batch_size = stores.settings.fanout_batch
         self.threshold = stores.settings.celebrity_threshold
         prefix, window = stores.settings.prefix, stores.settings.active_window_s
-        self.timelines = Timelines(stores.redis, prefix, self.name, self.cap, on_written=on_written, window_s=window)
+        tags = stores.tags
+        if tags is not None and (self.name != "push" or stores.settings.fanout_mode != "sync"):
+            raise FanoutError(
+                f"{self.name} with --fanout {stores.settings.fanout_mode} is not supported on a Redis Cluster yet: "
+                "run push with --fanout sync, or pull (hybrid and adaptive merge author timelines across slots, "
+                "async delivery builds keys inside its script)"
+            )
+        self.timelines = Timelines(
+            stores.redis, prefix, self.name, self.cap, on_written=on_written, window_s=window, tags=tags
+        )
         self.fanout_queue = FanoutQueue(stores.redis, stores.settings)
-        self.pages = PageReader(stores.redis, prefix, self.name, self.cap, self.touch())
-        self.activity = Activity(stores.redis, prefix, self.name)
+        self.pages = PageReader(stores.redis, prefix, self.name, self.cap, self.touch(), tags=tags)
+        self.activity = Activity(stores.redis, prefix, self.name, tags)
 
     def touch(self) -> Touch:
         """What each read records of its reader: with an active window, when it read."""
