@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from targets.stores.sharded_timelines import ShardedTimelines
+from targets.stores.timelines import Timelines
 
 #: Posts delivered before the kill, and after the recovery.
 BEFORE, AFTER = 10, 10
@@ -30,7 +30,7 @@ class Failover:
     recovered_s: float | None = None
 
 
-async def deliver_through_a_kill(timelines: ShardedTimelines, followers: list[int], pid: int) -> Failover:
+async def deliver_through_a_kill(timelines: Timelines, followers: list[int], pid: int) -> Failover:
     """Deliver posts one after another to ``followers``, SIGKILL ``pid`` after :data:`BEFORE` of them, retry every
     failed delivery until it succeeds, and stop :data:`AFTER` posts after the recovery."""
     result = Failover()
@@ -57,3 +57,11 @@ async def deliver_through_a_kill(timelines: ShardedTimelines, followers: list[in
         if result.recovered_s is not None:
             after += 1
     return result
+
+
+async def holding(timelines: Timelines, user_ids: list[int], post_id: int) -> int:
+    """How many of the users' timelines hold the post (ZSCORE per user, one pipeline)."""
+    pipe = timelines.redis.pipeline(transaction=False)
+    for u in user_ids:
+        pipe.zscore(timelines.key(u), post_id)
+    return sum(score is not None for score in await pipe.execute())

@@ -26,8 +26,9 @@ from devservers.redis_cluster import NODE_TIMEOUT_MS, SLOTS, slot_ranges
 from targets.config import Settings
 from targets.stores.connections import Stores
 from targets.stores.server_info import info_by_node, summed_info
-from targets.stores.sharded_timelines import SHARDS_PER_PRIMARY, ShardedTimelines, shard_tags
-from tests.cluster_support import deliver_through_a_kill
+from targets.stores.shards import SHARDS_PER_PRIMARY, shard_tags
+from targets.stores.timelines import Timelines
+from tests.cluster_support import deliver_through_a_kill, holding
 from tests.conftest import SESSION_TAG
 from tests.test_oracle import run_scenario, view_for
 from tests.test_oracle import scenarios as oracle_scenarios
@@ -145,8 +146,9 @@ def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(priva
 
 
 async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_once(private: Private) -> None:
-    """Timelines grouped in shards: a batch of followers costs one EVALSHA per shard (all keys declared, one slot),
-    the shards are dealt evenly over the primaries, a repeated delivery adds nothing, and the cap holds."""
+    """Push's timelines on a cluster, grouped in shards: a batch of followers costs one EVALSHA per shard (all keys
+    declared, one slot), the shards are dealt evenly over the primaries, a repeated delivery adds nothing, and the
+    cap holds."""
     env, where = private
     settings = Settings.from_env(env, redis_url=cluster_state(where)["url"], redis_cluster=PRIMARIES)
     async with await Stores.connect(settings) as stores:
@@ -155,7 +157,7 @@ async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_o
             assert len(tags) == SHARDS_PER_PRIMARY * PRIMARIES
             owners = Counter(stores.redis.nodes_manager.get_node_from_slot(_slot(t)).name for t in tags)
             assert sorted(owners.values()) == [SHARDS_PER_PRIMARY] * PRIMARIES
-            timelines = ShardedTimelines(stores.redis, settings.prefix, "push", 3, tags)
+            timelines = Timelines(stores.redis, settings.prefix, "push", 3, tags=tags)
             followers = list(range(1, 2001))
             assert await timelines.add_to_many(followers, 9) == len(followers)  # loads the script on every node
             calls_before = await _evalsha_calls(stores)
@@ -164,9 +166,9 @@ async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_o
             assert await timelines.add_to_many(followers, 10) == 0  # re-delivered: nothing new
             for post in (11, 12, 13, 14):
                 await timelines.add_to_many(followers, post)
-            assert await timelines.holding(followers, 11) == 0  # trimmed below the cap of 3
-            assert await timelines.holding(followers, 14) == len(followers)
-            assert await timelines.page(1999, 10) == [14, 13, 12]
+            assert await holding(timelines, followers, 11) == 0  # trimmed below the cap of 3
+            assert await holding(timelines, followers, 14) == len(followers)
+            assert await timelines.page(1999, 10, None) == [14, 13, 12]
         finally:
             await stores.drop()
 
@@ -239,7 +241,7 @@ async def test_sigkill_of_a_primary_fails_over_and_every_follower_has_every_post
     async with await Stores.connect(settings) as stores:
         try:
             tags = shard_tags(stores.redis)
-            timelines = ShardedTimelines(stores.redis, settings.prefix, "push", 1000, tags)
+            timelines = Timelines(stores.redis, settings.prefix, "push", 1000, tags=tags)
             followers = list(range(1, 3001))
             victim_name = stores.redis.nodes_manager.get_node_from_slot(_slot(tags[0])).name
             victim = next(n for n in state["cluster"]["nodes"] if f"127.0.0.1:{n['port']}" == victim_name)
@@ -253,7 +255,7 @@ async def test_sigkill_of_a_primary_fails_over_and_every_follower_has_every_post
             assert redelivered <= len(followers)
             print(f"failover: {failover.errors} errors, recovered in {failover.recovered_s:.2f}s, +{redelivered}")
             for post in failover.posts:
-                assert await timelines.holding(followers, post) == len(followers), post
+                assert await holding(timelines, followers, post) == len(followers), post
             sizes = [await stores.redis.zcard(timelines.key(u)) for u in followers[::97]]
             assert sizes == [len(failover.posts)] * len(sizes)  # once each: nothing twice, nothing else
             new_owner = stores.redis.nodes_manager.get_node_from_slot(_slot(tags[0])).name

@@ -2,10 +2,10 @@
 on one private Redis, in one run.
 
 Both servers are started for the run (real redis-server processes on free loopback ports under a temporary folder,
-no persistence) and stopped after it. The followers' timelines are :class:`ShardedTimelines`: batches of
-``--fanout-batch`` followers, each split by shard into one declared-keys Lua call per shard, ``--worker-inflight``
-batches at a time, as the fan-out workers send them. On one server every timeline is in one shard (one call per
-batch), so the comparison is the cluster's overhead (more calls, more connections, the client's routing) against its
+no persistence) and stopped after it. The followers' timelines are push's own (:class:`Timelines`): batches of
+``--fanout-batch`` followers, on the cluster each split by shard into one declared-keys Lua call per shard (one
+pipeline), ``--worker-inflight`` batches at a time, as the fan-out workers send them. On one server a batch is one
+call, so the comparison is the cluster's overhead (more calls, more connections, the client's routing) against its
 spread. Each run reports its time, followers/s and every primary's Redis CPU (INFO, before and after): per-node CPU
 per delivered follower is the figure to extrapolate to more cores and nodes.
 """
@@ -28,7 +28,8 @@ from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.stores.connections import delete_prefixed
 from targets.stores.server_info import AnyRedis, cpu_seconds, info_by_node
-from targets.stores.sharded_timelines import ShardedTimelines, shard_tags
+from targets.stores.shards import shard_tags
+from targets.stores.timelines import Timelines
 
 POST_ID = 1
 #: The perf run's keys, on servers of its own.
@@ -41,10 +42,10 @@ async def _cpu_by_node(client: AnyRedis) -> dict[str, float]:
 
 
 async def fanout_run(client: AnyRedis, followers: int, batch: int, inflight: int, cap: int) -> dict[str, Any]:
-    """Deliver one post to ``followers`` timelines through :class:`ShardedTimelines`; the run's figures."""
+    """Deliver one post to ``followers`` timelines through push's :class:`Timelines`; the run's figures."""
     tags = shard_tags(client)
-    timelines = ShardedTimelines(client, PREFIX, "push", cap, tags)
-    await timelines.add_to_many(range(len(tags)), 0)  # one user per shard: the script loaded on every node
+    timelines = Timelines(client, PREFIX, "push", cap, tags=tags)
+    await timelines.add_to_many(range(len(tags or [0])), 0)  # one user per shard: the script loaded on every node
     slots = asyncio.Semaphore(inflight)
     written = 0
 
@@ -65,7 +66,7 @@ async def fanout_run(client: AnyRedis, followers: int, batch: int, inflight: int
     return {
         "seconds": seconds,
         "followers_per_s": followers / seconds,
-        "shards": len(tags),
+        "shards": len(tags or [0]),
         "redis_cpu_s": cpu,
         "redis_cpu_us_per_follower": {node: round(c * 1e6 / followers, 3) for node, c in cpu.items()},
     }

@@ -31,7 +31,7 @@ from targets.stores.failures import failure_kind
 from targets.stores.postgres import Social
 from targets.stores.replicas import RoundRobin, check_replica, wait_replayed
 from targets.stores.schema import create_schema
-from targets.stores.sharded_timelines import shard_tags
+from targets.stores.shards import shard_tags
 from targets.urls import check_url, scrub
 
 CONNECT_TIMEOUT_S = 5.0
@@ -62,9 +62,9 @@ class Stores:
         self.settings = settings
         self.redis = redis
         self.pg = pg
-        #: On a Redis Cluster, the hash tag of each timeline shard (:mod:`targets.stores.sharded_timelines`): a user's
+        #: On a Redis Cluster, the hash tag of each timeline shard (:mod:`targets.stores.shards`): a user's
         #: per-user keys carry its shard's tag, so one shard's keys share a slot. None on one server.
-        self.tags: list[str] | None = shard_tags(redis) if isinstance(redis, RedisCluster) else None
+        self.tags = shard_tags(redis)
         #: Pools of the PostgreSQL streaming replicas (``settings.replica_urls``; only with ``--read-from replica``).
         self.replicas = list(replicas)
         #: What this process sent to the stores (see :mod:`targets.stores.counters`).
