@@ -143,6 +143,10 @@ def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(priva
     finally:
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, low + 99)
     assert high > low
+    # What does not run on a cluster yet says so in one line, and changes nothing.
+    done = fanout(env, where, "bench", "--users", "100", "--duration", "1", "--out", str(tmp_path / "b.json"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "does not run on a Redis Cluster yet" in done.stderr and not (tmp_path / "b.json").exists()
 
 
 async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_once(private: Private) -> None:

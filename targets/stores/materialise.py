@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from redis.commands.core import AsyncScript
 
+from targets.errors import FanoutError
 from targets.stores import authors as author_timelines
 from targets.stores.activity import Activity, activity_pattern
 from targets.stores.celebrities import CelebritySets
@@ -181,6 +182,12 @@ async def rebuild_timelines(
     ``clear=False`` skips deleting the old state first (each delete is a SCAN of the whole Redis database), for a
     caller that has just cleared it.
     """
+    if stores.tags is not None and owners:
+        raise FanoutError(
+            "bulk materialisation (a graph load with posts, `fanout rebuild`, `fanout bench`) does not run on a Redis "
+            "Cluster yet (its scripts build keys of many shards): rebuild users one by one through the strategy API, "
+            "or run it on one Redis server"
+        )
     if clear:
         for name in owners:
             await clear_derived(stores, [name], post_cache=False)
