@@ -198,7 +198,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
         try:
             with status(console, "vacuuming the tables and warming the post cache"):
                 await stores.social.vacuum_analyze()
-                await PostCache(stores.redis, settings.prefix).warm(stores.social)
+                await PostCache.of(stores).warm(stores.social)
             with progress:
                 # Loading a graph with posts materialises every strategy's timelines from exactly the data each run
                 # starts from (runs are undone), and a strategy's run touches only its own timelines: those stay

@@ -65,7 +65,7 @@ async def _prepare(settings: Settings, users: int | None, posts_per_user: int, s
         info = await graph_info(stores)
         if len(info.user_ids) < 2:
             raise click.UsageError("no graph is loaded: pass --users N to generate and load one")
-        await PostCache(stores.redis, settings.prefix).warm(stores.social)
+        await PostCache.of(stores).warm(stores.social)
         return info
 
 

@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.options import setting_options, settings_from
+from bench.perf.cluster_read import compare_reads
 from bench.perf.read import FLOOR, Readers, measure, pick_readers, redis_benchmark
+from devservers.redis_cluster import MAX_PRIMARIES
 from graphs.generate import GraphSpec
 from graphs.info import graph_info
 from graphs.load import load_generated
@@ -50,7 +52,7 @@ async def _prepare(
             raise click.UsageError("no graph with posts is loaded: pass --users N to generate and load one")
         with console.status("vacuuming the tables and warming the post cache"):
             await stores.social.vacuum_analyze()
-            await PostCache(stores.redis, settings.prefix).warm(stores.social)
+            await PostCache.of(stores).warm(stores.social)
         readers = await pick_readers(stores, sample, seed)
         graph = {"users": len(info.user_ids), "follows": info.follows, "posts": info.posts}
         return graph, readers
@@ -124,6 +126,14 @@ def _print(result: dict[str, Any], page: int) -> None:
     "--page-size", "page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per timeline read."
 )
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--redis-cluster",
+    "primaries",
+    default=0,
+    type=click.IntRange(0, MAX_PRIMARIES),
+    help="Instead: push's reads on a private Redis Cluster of N primaries beside one private Redis, in one run "
+    "(with --users; the first --concurrency bound).",
+)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="[results/perf_read_<time>.json]")
 @click.pass_context
 def read_perf(
@@ -136,6 +146,7 @@ def read_perf(
     repeat: int,
     page: int,
     seed: int,
+    primaries: int,
     output: Path | None,
 ) -> None:
     """Push, hybrid and pull reads in process against the floor (the same Redis commands from a minimal client)."""
@@ -145,6 +156,23 @@ def read_perf(
         raise click.UsageError(f"--concurrency {concurrency!r} is not a list of integers such as 1,32") from None
     if not bounds or min(bounds) < 1:
         raise click.UsageError("--concurrency needs positive in-flight bounds such as 1,32")
+    if primaries:
+        if not users:
+            raise click.UsageError("--redis-cluster loads a graph of its own: pass --users N")
+        _cluster_reads(
+            settings_from(ctx),
+            primaries,
+            users,
+            posts_per_user,
+            sample,
+            page,
+            duration,
+            bounds[0],
+            seed,
+            repeat,
+            output,
+        )
+        return
     settings = settings_from(ctx)
     console = Console(stderr=True)
     started = datetime.now(UTC)
@@ -180,3 +208,49 @@ def read_perf(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     click.echo(f"results written to {output}")
+
+
+def _cluster_reads(
+    base: Settings,
+    primaries: int,
+    users: int,
+    posts_per_user: int,
+    sample: int,
+    page: int,
+    duration: float,
+    concurrency: int,
+    seed: int,
+    rounds: int,
+    output: Path | None,
+) -> None:
+    settings = base.with_(prefix=f"{base.prefix}perfc:", schema=f"{base.schema}_perfc")
+    console = Console(stderr=True)
+    with console.status(f"push reads on one Redis and on a {primaries}-primary cluster ({users:,}-user graph)"):
+        result = compare_reads(
+            settings, primaries, users, posts_per_user, sample, page, duration, concurrency, seed, rounds
+        )
+    path = output or Path(f"results/perf_read_cluster_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"time": datetime.now(UTC).isoformat(timespec="seconds"), **result}, indent=2) + "\n")
+    table = Table(title=f"push reads, {concurrency} in flight, {sample} readers, page {page}")
+    for column in ("Redis", "round", "reads/s", "p50 ms", "p99 ms", "errors"):
+        table.add_column(column, justify="right")
+    for name in ("single", "cluster"):
+        for i, r in enumerate(result["rounds"][name], 1):
+            label = "one server" if name == "single" else f"{primaries} primaries"
+            row = (
+                label,
+                str(i),
+                f"{r['reads_per_s']:,.0f}",
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                str(r["errors"]),
+            )
+            table.add_row(*row)
+    Console().print(table)
+    single, cluster = result["best"]["single"], result["best"]["cluster"]
+    click.echo(f"results written to {path}")
+    click.echo(
+        f"best p50/p99: one server {single['p50_ms']:.3f}/{single['p99_ms']:.3f} ms, "
+        f"cluster {cluster['p50_ms']:.3f}/{cluster['p99_ms']:.3f} ms"
+    )

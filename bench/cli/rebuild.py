@@ -45,7 +45,7 @@ def rebuild(ctx: click.Context, strategies: tuple[str, ...]) -> None:
                 entries = await rebuild_timelines(stores, {name: authors})
                 click.echo(f"{name}: {entries:,} timeline entries rebuilt in {time.perf_counter() - began:.1f}s")
             began = time.perf_counter()
-            cached = await PostCache(stores.redis, settings.prefix).warm(stores.social)
+            cached = await PostCache.of(stores).warm(stores.social)
             click.echo(f"post cache: {cached:,} posts cached in {time.perf_counter() - began:.1f}s")
 
     run(_rebuild())

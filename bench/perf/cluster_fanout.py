@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +78,10 @@ async def _clean(client: AnyRedis) -> None:
     await delete_prefixed(client, PREFIX)
 
 
-def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int, rounds: int) -> dict[str, Any]:
-    """Start one Redis and an N-primary cluster, run the fan-out on each ``rounds`` times (alternating), stop both."""
+@contextmanager
+def private_pair(primaries: int) -> Iterator[tuple[str, str, str]]:
+    """One private Redis and a private cluster of ``primaries`` primaries (no replicas), stopped afterwards; yields
+    their URLs and the binaries' label."""
     binaries = find_redis_server("auto")
     with tempfile.TemporaryDirectory(prefix="fanout-perf-cluster-") as folder:
         where = Path(folder)
@@ -87,11 +91,17 @@ def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int,
         cluster: dict[str, Any] | None = None
         try:
             cluster = start_cluster(primaries, 0, binaries, START_TIMEOUT_S, where / "cluster")
-            runs = run(_measure(url, cluster["url"], followers, batch, inflight, cap, rounds))
+            yield url, cluster["url"], binaries.label
         finally:
             stop_redis(single, START_TIMEOUT_S)
             if cluster is not None:
                 stop_cluster(cluster, START_TIMEOUT_S)
+
+
+def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int, rounds: int) -> dict[str, Any]:
+    """Start one Redis and an N-primary cluster, run the fan-out on each ``rounds`` times (alternating), stop both."""
+    with private_pair(primaries) as (single_url, cluster_url, label):
+        runs = run(_measure(single_url, cluster_url, followers, batch, inflight, cap, rounds))
     best = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in runs.items()}
     cluster_cpu = list(best["cluster"]["redis_cpu_s"].values())
     return {
@@ -101,7 +111,7 @@ def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int,
         "batch": batch,
         "inflight": inflight,
         "timeline_cap": cap,
-        "redis": binaries.label,
+        "redis": label,
         "runs": runs,
         "time_ratio": best["cluster"]["seconds"] / best["single"]["seconds"],
         "primary_cpu_spread": max(cluster_cpu) / min(cluster_cpu) - 1 if min(cluster_cpu) > 0 else None,

@@ -43,7 +43,7 @@ class RunChanges:
         if not self.posts_here:
             return 0
         ids: Sequence[int] = await social.delete_posts_above(self.post_mark)
-        cache = PostCache(stores.redis, stores.settings.prefix)
+        cache = PostCache.of(stores)
         queue = FanoutQueue(stores.redis, stores.settings)
         # Jobs a run cut short left undelivered must not deliver deleted posts later.
         await queue.discard_posts(set(ids))

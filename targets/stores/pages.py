@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from targets.stores.activity import DUE, INACTIVE, Touch
 from targets.stores.lua import TOUCH_LUA
-from targets.stores.post_cache import post_key_prefix
+from targets.stores.post_cache import PostCache, post_key_prefix
 from targets.stores.timelines import SENTINEL, owner_key_prefix, user_key
 
 # KEYS[1] home timeline, KEYS[2] the reader's activity; ARGV: top of the range ('+inf' or '(<before>'), limit,
@@ -164,6 +164,7 @@ class PageReader:
         self.celebs_prefix = owner_key_prefix(prefix, owner, "celebs")
         self.author_prefix = owner_key_prefix(prefix, owner, "author")
         self.post_prefix = post_key_prefix(prefix)
+        self.post_cache = PostCache(redis, prefix, tags)
         #: The scripts themselves (``fanout perf read`` calls push's directly, as its floor).
         self.push_script = redis.register_script(_PUSH_PAGE)
         self._push_ids = redis.register_script(_PUSH_IDS)
@@ -175,7 +176,7 @@ class PageReader:
         keys, args = self.push_request(user_id, limit, before, again=again)
         if self.tags is not None:
             ids, flags = await self._push_ids(keys=keys, args=args)
-            cached = await self.redis.mget_nonatomic([f"{self.post_prefix}{int(i)}}}" for i in ids]) if ids else []
+            cached = await self.post_cache.raw([int(i) for i in ids]) if ids else []
             return Page(ids, cached, flags)
         ids, cached, flags = await self.push_script(keys=keys, args=args)
         return Page(ids, cached, flags)

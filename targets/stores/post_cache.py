@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 
 from targets.stores.postgres import Post, Social
+from targets.stores.timelines import user_key
+
+if TYPE_CHECKING:
+    from targets.stores.connections import Stores
 
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -28,16 +32,42 @@ def post_key_prefix(prefix: str) -> str:
 class PostCache:
     """Post bodies in Redis, so a push read is Redis only; misses fall back to the source of truth."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, tags: Sequence[str] | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        #: On a Redis Cluster the shard tags (a post's key carries the tag of post id mod S): a page's posts are then
+        #: read with one MGET per shard, not one command per post. None on one server (tagged by post id).
+        self.tags = list(tags) if tags is not None else None
         # Post id (as Redis returns it) -> (cached bytes, the post decoded from them). A post is immutable, so the
         # same bytes always decode to an equal post: a hot post is parsed once, not on every read that shows it.
         self._decoded: dict[bytes, tuple[bytes, Post]] = {}
 
+    @classmethod
+    def of(cls, stores: Stores) -> PostCache:
+        """The post cache of these stores' namespace (with their shard tags on a cluster)."""
+        return cls(stores.redis, stores.settings.prefix, stores.tags)
+
     def key(self, post_id: int) -> str:
         """The cached post's key."""
-        return f"{post_key_prefix(self.prefix)}{post_id}}}"
+        return user_key(post_key_prefix(self.prefix), post_id, self.tags)
+
+    async def raw(self, post_ids: Sequence[int]) -> list[bytes | None]:
+        """The cached bytes of these posts, in order (None where missing): one MGET on one server; on a cluster one
+        MGET per shard (its keys share a slot), all in one pipeline: one round trip per node."""
+        if self.tags is None:
+            return await self.redis.mget([self.key(p) for p in post_ids])
+        shards: dict[int, list[int]] = {}
+        for position, post_id in enumerate(post_ids):
+            shards.setdefault(post_id % len(self.tags), []).append(position)
+        pipe = self.redis.pipeline(transaction=False)
+        for positions in shards.values():
+            # A raw command: a cluster pipeline's mget() is not queued (it splits keys by slot itself).
+            pipe.execute_command("MGET", *(self.key(post_ids[i]) for i in positions))
+        found: list[bytes | None] = [None] * len(post_ids)
+        for positions, values in zip(shards.values(), await pipe.execute(), strict=True):
+            for i, value in zip(positions, values, strict=True):
+                found[i] = value
+        return found
 
     @staticmethod
     def encode(post: Post) -> bytes:
@@ -71,20 +101,22 @@ class PostCache:
     async def put(self, posts: Sequence[Post]) -> None:
         """Cache posts (one round trip)."""
         if posts:
-            values = {self.key(p.id): self.encode(p) for p in posts}
-            if isinstance(self.redis, RedisCluster):  # posts are spread over the slots: one MSET per slot
-                await self.redis.mset_nonatomic(values)
-            else:
-                await self.redis.mset(values)
+            if self.tags is None:
+                await self.redis.mset({self.key(p.id): self.encode(p) for p in posts})
+                return
+            shards: dict[int, list[Post]] = {}
+            for post in posts:
+                shards.setdefault(post.id % len(self.tags), []).append(post)
+            pipe = self.redis.pipeline(transaction=False)
+            for group in shards.values():  # one MSET per shard (one slot), one pipeline
+                pipe.execute_command("MSET", *(x for p in group for x in (self.key(p.id), self.encode(p))))
+            await pipe.execute()
 
     async def get(self, post_ids: Sequence[int]) -> tuple[dict[int, Post], list[int]]:
         """Cached posts by id, and the ids that were not cached."""
         if not post_ids:
             return {}, []
-        keys = [self.key(p) for p in post_ids]
-        raws = await (
-            self.redis.mget_nonatomic(keys) if isinstance(self.redis, RedisCluster) else self.redis.mget(keys)
-        )
+        raws = await self.raw(post_ids)
         found: dict[int, Post] = {}
         missing: list[int] = []
         for pid, raw in zip(post_ids, raws, strict=True):

@@ -48,7 +48,7 @@ async def rebuild_lost(stores: Stores, owners: Mapping[str, Authors]) -> Rebuilt
     """
     began = time.perf_counter()
     entries = await rebuild_timelines(stores, owners, clear=False)
-    cached = await PostCache(stores.redis, stores.settings.prefix).warm(stores.social)
+    cached = await PostCache.of(stores).warm(stores.social)
     return Rebuilt(entries, cached, time.perf_counter() - began)
 
 

@@ -68,7 +68,7 @@ class Strategy(ABC):
         self.settings = stores.settings
         self.cap = stores.settings.timeline_cap
         self.social = stores.social
-        self.posts = PostCache(stores.redis, stores.settings.prefix)
+        self.posts = PostCache.of(stores)
 
     # -- public operations ------------------------------------------------------------------------------------
     async def publish(self, author_id: int, body: str, *, key: str | None = None) -> Receipt:
