@@ -133,13 +133,13 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
     config, settings = plan.config, plan.settings
     started_at = utc_now()
     # Connecting first: unreachable stores fail here, before anything runs.
+    if settings.redis_cluster:  # before connecting, which would create the schema
+        raise FanoutError(
+            "fanout bench does not run on a Redis Cluster yet (its bulk load and between-run restores are "
+            "single-server): on a cluster run the strategy API (push with --fanout sync, pull), the test suite's "
+            "cluster tests, or `fanout perf fanout --redis-cluster N`"
+        )
     async with await Stores.connect(settings) as stores:
-        if stores.tags is not None:
-            raise FanoutError(
-                "fanout bench does not run on a Redis Cluster yet (its bulk load and between-run restores are "
-                "single-server): on a cluster run the strategy API (push with --fanout sync, pull), the test suite's "
-                "cluster tests, or `fanout perf fanout --redis-cluster N`"
-            )
         if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
             loads = bool(plan.graph_file or plan.users)
             strategies, service = await check_target(config.target, plan.strategies, stores, loads=loads)

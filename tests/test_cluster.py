@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import hypothesis
 import pytest
 import redis
@@ -63,6 +64,7 @@ def private() -> Iterator[Private]:
         try:
             yield env, where
         finally:
+            asyncio.run(_drop_schema(env))  # what a refused `fanout graph load` left: the namespace's empty schema
             down = fanout(env, where, "down", "--purge")
             assert "stopped fanout's private Redis Cluster" in down.stdout, down.stdout
 
@@ -125,7 +127,9 @@ def _slot(key: str) -> int:
     return key_slot(key.encode())
 
 
-def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(private: Private, tmp_path: Path) -> None:
+async def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(
+    private: Private, tmp_path: Path
+) -> None:
     env, where = private
     single = {**env, "FANOUT_REDIS_URL": os.environ.get("FANOUT_REDIS_URL", "redis://127.0.0.1:6379/0")}
     done = fanout({**single, "FANOUT_REDIS_CLUSTER": "1"}, tmp_path, "reset", "--yes")
@@ -147,6 +151,28 @@ def test_a_url_that_is_no_cluster_and_a_cluster_missing_slots_are_one_line(priva
     done = fanout(env, where, "bench", "--users", "100", "--duration", "1", "--out", str(tmp_path / "b.json"))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "does not run on a Redis Cluster yet" in done.stderr and not (tmp_path / "b.json").exists()
+    assert not await _schema_exists(env)  # refused before connecting: no schema was created either
+    edges = tmp_path / "edges.txt"
+    edges.write_text("1 2\n2 3\n3 1\n")
+    done = fanout(env, where, "graph", "load", str(edges), "--posts-per-user", "2")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "does not run on a Redis Cluster yet" in done.stderr
+
+
+async def _drop_schema(env: dict[str, str]) -> None:
+    conn = await asyncpg.connect(env["FANOUT_DATABASE_URL"])
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {env['FANOUT_SCHEMA']} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def _schema_exists(env: dict[str, str]) -> bool:
+    conn = await asyncpg.connect(env["FANOUT_DATABASE_URL"])
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", env["FANOUT_SCHEMA"]))
+    finally:
+        await conn.close()
 
 
 async def test_a_fan_out_batch_is_one_declared_keys_call_per_shard_and_exactly_once(private: Private) -> None:
