@@ -10,15 +10,17 @@ until every node reports ``cluster_state:ok`` and knows every other. :func:`desc
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from devservers.redis_server import start_redis, stop_redis
+from devservers.redis_server import find_redis_server, start_redis, stop_redis
 from devservers.support import POLL_INTERVAL_S, Binaries, Entry, ServerError, free_port, port_in_use, process
 
 SLOTS = 16_384
@@ -184,3 +186,27 @@ def cluster_label(entry: dict[str, Any]) -> str:
     """``3 primaries x 1 replica`` for messages."""
     c = entry["cluster"]
     return f"{c['primaries']} primar{'y' if c['primaries'] == 1 else 'ies'} x {c['replicas']} replica(s)"
+
+
+#: How long each server of a :func:`private_pair` may take to answer.
+PAIR_START_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def private_pair(primaries: int) -> Iterator[tuple[str, str, str]]:
+    """One private Redis and a private cluster of ``primaries`` primaries (no replicas), stopped afterwards; yields
+    their URLs and the binaries' label."""
+    binaries = find_redis_server("auto")
+    with tempfile.TemporaryDirectory(prefix="fanout-perf-cluster-") as folder:
+        where = Path(folder)
+        port = free_port("127.0.0.1")
+        url = f"redis://127.0.0.1:{port}/0"
+        single = start_redis(url, "127.0.0.1", port, binaries, PAIR_START_TIMEOUT_S, where / "single")
+        cluster: dict[str, Any] | None = None
+        try:
+            cluster = start_cluster(primaries, 0, binaries, PAIR_START_TIMEOUT_S, where / "cluster")
+            yield url, cluster["url"], binaries.label
+        finally:
+            stop_redis(single, PAIR_START_TIMEOUT_S)
+            if cluster is not None:
+                stop_cluster(cluster, PAIR_START_TIMEOUT_S)

@@ -86,6 +86,22 @@ def setting_option(name: str, default: object = None) -> Callable[[F], F]:
     )
 
 
+def start_cluster_option(what: str) -> Callable[[F], F]:
+    """``--redis-cluster N`` of a perf command: start a private Redis Cluster of N primaries (and a private Redis)
+    for the run and compare ``what`` on both; the number ``fanout up --redis-cluster N`` takes too. Its value is
+    the command's ``primaries`` argument."""
+    from devservers.redis_cluster import MAX_PRIMARIES
+
+    return click.option(
+        "--redis-cluster",
+        "primaries",
+        default=0,
+        type=click.IntRange(0, MAX_PRIMARIES),
+        help=f"Instead: start a private Redis Cluster of N primaries and a private Redis, and compare {what} on both "
+        "in one run.",
+    )
+
+
 def setting_options(*names: str, **defaults: object) -> Callable[[F], F]:
     """The click options of the settings ``names``, in that order (``defaults``: per-command defaults by name)."""
     unknown = set(defaults) - set(names)

@@ -24,10 +24,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.options import setting_options, settings_from
+from bench.cli.options import setting_options, settings_from, start_cluster_option
 from bench.perf.cluster_fanout import compare
 from bench.perf.fanout_path import fanout_once, redis_cpu_s
-from devservers.redis_cluster import MAX_PRIMARIES
 from graphs.star import load_star
 from targets.config import Settings
 from targets.errors import FanoutError
@@ -48,14 +47,7 @@ REDISCLI_AUTH_VAR = "REDISCLI_AUTH"
 @click.option("--workers", default="1,2,4", show_default=True, help="Worker process counts to time, comma-separated.")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(min=1), help="Rounds of measurements.")
 @setting_options("fanout_batch", "worker_inflight", "timeline_cap")
-@click.option(
-    "--redis-cluster",
-    "primaries",
-    default=0,
-    type=click.IntRange(0, MAX_PRIMARIES),
-    help="Instead: start a private Redis Cluster of N primaries and a private Redis, and time the sharded fan-out "
-    "(one declared-keys Lua call per shard) on both in one run [output results/perf-fanout-cluster.json].",
-)
+@start_cluster_option("one post's fan-out (one declared-keys Lua call per shard) [results/perf-fanout-cluster.json]")
 @click.option("--output", default="results/perf-fanout.json", show_default=True, type=click.Path(dir_okay=False))
 @click.pass_context
 def fanout_perf(ctx: click.Context, followers: int, workers: str, repeat: int, primaries: int, output: str) -> None:

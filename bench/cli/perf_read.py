@@ -18,11 +18,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli.options import setting_options, settings_from
-from bench.perf.cluster_read import compare_reads
-from bench.perf.read import FLOOR, Readers, measure, pick_readers, redis_benchmark
-from devservers.redis_cluster import MAX_PRIMARIES
-from graphs.generate import GraphSpec
+from bench.cli.options import setting_options, settings_from, start_cluster_option
+from bench.perf.cluster_read import ReadComparison, compare_reads
+from bench.perf.read import FLOOR, Readers, measure, perf_graph, pick_readers, redis_benchmark
 from graphs.info import graph_info
 from graphs.load import load_generated
 from targets.config import Settings
@@ -38,11 +36,8 @@ async def _prepare(
 ) -> tuple[dict[str, Any], Readers]:
     async with await Stores.connect(settings) as stores:
         if users:
-            spec = GraphSpec(
-                "ba", users, seed=seed, celebrities=1, celebrity_reach=0.5, reciprocity=0.9, params={"m": 5}
-            )
             with console.status(f"generating and loading a {users:,}-user graph"):
-                await load_generated(stores, spec, posts_per_user, seed)
+                await load_generated(stores, perf_graph(users, seed), posts_per_user, seed)
         else:
             # The graph was loaded earlier, perhaps with another cap or threshold: derive its state with these.
             with console.status("rebuilding push and hybrid derived state"):
@@ -126,14 +121,7 @@ def _print(result: dict[str, Any], page: int) -> None:
     "--page-size", "page", default=50, show_default=True, type=click.IntRange(1, 1000), help="Posts per timeline read."
 )
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option(
-    "--redis-cluster",
-    "primaries",
-    default=0,
-    type=click.IntRange(0, MAX_PRIMARIES),
-    help="Instead: push's reads on a private Redis Cluster of N primaries beside one private Redis, in one run "
-    "(with --users; the first --concurrency bound).",
-)
+@start_cluster_option("push's reads (with --users; at the first --concurrency bound)")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="[results/perf_read_<time>.json]")
 @click.pass_context
 def read_perf(
@@ -159,19 +147,8 @@ def read_perf(
     if primaries:
         if not users:
             raise click.UsageError("--redis-cluster loads a graph of its own: pass --users N")
-        _cluster_reads(
-            settings_from(ctx),
-            primaries,
-            users,
-            posts_per_user,
-            sample,
-            page,
-            duration,
-            bounds[0],
-            seed,
-            repeat,
-            output,
-        )
+        plan = ReadComparison(primaries, users, posts_per_user, sample, page, duration, bounds[0], seed, repeat)
+        _cluster_reads(settings_from(ctx), plan, output)
         return
     settings = settings_from(ctx)
     console = Console(stderr=True)
@@ -210,34 +187,21 @@ def read_perf(
     click.echo(f"results written to {output}")
 
 
-def _cluster_reads(
-    base: Settings,
-    primaries: int,
-    users: int,
-    posts_per_user: int,
-    sample: int,
-    page: int,
-    duration: float,
-    concurrency: int,
-    seed: int,
-    rounds: int,
-    output: Path | None,
-) -> None:
+def _cluster_reads(base: Settings, plan: ReadComparison, output: Path | None) -> None:
     settings = base.with_(prefix=f"{base.prefix}perfc:", schema=f"{base.schema}_perfc")
     console = Console(stderr=True)
-    with console.status(f"push reads on one Redis and on a {primaries}-primary cluster ({users:,}-user graph)"):
-        result = compare_reads(
-            settings, primaries, users, posts_per_user, sample, page, duration, concurrency, seed, rounds
-        )
+    what = f"push reads on one Redis and on a {plan.primaries}-primary cluster ({plan.users:,}-user graph)"
+    with console.status(what):
+        result = compare_reads(settings, plan)
     path = output or Path(f"results/perf_read_cluster_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"time": datetime.now(UTC).isoformat(timespec="seconds"), **result}, indent=2) + "\n")
-    table = Table(title=f"push reads, {concurrency} in flight, {sample} readers, page {page}")
+    table = Table(title=f"push reads, {plan.concurrency} in flight, {plan.sample} readers, page {plan.page}")
     for column in ("Redis", "round", "reads/s", "p50 ms", "p99 ms", "errors"):
         table.add_column(column, justify="right")
     for name in ("single", "cluster"):
-        for i, r in enumerate(result["rounds"][name], 1):
-            label = "one server" if name == "single" else f"{primaries} primaries"
+        for i, r in enumerate(result["runs"][name], 1):
+            label = "one server" if name == "single" else f"{plan.primaries} primaries"
             row = (
                 label,
                 str(i),

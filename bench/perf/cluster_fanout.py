@@ -13,19 +13,13 @@ per delivered follower is the figure to extrapolate to more cores and nodes.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from devservers.redis_cluster import start_cluster, stop_cluster
-from devservers.redis_server import find_redis_server, start_redis, stop_redis
-from devservers.support import free_port
+from devservers.redis_cluster import private_pair
 from targets.errors import FanoutError
 from targets.eventloop import run
 from targets.stores.connections import delete_prefixed
@@ -36,7 +30,6 @@ from targets.stores.timelines import Timelines
 POST_ID = 1
 #: The perf run's keys, on servers of its own.
 PREFIX = "perf:"
-START_TIMEOUT_S = 60.0
 
 
 async def _cpu_by_node(client: AnyRedis) -> dict[str, float]:
@@ -76,26 +69,6 @@ async def fanout_run(client: AnyRedis, followers: int, batch: int, inflight: int
 
 async def _clean(client: AnyRedis) -> None:
     await delete_prefixed(client, PREFIX)
-
-
-@contextmanager
-def private_pair(primaries: int) -> Iterator[tuple[str, str, str]]:
-    """One private Redis and a private cluster of ``primaries`` primaries (no replicas), stopped afterwards; yields
-    their URLs and the binaries' label."""
-    binaries = find_redis_server("auto")
-    with tempfile.TemporaryDirectory(prefix="fanout-perf-cluster-") as folder:
-        where = Path(folder)
-        port = free_port("127.0.0.1")
-        url = f"redis://127.0.0.1:{port}/0"
-        single = start_redis(url, "127.0.0.1", port, binaries, START_TIMEOUT_S, where / "single")
-        cluster: dict[str, Any] | None = None
-        try:
-            cluster = start_cluster(primaries, 0, binaries, START_TIMEOUT_S, where / "cluster")
-            yield url, cluster["url"], binaries.label
-        finally:
-            stop_redis(single, START_TIMEOUT_S)
-            if cluster is not None:
-                stop_cluster(cluster, START_TIMEOUT_S)
 
 
 def compare(primaries: int, followers: int, batch: int, inflight: int, cap: int, rounds: int) -> dict[str, Any]:

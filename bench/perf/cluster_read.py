@@ -11,11 +11,11 @@ times in HdrHistograms), so the two latency rows differ by the backend only. On 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.perf.cluster_fanout import private_pair
-from bench.perf.read import drive, pick_readers
-from graphs.generate import GraphSpec
+from bench.perf.read import drive, perf_graph, pick_readers
+from devservers.redis_cluster import private_pair
 from graphs.load import load_generated
 from targets.config import Settings
 from targets.eventloop import run
@@ -24,70 +24,51 @@ from targets.stores.post_cache import PostCache
 from targets.strategies.push import PushStrategy
 
 
-def compare_reads(
-    settings: Settings,
-    primaries: int,
-    users: int,
-    posts_per_user: int,
-    sample: int,
-    page: int,
-    duration: float,
-    concurrency: int,
-    seed: int,
-    rounds: int,
-) -> dict[str, Any]:
-    """Start both servers, load, read on each ``rounds`` times (alternating), stop both; the comparison."""
-    with private_pair(primaries) as (single_url, cluster_url, label):
+@dataclass(frozen=True)
+class ReadComparison:
+    """What one comparison reads: a generated graph, a sample of its readers, and how each backend is driven."""
+
+    primaries: int
+    users: int
+    posts_per_user: int
+    sample: int
+    page: int
+    duration: float
+    concurrency: int
+    seed: int
+    rounds: int
+
+
+def compare_reads(settings: Settings, plan: ReadComparison) -> dict[str, Any]:
+    """Start both servers, load, read on each ``plan.rounds`` times (alternating), stop both; the comparison."""
+    with private_pair(plan.primaries) as (single_url, cluster_url, label):
         single = settings.with_(redis_url=single_url, redis_cluster=0, fanout_mode="sync")
-        cluster = single.with_(redis_url=cluster_url, redis_cluster=primaries)
-        args = (users, posts_per_user, sample, page, duration, concurrency, seed, rounds)
-        rows = run(_reads(single, cluster, *args))
+        cluster = single.with_(redis_url=cluster_url, redis_cluster=plan.primaries)
+        rows = run(_reads(single, cluster, plan))
     best = {name: min(rs, key=lambda r: r["p50_ms"]) for name, rs in rows.items()}
-    return {
-        "benchmark": "read-cluster",
-        "primaries": primaries,
-        "redis": label,
-        "users": users,
-        "posts_per_user": posts_per_user,
-        "readers": sample,
-        "page": page,
-        "concurrency": concurrency,
-        "duration_s": duration,
-        "rounds": rows,
-        "best": best,
-    }
+    return {"benchmark": "read-cluster", "redis": label, **asdict(plan), "runs": rows, "best": best}
 
 
 async def _reads(
-    single_settings: Settings,
-    cluster_settings: Settings,
-    users: int,
-    posts_per_user: int,
-    sample: int,
-    page: int,
-    duration: float,
-    concurrency: int,
-    seed: int,
-    rounds: int,
+    single_settings: Settings, cluster_settings: Settings, plan: ReadComparison
 ) -> dict[str, list[dict[str, Any]]]:
     single = await Stores.connect(single_settings)
     cluster = await Stores.connect(cluster_settings, create=False)
     try:
-        spec = GraphSpec("ba", users, seed=seed, celebrities=1, celebrity_reach=0.5, reciprocity=0.9, params={"m": 5})
-        await load_generated(single, spec, posts_per_user, seed)
+        await load_generated(single, perf_graph(plan.users, plan.seed), plan.posts_per_user, plan.seed)
         await PostCache.of(single).warm(single.social)
         await PostCache.of(cluster).warm(cluster.social)
-        readers = (await pick_readers(single, sample, seed)).all
+        readers = (await pick_readers(single, plan.sample, plan.seed)).all
         await PushStrategy(cluster).rebuild_home(readers)
         rows: dict[str, list[dict[str, Any]]] = {"single": [], "cluster": []}
-        for _ in range(rounds):
+        for _ in range(plan.rounds):
             for name, stores in (("single", single), ("cluster", cluster)):
                 push = PushStrategy(stores)
 
                 async def read(user: int, push: PushStrategy = push) -> Any:
-                    return await push.home_timeline(user, page)
+                    return await push.home_timeline(user, plan.page)
 
-                rows[name].append(await drive(read, readers, duration, concurrency, seed))
+                rows[name].append(await drive(read, readers, plan.duration, plan.concurrency, plan.seed))
         return rows
     finally:
         await cluster.delete_keys()

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from bench.driver import Driver
 from bench.perf.saturate import figures, saturate, saturating_schedule
+from graphs.generate import GraphSpec
 from targets.stores.connections import Stores
 from targets.strategies.hybrid import HybridStrategy
 from targets.strategies.pull import PullStrategy
@@ -48,6 +49,12 @@ class Readers:
     all: list[int]
     celebrity: list[int]
     ordinary: list[int]
+
+
+def perf_graph(users: int, seed: int) -> GraphSpec:
+    """The graph ``fanout perf read --users N`` generates: Barabási–Albert (5 follows per new user, 9 in 10 followed
+    back) with one celebrity followed by half of the users."""
+    return GraphSpec("ba", users, seed=seed, celebrities=1, celebrity_reach=0.5, reciprocity=0.9, params={"m": 5})
 
 
 async def pick_readers(stores: Stores, n: int, seed: int) -> Readers:

@@ -51,7 +51,6 @@ class Shared:
     churn: list[tuple[int, int, int]]
     #: The workload block (every process walks the whole stream; the first one's tally is the run's).
     workload: dict[str, Any]
-    interrupted: bool
 
 
 async def _drive_share(job: ShareJob, index: int, processes: int, gate: Gate) -> dict[str, Any]:
@@ -99,7 +98,6 @@ async def drive_in_processes(
         batches=batches,
         churn=[edge for part in parts for edge in part["churn"]],
         workload=parts[0]["workload"],
-        interrupted=drive.interrupted,
     )
 
 

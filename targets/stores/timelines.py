@@ -236,19 +236,22 @@ class Timelines:
         groups: dict[int, list[int]] = {}
         for u in user_ids:
             groups.setdefault(u % len(self.tags), []).append(u)
-        for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            for shard, users in groups.items():
-                keys = [self.key(u) for u in users] + [f"{self.stats_key}:{{{self.tags[shard]}}}"]
-                args = [post_id, self.cap, len(users), 0, "", self.owner, 0, 0, 1]  # no window, no per-edge rule
-                pipe.evalsha(self._add_to_many.sha, len(keys), *keys, *args)
-            try:
-                return sum(int(n) for n in await pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.redis.script_load(_ADD_TO_MANY)  # every primary (a promoted replica has no scripts)
-        raise AssertionError("unreachable")
+        try:
+            return await self._send_by_shard(groups, post_id)
+        except NoScriptError:
+            # A node without the script (a promoted replica: script caches are not replicated): load it on every
+            # primary and send the batch again (a repeated delivery adds nothing).
+            await self.redis.script_load(_ADD_TO_MANY)
+            return await self._send_by_shard(groups, post_id)
+
+    async def _send_by_shard(self, groups: dict[int, list[int]], post_id: int) -> int:
+        assert self.tags is not None
+        pipe = self.redis.pipeline(transaction=False)
+        for shard, users in groups.items():
+            keys = [self.key(u) for u in users] + [f"{self.stats_key}:{{{self.tags[shard]}}}"]
+            args = [post_id, self.cap, len(users), 0, "", self.owner, 0, 0, 1]  # no window, no per-edge rule
+            pipe.evalsha(self._add_to_many.sha, len(keys), *keys, *args)
+        return sum(int(n) for n in await pipe.execute())
 
     async def merge(self, user_id: int, post_ids: Sequence[int]) -> int:
         """Add posts to one timeline, keeping the cap; returns entries written."""
