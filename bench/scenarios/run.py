@@ -197,7 +197,12 @@ async def _drive(
         on_phase("warming up")
         await warm_up(binding.target, config, graph)
     raise_if_cancelled()
-    driver = make_driver(binding.target, workload, config, scenario, on_record=faults.record if faults else None)
+    # Driver processes build their own drivers; here only one process drives.
+    driver = (
+        None
+        if split
+        else make_driver(binding.target, workload, config, scenario, on_record=faults.record if faults else None)
+    )
     guard = Guard(stores)
     lag = LagSampler(stores.pg, len(stores.replicas) if own else 0)
     if own:
@@ -214,7 +219,7 @@ async def _drive(
 
     def load_starts() -> None:
         nonlocal observer
-        if on_driver and not split:  # told just before the load starts, with no await in between
+        if on_driver and driver is not None:  # told just before the load starts, with no await in between
             on_driver(driver)
         elif split:
             on_phase(f"load running in {config.driver_processes} driver processes (figures when it ends)")
@@ -233,6 +238,7 @@ async def _drive(
             merge_writes(writes, shared.batches)
             changes.churn.extend(shared.churn)
         else:
+            assert driver is not None
             load_starts()
             result = await driver.run()
         assert observer is not None
