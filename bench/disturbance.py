@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.metrics import flush_pg_stats
 from targets.stores.connections import HARNESS_CLIENT_NAME, Stores
-from targets.stores.server_info import summed_info
+from targets.stores.server_info import client_lists, summed_info
 
 LOAD_SAMPLE_S = 0.25
 FANOUT_COMMANDS_PER_ENTRY = 2  # ZADD and the trim per follower timeline
@@ -107,7 +107,7 @@ class Guard:
             await asyncio.sleep(LOAD_SAMPLE_S)
             self._loads.append(os.getloadavg()[0])
             try:
-                self._foreign_active.append(foreign_active(await self.stores.redis.client_list()))
+                self._foreign_active.append(foreign_active(await client_lists(self.stores.redis)))
             except Exception:  # a Redis restarting mid-run (a fault): this sample says nothing
                 pass
 
@@ -141,11 +141,17 @@ class Guard:
 
 
 def foreign_active(clients: list[dict[str, Any]]) -> int:
-    """How many of CLIENT LIST's connections are not the harness's and ran a command within the last second."""
+    """How many of CLIENT LIST's connections are not the harness's and ran a command within the last second.
+
+    A replica's replication link (flag ``S``; ``M`` on the replica's side) is the server's own, not another program.
+    """
     return sum(
         1
         for c in clients
-        if c.get("name") != HARNESS_CLIENT_NAME and str(c.get("idle")) == "0" and c.get("cmd") not in ("NULL", None)
+        if c.get("name") != HARNESS_CLIENT_NAME
+        and str(c.get("idle")) == "0"
+        and c.get("cmd") not in ("NULL", None)
+        and not set(str(c.get("flags", ""))) & {"S", "M"}
     )
 
 

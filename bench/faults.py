@@ -8,6 +8,9 @@ Kinds (:data:`KINDS`):
   recovery, which resets its statistics (the run's per-operation Postgres figures are then marked invalid).
 - ``kill-worker``: SIGKILL one of the run's fan-out worker processes mid-delivery and start a replacement; the jobs
   it held are claimed by a live worker after ``fanout_claim_idle_ms``.
+- ``redis-primary-kill``: on the Redis Cluster ``fanout up --redis-cluster N --replicas 1`` started, SIGKILL the
+  primary serving slot 0; its replica takes over (the cluster client follows the failover, retrying with back-off),
+  and the killed node is started again as the new primary's replica. Its action time is the failover's.
 - ``redis-pause=700ms``: SIGSTOP the private redis-server for that long, then SIGCONT (a stall: a long command, a
   fork, a VM pause). Nothing fails; every operation in flight or arriving meanwhile waits, and the open-loop driver
   charges the wait to each of them.
@@ -39,14 +42,19 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from bench.driver import DriveResult
-from devservers.manager import crash_restart, pause
+from devservers.manager import CLUSTER_KEY, crash_restart, kill_cluster_primary, pause
 from targets.config import Settings
 from targets.errors import FanoutError
 from targets.histograms import merged, percentile_ms
 
-KINDS = ("redis-restart", "pg-restart", "kill-worker", "redis-pause")
+KINDS = ("redis-restart", "pg-restart", "kill-worker", "redis-pause", "redis-primary-kill")
 #: The private server each store fault acts on (the state file's key).
-SERVER_OF = {"redis-restart": "redis", "pg-restart": "postgres", "redis-pause": "redis"}
+SERVER_OF = {
+    "redis-restart": "redis",
+    "pg-restart": "postgres",
+    "redis-pause": "redis",
+    "redis-primary-kill": CLUSTER_KEY,
+}
 #: Kinds that last a while (``KIND=DURATION@TIME``); the others are instants.
 LASTING = frozenset({"redis-pause"})
 #: "Back to steady": read p99 of a one-second window at most this multiple of the p99 before the fault, or at most
@@ -155,7 +163,9 @@ def fault_actions(
         if command is not None:
             return await asyncio.to_thread(run_fault_command, fault.kind, command)
         key = SERVER_OF[fault.kind]
-        url = settings.redis_url if key == "redis" else settings.database_url
+        url = settings.database_url if key == "postgres" else settings.redis_url
+        if fault.kind == "redis-primary-kill":
+            return await asyncio.to_thread(kill_cluster_primary, url)
         if fault.length_s is not None:
             await asyncio.to_thread(pause, key, url, fault.length_s)
             return f"paused the private {key} server for {fault.length_s:g}s"

@@ -76,7 +76,10 @@ class ServerCounters:
         # A server that restarted counted from zero again: its figures are withheld and named, never printed as 0.
         invalid = {}
         if self.redis_run_id != earlier.redis_run_id:
-            invalid["redis"] = "Redis restarted during the run: its INFO counters started again from zero"
+            invalid["redis"] = (
+                "a Redis server restarted (or a cluster primary failed over) during the run: its INFO counters "
+                "started again from zero"
+            )
             redis_keys = (
                 "redis_commands",
                 "redis_commands_per_op",

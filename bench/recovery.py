@@ -129,8 +129,8 @@ async def posts_lost(
     checks: list[_Check] = []
     if owner is not None and authors is not None:
         s = stores.settings
-        homes = Timelines(stores.redis, s.prefix, owner, s.timeline_cap)
-        own = AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
+        homes = Timelines(stores.redis, s.prefix, owner, s.timeline_cap, tags=stores.tags)
+        own = AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap, stores.tags)
         for r in rows:
             post, author = int(r["id"]), int(r["author_id"])
             if authors is Authors.ORDINARY and int(r["follower_count"]) >= s.celebrity_threshold:

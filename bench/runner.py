@@ -50,7 +50,7 @@ from targets.eventloop import handled_cancel, run
 from targets.fanout.processes import start_workers, stop_workers
 from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
-from targets.strategies.registry import DEFAULT_STRATEGIES, timeline_owners
+from targets.strategies.registry import DEFAULT_STRATEGIES, cluster_refusal, timeline_owners
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
 #: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
@@ -132,13 +132,9 @@ class Outcome:
 async def _bench(plan: Plan, console: Console) -> Outcome:
     config, settings = plan.config, plan.settings
     started_at = utc_now()
+    if settings.redis_cluster and (why := cluster_refusal(plan.strategies, settings)):
+        raise FanoutError(why)  # before connecting, which would create the schema
     # Connecting first: unreachable stores fail here, before anything runs.
-    if settings.redis_cluster:  # before connecting, which would create the schema
-        raise FanoutError(
-            "fanout bench does not run on a Redis Cluster yet (its bulk load and between-run restores are "
-            "single-server): on a cluster run the strategy API (push with --fanout sync, pull), the test suite's "
-            "cluster tests, or `fanout perf fanout --redis-cluster N`"
-        )
     async with await Stores.connect(settings) as stores:
         if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)
             loads = bool(plan.graph_file or plan.users)
@@ -170,6 +166,7 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
             "reevaluate_s": settings.reevaluate_s,
             "read_from": settings.read_from,
             "pg_replicas": len(stores.replicas),
+            "redis_cluster": settings.redis_cluster,
             "graph": str(plan.graph_file) if plan.graph_file else None,
             "users": plan.users,
             "follows": plan.follows if plan.users else None,

@@ -28,6 +28,7 @@ from devservers.redis_cluster import (
     NodeStatus,
     cluster_label,
     describe_cluster,
+    kill_primary,
     running_nodes,
     start_cluster,
     stop_cluster,
@@ -517,3 +518,19 @@ def crash_restart(key: str, url: str, timeout: float = DEFAULT_READY_TIMEOUT_S) 
         state[key] = new
         save_state(state)
         return new
+
+
+def kill_cluster_primary(url: str, timeout: float = DEFAULT_READY_TIMEOUT_S) -> str:
+    """SIGKILL a primary of the Redis Cluster ``fanout up`` started (``url`` names it), wait for its replica to take
+    over, and start the killed node again as a replica (:func:`devservers.redis_cluster.kill_primary`); returns what
+    happened. Only that cluster is touched (:class:`ServerError` otherwise)."""
+    with state_lock() as state:
+        entry = private_server(CLUSTER_KEY, url, state)
+        if entry is None:
+            raise ServerError(
+                f"Redis at {mask_url(url)} is not a Redis Cluster `fanout up --redis-cluster N --replicas 1` started "
+                "from this directory, so fanout will not kill its primaries"
+            )
+        done = kill_primary(entry, timeout)
+        save_state(state)
+        return done

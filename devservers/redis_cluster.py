@@ -10,6 +10,7 @@ until every node reports ``cluster_state:ok`` and knows every other. :func:`desc
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +63,16 @@ def _until(check: Callable[[], bool], what: str, timeout: float) -> None:
         time.sleep(POLL_INTERVAL_S)  # polling the servers' own state, with a deadline
 
 
+#: Every node's cluster directives. Its ``nodes.conf`` (in its own folder) lets a restarted node rejoin as it was.
+NODE_CONFIG = (
+    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+    *("--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "yes"),
+    # A replica may take over however long ago it last heard from its primary: a benchmark's cluster has no older
+    # data to protect, and a failover that refuses to happen would only stop the run.
+    *("--cluster-replica-validity-factor", "0"),
+)
+
+
 def start_cluster(primaries: int, replicas: int, binaries: Binaries, timeout: float, workdir: Path) -> Entry:
     """Start and form the cluster; returns the state entry (its URL names the first primary)."""
     if not 1 <= primaries <= MAX_PRIMARIES:
@@ -69,16 +80,11 @@ def start_cluster(primaries: int, replicas: int, binaries: Binaries, timeout: fl
     if not 0 <= replicas <= MAX_REPLICAS:
         raise ServerError(f"--replicas {replicas}: pass 0 to {MAX_REPLICAS} replicas per primary")
     nodes: list[Entry] = []
-    config = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-    config += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "yes"]
-    # A replica may take over however long ago it last heard from its primary: a benchmark's cluster has no older
-    # data to protect, and a failover that refuses to happen would only stop the run.
-    config += ["--cluster-replica-validity-factor", "0"]
     try:
         for i in range(primaries * (1 + replicas)):
             port = free_node_port()
             url = f"redis://127.0.0.1:{port}/0"
-            node = start_redis(url, "127.0.0.1", port, binaries, timeout, workdir / str(port), config)
+            node = start_redis(url, "127.0.0.1", port, binaries, timeout, workdir / str(port), NODE_CONFIG)
             node.update(port=port, role="primary" if i < primaries else "replica")
             nodes.append(node)
         _form(nodes, primaries, timeout)
@@ -142,6 +148,71 @@ def stop_cluster(entry: Entry, timeout: float) -> None:
 def running_nodes(entry: Entry) -> list[Entry]:
     """The cluster's nodes whose processes still run."""
     return [n for n in entry["cluster"]["nodes"] if process(n) is not None]
+
+
+def kill_primary(entry: Entry, timeout: float) -> str:
+    """SIGKILL the primary that serves slot 0 now (one with a replica), wait until its replica has taken over and the
+    cluster is whole again (``cluster_state:ok``), then start the killed node again on its port: it rejoins as a
+    replica of the node that replaced it. Updates ``entry``'s nodes; returns what happened, with the time the
+    takeover took (from the kill until a survivor serves slot 0 again)."""
+    nodes = running_nodes(entry)
+    by_port = {n["port"]: n for n in nodes}
+    survivor = _client(nodes[0]["port"])
+    try:
+        victim_port = _slot_owner(survivor, 0)
+        if victim_port not in by_port or not _has_replica(survivor, victim_port):
+            raise ServerError(
+                "no primary with a live replica serves slot 0: start the cluster with --replicas 1 or more"
+            )
+    finally:
+        survivor.close()
+    victim = by_port[victim_port]
+    proc = process(victim)
+    assert proc is not None
+    watcher = _client(next(n["port"] for n in nodes if n["port"] != victim_port))
+    try:
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout)
+        _until(
+            lambda: _slot_owner(watcher, 0) not in (None, victim_port) and _state(watcher) == "ok",
+            "promote a replica",
+            timeout,
+        )
+        took = time.monotonic() - killed
+        new_primary = _slot_owner(watcher, 0)
+    finally:
+        watcher.close()
+    binaries = Binaries(victim["source"], Path(victim["binary"]), victim["label"])
+    url = f"redis://127.0.0.1:{victim_port}/0"
+    restarted = start_redis(url, "127.0.0.1", victim_port, binaries, timeout, Path(victim["dir"]), NODE_CONFIG)
+    restarted.update(port=victim_port, role="replica")
+    entry["cluster"]["nodes"] = [restarted if n["port"] == victim_port else n for n in entry["cluster"]["nodes"]]
+    if entry["port"] == victim_port:  # the entry's own process is its first node's
+        entry.update(pid=restarted["pid"], create_time=restarted["create_time"])
+    back = _client(victim_port)
+    try:
+        _until(lambda: _synced(back), "sync the restarted node as a replica", timeout)
+    finally:
+        back.close()
+    return (
+        f"killed primary 127.0.0.1:{victim_port} (pid {victim['pid']}); replica 127.0.0.1:{new_primary} took over "
+        f"after {took:.2f}s; the killed node rejoined as its replica"
+    )
+
+
+def _slot_owner(client: redis.Redis, slot: int) -> int | None:
+    """The port of the node that serves ``slot`` as ``client``'s node sees it (None: nobody)."""
+    for low, high, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+        if int(low) <= slot <= int(high):
+            return int(primary[1])
+    return None
+
+
+def _has_replica(client: redis.Redis, port: int) -> bool:
+    lines = [line.split() for line in _known(client)]
+    ids = {f[0] for f in lines if f[1].split("@")[0].endswith(f":{port}")}
+    return any(f[3] in ids and "fail" not in f[2] and f[7] == "connected" for f in lines if "slave" in f[2])
 
 
 @dataclass(frozen=True)

@@ -118,11 +118,6 @@ async def load_graph(
         raise FanoutError(f"edge list {path} does not exist: pass an edge list (e.g. from `fanout graph generate`)")
     if posts_per_user < 0:
         raise FanoutError(f"--posts-per-user {posts_per_user} is negative: pass 0 or more")
-    if posts_per_user and stores.tags is not None:  # refused before anything is written
-        raise FanoutError(
-            "loading a graph with posts materialises timelines in bulk, which does not run on a Redis Cluster yet: "
-            "load it with --posts-per-user 0, or on one Redis server"
-        )
     queued = await FanoutQueue(stores.redis, stores.settings).outstanding()
     if queued:
         # A queued job would deliver a post of the old graph into the new graph's timelines.

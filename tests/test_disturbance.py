@@ -51,6 +51,7 @@ def test_foreign_commands_count_only_when_another_client_was_seen_busy() -> None
         {"name": "", "idle": "0", "cmd": "incr"},  # another program, busy
         {"name": "", "idle": "42", "cmd": "get"},  # another program, idle
         {"name": "", "idle": "0", "cmd": "NULL"},  # just connected, no command yet
+        {"name": "", "idle": "0", "cmd": "replconf", "flags": "S"},  # a replica's link (a cluster's own)
     ]
     assert foreign_active(clients) == 1
 

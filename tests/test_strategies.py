@@ -11,22 +11,8 @@ from targets.stores.pages import HybridRead
 from targets.strategies.base import MAX_PAGE
 from targets.strategies.hybrid import READ_ATTEMPTS, HybridStrategy
 from targets.strategies.registry import STRATEGIES, make_strategy
-from tests.conftest import namespace_settings
 
 ALL = sorted(STRATEGIES)
-#: What a Redis Cluster runs so far (README, "Scale-out"): push with sync fan-out, and pull.
-ON_A_CLUSTER = ("push", "pull")
-
-
-@pytest.fixture(autouse=True)
-def cluster_scope(request: pytest.FixtureRequest) -> None:
-    """On a Redis Cluster (FANOUT_REDIS_CLUSTER, as .ci/run's cluster suite sets it), skip what it does not run yet:
-    hybrid and adaptive merge author timelines that live in other slots."""
-    if not namespace_settings().redis_cluster:
-        return
-    named = [s for s in STRATEGIES if s in request.node.name]
-    if any(s not in ON_A_CLUSTER for s in named):
-        pytest.skip("hybrid and adaptive do not run on a Redis Cluster yet (their reads merge across slots)")
 
 
 @pytest.fixture

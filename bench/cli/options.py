@@ -378,8 +378,9 @@ _BENCH_OPTIONS: list[Callable[[Any], Any]] = [
         callback=_faults,
         metavar="KIND@Ns",
         help="Inject a fault N seconds into each strategy's load (repeatable): redis-restart or pg-restart (crash "
-        "and restart a private server `fanout up` started), redis-pause=DURATION@Ns (SIGSTOP it that long) or "
-        "kill-worker (SIGKILL a fan-out worker); @every-Ns repeats it.",
+        "and restart a private server `fanout up` started), redis-pause=DURATION@Ns (SIGSTOP it that long), "
+        "redis-primary-kill (SIGKILL a private Redis Cluster's primary: its replica takes over) or kill-worker "
+        "(SIGKILL a fan-out worker); @every-Ns repeats it.",
     ),
     click.option(
         "--fault-exec",
@@ -464,7 +465,7 @@ def _check_faults(
     fault_exec: dict[str, str],
 ) -> None:
     """Faults that cannot be carried out fail here, before anything runs: usage errors, or one line naming the fix."""
-    from devservers.manager import private_server
+    from devservers.manager import CLUSTER_KEY, private_server
 
     if not faults:
         return
@@ -486,9 +487,20 @@ def _check_faults(
         )
     for kind in sorted(kinds & set(SERVER_OF) - set(fault_exec)):
         key = SERVER_OF[kind]
-        url = settings.redis_url if key == "redis" else settings.database_url
+        url = settings.database_url if key == "postgres" else settings.redis_url
+        if key == CLUSTER_KEY and private_server(key, url) is None:
+            raise FanoutError(
+                f"--fault {kind} kills a primary of a Redis Cluster `fanout up --redis-cluster N --replicas 1` "
+                f"started from this directory, and {mask_url(url)} is not one: run that first, or name the command "
+                f"that does it with --fault-exec {kind}=COMMAND"
+            )
+        if key == "redis" and settings.redis_cluster:
+            raise FanoutError(
+                f"--fault {kind} acts on one Redis server, and {mask_url(url)} is a Redis Cluster: inject "
+                "--fault redis-primary-kill@Ns instead"
+            )
         if private_server(key, url) is None:
-            variable = REDIS_URL_VAR if key == "redis" else DATABASE_URL_VAR
+            variable = DATABASE_URL_VAR if key == "postgres" else REDIS_URL_VAR
             raise FanoutError(
                 f"--fault {kind} crashes only a server `fanout up` started from this directory, and "
                 f"{mask_url(url)} is not one: set {variable} to a free loopback port and run `fanout up` first, or "

@@ -380,7 +380,7 @@ def _timeline_sample(stores: Stores, name: str, graph: GraphInfo, seed: int) -> 
         return None
     users = graph.user_ids
     sample = random.Random(seed).sample(list(users), min(TIMELINE_SAMPLE, len(users)))
-    timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap)
+    timelines = Timelines(stores.redis, stores.settings.prefix, name, stores.settings.timeline_cap, tags=stores.tags)
     return [timelines.key(u) for u in sample], len(users)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from targets.stores.connections import Stores
 from targets.stores.materialise import READER_STATE, rebuild_timelines, restart_activity
-from targets.stores.timelines import owner_key_prefix
+from targets.stores.timelines import owner_key_prefix, user_key
 from targets.strategies.registry import keeps_timelines, timeline_owners
 
 #: Keys per pipeline round trip.
@@ -39,7 +39,7 @@ class TimelineSnapshot:
     async def take(cls, stores: Stores, owner: str, user_ids: Sequence[int]) -> TimelineSnapshot:
         """Copy all of ``owner``'s per-user state of ``user_ids`` as it is now."""
         keys = [
-            f"{owner_key_prefix(stores.settings.prefix, owner, kind)}{u}}}"
+            user_key(owner_key_prefix(stores.settings.prefix, owner, kind), u, stores.tags)
             for kind in derived_kinds(owner)
             for u in user_ids
         ]
@@ -59,8 +59,8 @@ class TimelineSnapshot:
                 for key, payload in zip(
                     self.keys[start : start + BATCH], self.payloads[start : start + BATCH], strict=True
                 ):
-                    if payload is None:
-                        pipe.unlink(key)
+                    if payload is None:  # raw: a cluster pipeline does not queue unlink()
+                        pipe.execute_command("UNLINK", key)
                     else:
                         pipe.restore(key, 0, payload, replace=True)
                         restored += 1

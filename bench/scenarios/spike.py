@@ -123,7 +123,7 @@ class Spike(Scenario):
             return
         ids = [user for user, _ in self.accounts]
         s = stores.settings
-        timelines = Timelines(stores.redis, s.prefix, strategy, s.timeline_cap)
+        timelines = Timelines(stores.redis, s.prefix, strategy, s.timeline_cap, tags=stores.tags)
         self._followers = await stores.social.distinct_followers(ids)
         sample = await stores.social.follower_sample(ids, MEMORY_SAMPLE, self.config.seed)
         self._keys = [timelines.key(u) for u in sample]

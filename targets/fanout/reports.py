@@ -14,6 +14,7 @@ from hdrh.histogram import HdrHistogram
 from targets.fanout.queue import FanoutQueue
 from targets.histograms import new_histogram, record_us
 from targets.stores.connections import Stores
+from targets.stores.timelines import fanout_stats_keys
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,10 @@ async def delivery_report(stores: Stores, post_id: int, owner: str = "push") -> 
 async def written_totals(stores: Stores) -> dict[str, dict[str, int]]:
     """Totals over every post since the namespace was reset: per owner, posts completed, batches, followers
     delivered and entries written (the write amplification's numerator)."""
-    raw = await stores.redis.hgetall(FanoutQueue(stores.redis, stores.settings).stats)
     totals: dict[str, dict[str, int]] = {}
-    for key, value in raw.items():
-        what, owner = key.decode().split(":", 1)
-        totals.setdefault(owner, {})[what] = int(value)
+    for stats in fanout_stats_keys(stores.settings.prefix, stores.tags):  # each shard's too, on a cluster
+        for key, value in (await stores.redis.hgetall(stats)).items():
+            what, owner = key.decode().split(":", 1)
+            counts = totals.setdefault(owner, {})
+            counts[what] = counts.get(what, 0) + int(value)
     return totals

@@ -115,11 +115,14 @@ class Activity:
     async def rates(self, user_ids: Sequence[int], half_life_s: int, *, declared: bool) -> Rates:
         """These users' read and post rates: declared ones, or their decayed counts decayed on to now."""
         fields = ("dr", "dp") if declared else ("r", "seen", "p", "pt")
+        clock = None if self.tags is None else await self.redis.time()  # a cluster pipeline refuses TIME
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
+            if clock is None:
+                pipe.time()
             for user_id in user_ids:
                 pipe.hmget(self.key(user_id), fields)
-            (seconds, micros), *rows = await pipe.execute()
+            replies = await pipe.execute()
+        (seconds, micros), rows = (replies[0], replies[1:]) if clock is None else (clock, replies)
         at = seconds + micros / 1e6
         reads: dict[int, float] = {}
         posts: dict[int, float] = {}

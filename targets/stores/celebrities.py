@@ -9,11 +9,12 @@ change on follow and unfollow of a celebrity and, for all of an account's follow
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 
-from targets.stores.timelines import SENTINEL, owner_key_prefix
+from targets.stores.timelines import SENTINEL, by_shard, owner_key_prefix, user_key
 
 # SADD or SREM (ARGV[1]) one celebrity (ARGV[2]) in every listed set that is materialised; returns sets changed.
 _CHANGE = """
@@ -30,14 +31,16 @@ return changed
 class CelebritySets:
     """One owner's per-user sets of followed celebrities (only hybrid keeps them)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, owner: str, tags: Sequence[str] | None = None) -> None:
         self.redis = redis
         self.key_prefix = owner_key_prefix(prefix, owner, "celebs")
+        #: Shard tags on a Redis Cluster (None on one server): see :func:`~targets.stores.timelines.user_key`.
+        self.tags = tags
         self._change = redis.register_script(_CHANGE)
 
     def key(self, user_id: int) -> str:
         """The user's set key."""
-        return f"{self.key_prefix}{user_id}}}"
+        return user_key(self.key_prefix, user_id, self.tags)
 
     async def add(self, user_ids: Sequence[int], celebrity_id: int) -> int:
         """Add a celebrity to these users' sets (those materialised), in one call; returns sets changed."""
@@ -50,7 +53,9 @@ class CelebritySets:
     async def _apply(self, command: str, user_ids: Sequence[int], celebrity_id: int) -> int:
         if not user_ids:
             return 0
-        return int(await self._change(keys=[self.key(u) for u in user_ids], args=[command, celebrity_id]))
+        groups = by_shard(user_ids, self.tags).values()  # one call per shard on a cluster: its keys share a slot
+        changed = [self._change(keys=[self.key(u) for u in users], args=[command, celebrity_id]) for users in groups]
+        return sum(int(n) for n in await asyncio.gather(*changed))
 
     async def add_to(self, user_id: int, celebrity_ids: Sequence[int]) -> None:
         """Add several to one user's set (one the caller knows is materialised)."""
@@ -64,12 +69,13 @@ class CelebritySets:
         """Atomically make these users' sets hold exactly these celebrities, in one round trip."""
         if not sets:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for user_id, celebrities in sets.items():
-                key = self.key(user_id)
-                pipe.unlink(key)
-                pipe.sadd(key, SENTINEL, *celebrities)
-            await pipe.execute()
+        for users in by_shard(sets, self.tags).values():  # a transaction's keys share a slot on a cluster
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for user_id in users:
+                    key = self.key(user_id)
+                    pipe.execute_command("UNLINK", key)  # raw: a cluster pipeline does not queue unlink()
+                    pipe.sadd(key, SENTINEL, *sets[user_id])
+                await pipe.execute()
 
     async def members(self, user_id: int) -> set[int] | None:
         """The user's followed celebrities, or None when the set is not materialised."""

@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from targets.config import DATABASE_URL_VAR, REDIS_URL_VAR, Settings, declared, mask_url
@@ -46,6 +48,12 @@ HARNESS_CLIENT_NAME = "fanout-bench"
 REPLICA_URLS_VAR = declared("replica_urls").env
 CLUSTER_VAR = declared("redis_cluster").env
 CLUSTER_SLOTS = 16_384
+#: A cluster client retries a command (or pipeline) that met a lost node this many times, backing off from
+#: CLUSTER_BACKOFF_BASE_S up to CLUSTER_BACKOFF_CAP_S: about 10 s in all, so it follows a failover (a replica takes over
+#: one node timeout plus an election after its primary died) instead of failing every operation of the shard meanwhile.
+CLUSTER_RETRIES = 24
+CLUSTER_BACKOFF_BASE_S = 0.05
+CLUSTER_BACKOFF_CAP_S = 0.5
 
 
 class Stores:
@@ -213,6 +221,7 @@ async def connect_cluster(url: str, counters: StoreCounters | None = None) -> Re
         max_connections=REDIS_MAX_CONNECTIONS,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         client_name=HARNESS_CLIENT_NAME,
+        retry=Retry(ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S), CLUSTER_RETRIES),
     )
     where = mask_url(url)
     try:

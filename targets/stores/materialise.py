@@ -2,7 +2,8 @@
 
 One set-based query per strategy computes every user's newest ``timeline_cap`` posts of the accounts they follow
 (hybrid: only followees below ``celebrity_threshold`` followers, as :mod:`targets.strategies.hybrid` pushes them),
-streamed through a server-side cursor into batched Lua calls. An owner whose timelines hold only ordinary authors
+streamed through a server-side cursor into batched Lua calls whose keys are declared (on a Redis Cluster, one call
+per shard's batch: its keys share a slot). An owner whose timelines hold only ordinary authors
 (hybrid) reads celebrities at read time, so one more streamed query gives every account its author timeline
 (:mod:`targets.stores.authors`) and every user its set of followed celebrities (:mod:`targets.stores.celebrities`).
 This is the one bulk path: the graph loader calls it after seeding posts, and the benchmark calls it to reset derived
@@ -20,17 +21,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from redis.commands.core import AsyncScript
 
-from targets.errors import FanoutError
 from targets.stores import authors as author_timelines
 from targets.stores.activity import Activity, activity_pattern
 from targets.stores.celebrities import CelebritySets
 from targets.stores.connections import Stores
 from targets.stores.post_cache import POST_CACHE_PATTERN
 from targets.stores.postgres import Authors
-from targets.stores.timelines import ALL_DERIVED_PATTERN, SENTINEL, home_key_prefix, owner_pattern
+from targets.stores.timelines import ALL_DERIVED_PATTERN, SENTINEL, Timelines, owner_pattern
 
 #: The key (relative to the prefix) marking that derived state was built in this Redis; see
 #: :mod:`targets.stores.recovery`. No ``{``: no derived-state pattern matches it.
@@ -65,37 +66,35 @@ local function zadd_ids(key, ids)
 end
 """
 
-# ARGV[1] the timeline key prefix, ARGV[2] the cap, then (user id, comma-separated post ids) pairs: one variadic
-# ZADD per timeline, trimmed to the cap when it grew (a rebuild merged into timelines that fan-out writes to as well).
-# Returns the entries added (Redis's own ZADD replies).
+# KEYS: timelines; ARGV[1] the cap, ARGV[1 + i] the comma-separated post ids of KEYS[i]: one variadic ZADD per
+# timeline, trimmed to the cap when it grew (a rebuild merged into timelines that fan-out writes to as well). Keys are
+# declared, so a Redis Cluster runs it when they share a slot (one shard's). Returns the entries added (Redis's own
+# ZADD replies).
 _ZADD_TIMELINES = (
     _ZADD_IDS
     + """
-local prefix, keep, added = ARGV[1], -(tonumber(ARGV[2]) + 1), 0
-for i = 3, #ARGV, 2 do
-  local key = prefix .. ARGV[i] .. '}'
-  local n = zadd_ids(key, ARGV[i + 1])
-  if n > 0 then redis.call('ZREMRANGEBYRANK', key, 0, keep) end
+local keep, added = -(tonumber(ARGV[1]) + 1), 0
+for i = 1, #KEYS do
+  local n = zadd_ids(KEYS[i], ARGV[i + 1])
+  if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, keep) end
   added = added + n
 end
 return added
 """
 )
 
-# ARGV[1] author-timeline key prefix, ARGV[2] celebrity-set key prefix, ARGV[3] the sentinel, then (user id, its own
-# post ids, the celebrities it follows) triples, comma-separated: both keys are written with the sentinel, so every
-# user's are materialised, even empty.
+# KEYS: (author timeline, celebrity set) of each user; ARGV[1] the sentinel, then (its own post ids, the celebrities
+# it follows) of each user, comma-separated: both keys are written with the sentinel, so every user's are
+# materialised, even empty.
 _WRITE_READER_STATE = (
     _ZADD_IDS
     + """
-local authors, celebs, sentinel = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV, 3 do
-  local author = authors .. ARGV[i] .. '}'
-  redis.call('ZADD', author, 0, sentinel)
-  zadd_ids(author, ARGV[i + 1])
-  local set = celebs .. ARGV[i] .. '}'
-  redis.call('SADD', set, sentinel)
-  for id in string.gmatch(ARGV[i + 2], '%d+') do redis.call('SADD', set, id) end
+local sentinel = ARGV[1]
+for i = 1, #KEYS, 2 do
+  redis.call('ZADD', KEYS[i], 0, sentinel)
+  zadd_ids(KEYS[i], ARGV[i + 1])
+  redis.call('SADD', KEYS[i + 1], sentinel)
+  for id in string.gmatch(ARGV[i + 2], '%d+') do redis.call('SADD', KEYS[i + 1], id) end
 end
 return 0
 """
@@ -182,12 +181,6 @@ async def rebuild_timelines(
     ``clear=False`` skips deleting the old state first (each delete is a SCAN of the whole Redis database), for a
     caller that has just cleared it.
     """
-    if stores.tags is not None and owners:
-        raise FanoutError(
-            "bulk materialisation (a graph load with posts, `fanout rebuild`, `fanout bench`) does not run on a Redis "
-            "Cluster yet (its scripts build keys of many shards): rebuild users one by one through the strategy API, "
-            "or run it on one Redis server"
-        )
     if clear:
         for name in owners:
             await clear_derived(stores, [name], post_cache=False)
@@ -211,7 +204,7 @@ async def mark_active(stores: Stores, owners: Iterable[str]) -> None:
         return
     users = (await stores.social.users()).ids
     for name in owners:
-        await Activity(stores.redis, stores.settings.prefix, name).mark_seen(users)
+        await Activity(stores.redis, stores.settings.prefix, name, stores.tags).mark_seen(users)
 
 
 async def restart_activity(stores: Stores, owners: Iterable[str]) -> None:
@@ -243,9 +236,10 @@ async def _materialise_home(
         if on_users:
             on_users(owner, users)
 
+    timelines = Timelines(stores.redis, s.prefix, owner, s.timeline_cap, tags=stores.tags)
     script = stores.redis.register_script(_ZADD_TIMELINES)
-    head = [home_key_prefix(s.prefix, owner), str(s.timeline_cap)]
-    return await _stream(stores, timelines_sql(authors), args, script, head, written)
+    calls = _Calls(script, [str(s.timeline_cap)], lambda user: [timelines.key(user)], stores.tags, written)
+    return await calls.stream(stores, timelines_sql(authors), args)
 
 
 async def _materialise_reader_state(stores: Stores, owner: str, authors: Authors) -> None:
@@ -253,67 +247,84 @@ async def _materialise_reader_state(stores: Stores, owner: str, authors: Authors
     adaptive the set of pulled followees, empty at first (every edge pushed)."""
     s = stores.settings
     threshold = s.celebrity_threshold if authors is Authors.ORDINARY else NOBODY
-    authors = author_timelines.AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap)
-    celebrities = CelebritySets(stores.redis, s.prefix, owner)
+    own = author_timelines.AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap, stores.tags)
+    celebrities = CelebritySets(stores.redis, s.prefix, owner, stores.tags)
     script = stores.redis.register_script(_WRITE_READER_STATE)
-    head = [authors.key_prefix, celebrities.key_prefix, SENTINEL]
-    await _stream(stores, READER_STATE_SQL, [s.timeline_cap, threshold], script, head)
+    calls = _Calls(script, [SENTINEL], lambda user: [own.key(user), celebrities.key(user)], stores.tags)
+    await calls.stream(stores, READER_STATE_SQL, [s.timeline_cap, threshold])
 
 
-async def _stream(
-    stores: Stores,
-    sql: str,
-    args: Sequence[object],
-    script: AsyncScript,
-    head: list[str],
-    written: Callable[[int], None] | None = None,
-) -> int:
-    """Stream the query's rows (a user id, texts passed on untouched, and their entry count last) into Lua calls.
+@dataclass
+class _Buffer:
+    """One Lua call being filled: its keys, its arguments after the head, the users and entries in it."""
 
-    Each call gets ``head`` and then the rows' values but the count, about ``CALL_ENTRIES`` entries' worth;
-    ``IN_FLIGHT`` calls run while the cursor reads on. ``written(users)`` is told as each call returns. Returns the
-    sum of the calls' replies.
+    keys: list[str] = field(default_factory=list)
+    argv: list[object] = field(default_factory=list)
+    users: int = 0
+    entries: int = 0
+
+
+class _Calls:
+    """Streams a query's rows (a user id, texts passed on untouched, and their entry count last) into Lua calls.
+
+    Each call declares the rows' users' keys (``keys_of(user)``) and gets ``head`` and then the rows' texts, about
+    ``CALL_ENTRIES`` entries' worth. On a Redis Cluster (``tags``) the rows are grouped by the users' shard, so each
+    call's keys share one slot. ``IN_FLIGHT`` calls run while the cursor reads on; ``written(users)`` is told as each
+    call returns.
     """
-    slots = asyncio.Semaphore(IN_FLIGHT)
-    tasks: list[asyncio.Task[None]] = []
-    replies: list[int] = []
-    failed: list[BaseException] = []
 
-    async def call(argv: list[object], users: int) -> None:
+    def __init__(
+        self,
+        script: AsyncScript,
+        head: list[object],
+        keys_of: Callable[[int], list[str]],
+        tags: Sequence[str] | None,
+        written: Callable[[int], None] | None = None,
+    ) -> None:
+        self.script, self.head, self.keys_of, self.written = script, head, keys_of, written
+        self.shards = len(tags) if tags is not None else 1
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.replies: list[int] = []
+        self.failed: list[BaseException] = []
+
+    async def stream(self, stores: Stores, sql: str, args: Sequence[object]) -> int:
+        """Run the query and send its rows; returns the sum of the calls' replies."""
+        buffers: dict[int, _Buffer] = {}
         try:
-            replies.append(int(await script(args=argv)))
+            async with stores.pg.acquire() as conn, conn.transaction():
+                async for row in conn.cursor(sql, *args, prefetch=PREFETCH):
+                    user, *values, n = row
+                    buffer = buffers.setdefault(user % self.shards, _Buffer())
+                    buffer.keys += self.keys_of(user)
+                    buffer.argv += values
+                    buffer.users += 1
+                    buffer.entries += n
+                    if buffer.entries >= CALL_ENTRIES:
+                        await self._send(buffers.pop(user % self.shards))
+            for buffer in buffers.values():
+                await self._send(buffer)
+            await asyncio.gather(*self.tasks)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        return sum(self.replies)
+
+    async def _send(self, buffer: _Buffer) -> None:
+        await self.slots.acquire()
+        if self.failed:  # stop reading as soon as a call failed
+            self.slots.release()
+            raise self.failed[0]
+        self.tasks.append(asyncio.create_task(self._call(buffer)))
+
+    async def _call(self, buffer: _Buffer) -> None:
+        try:
+            self.replies.append(int(await self.script(keys=buffer.keys, args=[*self.head, *buffer.argv])))
         except BaseException as exc:
-            failed.append(exc)
+            self.failed.append(exc)
             raise
         finally:
-            slots.release()
-        if written:
-            written(users)
-
-    async def send(argv: list[object], users: int) -> None:
-        await slots.acquire()
-        if failed:  # stop reading as soon as a call failed
-            slots.release()
-            raise failed[0]
-        tasks.append(asyncio.create_task(call(argv, users)))
-
-    argv: list[object] = list(head)
-    users = entries = 0
-    try:
-        async with stores.pg.acquire() as conn, conn.transaction():
-            async for row in conn.cursor(sql, *args, prefetch=PREFETCH):
-                *values, n = row
-                argv += values
-                users += 1
-                entries += n
-                if entries >= CALL_ENTRIES:
-                    await send(argv, users)
-                    argv, users, entries = list(head), 0, 0
-        if users:
-            await send(argv, users)
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return sum(replies)
+            self.slots.release()
+        if self.written:
+            self.written(buffer.users)

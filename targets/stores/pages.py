@@ -4,12 +4,15 @@
 home timeline merged with the followed celebrities' author timelines, cut to the timeline cap as
 :func:`targets.strategies.base.capped_page` cuts pages computed from Postgres, then MGET). The scripts build the
 post-cache and author-timeline keys from their prefixes, so they touch keys they do not declare, as the fan-out's
-delivery script does; a Redis Cluster deployment would pass them (they share no hash slot anyway). Post ids stay
+delivery script does. On a Redis Cluster those keys are in other slots: a page there is the reader's own keys from
+one call (they share its shard's slot), then the author timelines by shard and the bodies by shard. Post ids stay
 strings inside Lua except for comparing: Lua's numbers are doubles, exact for 53-bit ids but printed with 14 digits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +21,7 @@ import redis.asyncio as aioredis
 from targets.stores.activity import DUE, INACTIVE, Touch
 from targets.stores.lua import TOUCH_LUA
 from targets.stores.post_cache import PostCache, post_key_prefix
-from targets.stores.timelines import SENTINEL, owner_key_prefix, user_key
+from targets.stores.timelines import SENTINEL, by_shard, owner_key_prefix, user_key
 
 # KEYS[1] home timeline, KEYS[2] the reader's activity; ARGV: top of the range ('+inf' or '(<before>'), limit,
 # post-cache key prefix, then the touch's window, half-life, every. Returns {ids, cached bodies, touch flags}; an
@@ -107,6 +110,40 @@ return {2, chosen, redis.call('MGET', unpack(keys)), flags}
 )
 
 
+# A hybrid page on a Redis Cluster, where the author timelines are in other slots: first the reader's own keys (one
+# slot: KEYS home timeline, celebrity set, activity; ARGV top, before, limit, cap, then the touch's window, half-life,
+# every). Returns {3, flags} for an inactive reader, {0} when the celebrity set is not materialised, else
+# {2, home ids, how many home entries lie at or above `before` (at most the cap), celebrity ids, flags}.
+_HYBRID_OWN = (
+    TOUCH_LUA
+    + """
+local flags = touch(KEYS[3], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+if flags % 2 == 1 then return {3, flags} end
+local celebs = redis.call('SMEMBERS', KEYS[2])
+if #celebs == 0 then return {0} end
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'LIMIT', 0, ARGV[3])
+local newer = 0
+if ARGV[2] ~= '' then newer = math.min(redis.call('ZCOUNT', KEYS[1], ARGV[2], '+inf'), tonumber(ARGV[4])) end
+return {2, ids, newer, celebs, flags}
+"""
+)
+
+# Then one call per shard of the celebrities' author timelines (KEYS; ARGV top, before, limit): per key {1 if it is
+# materialised, its page of ids ('(0' leaves out the sentinel), how many of its posts lie at or above `before`}.
+_AUTHOR_PAGES = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local page = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], '(0', 'LIMIT', 0, ARGV[3])
+  local exists = 1
+  if #page == 0 then exists = redis.call('EXISTS', key) end
+  local newer = 0
+  if ARGV[2] ~= '' then newer = redis.call('ZCOUNT', key, ARGV[2], '+inf') end
+  out[i] = {exists, page, newer}
+end
+return out
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """A page of post ids (bytes, newest first) and their cached bodies (None where the cache misses)."""
@@ -169,6 +206,8 @@ class PageReader:
         self.push_script = redis.register_script(_PUSH_PAGE)
         self._push_ids = redis.register_script(_PUSH_IDS)
         self.hybrid_script = redis.register_script(_HYBRID_PAGE)
+        self._hybrid_own = redis.register_script(_HYBRID_OWN)
+        self._author_pages = redis.register_script(_AUTHOR_PAGES)
 
     async def push(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> Page:
         """The home timeline's ids below ``before`` (newest first, at most ``limit``) and their cached bodies; no page
@@ -192,6 +231,8 @@ class PageReader:
     async def hybrid(self, user_id: int, limit: int, before: int | None, *, again: bool = False) -> HybridRead:
         """The merged page of the home timeline and the followed celebrities' author timelines, or what is missing."""
         top = "+inf" if before is None else f"({before}"
+        if self.tags is not None:
+            return await self._hybrid_by_shard(user_id, limit, before, again=again)
         keys = [f"{p}{user_id}}}" for p in (self.home_prefix, self.celebs_prefix, self.activity_prefix)]
         args = [top, "" if before is None else before, limit, self.cap, self.author_prefix, self.post_prefix, SENTINEL]
         reply = await self.hybrid_script(keys=keys, args=args + self.touch.args(again=again))
@@ -202,3 +243,38 @@ class PageReader:
         if reply[0] == 0:
             return HybridRead(celebrities_missing=True)
         return HybridRead(authors_missing=tuple(int(a) for a in reply[1]))
+
+    async def _hybrid_by_shard(self, user_id: int, limit: int, before: int | None, *, again: bool) -> HybridRead:
+        """:meth:`hybrid` on a Redis Cluster: the reader's own keys in one call, the followed celebrities' author
+        timelines in one call per shard (side by side), merged here as ``_HYBRID_PAGE`` merges them, then the bodies
+        from the post cache by shard: three round trips instead of one."""
+        top, after = ("+inf", "") if before is None else (f"({before}", str(before))
+        keys = [user_key(p, user_id, self.tags) for p in (self.home_prefix, self.celebs_prefix, self.activity_prefix)]
+        reply = await self._hybrid_own(keys=keys, args=[top, after, limit, self.cap, *self.touch.args(again=again)])
+        if reply[0] == 3:
+            return HybridRead(inactive=True)
+        if reply[0] == 0:
+            return HybridRead(celebrities_missing=True)
+        _, home, newer, celebs, flags = reply
+        groups = list(by_shard((int(c) for c in celebs if c != SENTINEL.encode()), self.tags).values())
+        calls = [
+            self._author_pages(keys=[user_key(self.author_prefix, a, self.tags) for a in g], args=[top, after, limit])
+            for g in groups
+        ]
+        pages = await asyncio.gather(*calls)
+        # (author, materialised, page ids, entries at or above `before`) per followed celebrity.
+        found = [(a, *page) for g, reply in zip(groups, pages, strict=True) for a, page in zip(g, reply, strict=True)]
+        missing = tuple(a for a, exists, _, _ in found if not exists)
+        if missing:
+            return HybridRead(authors_missing=missing)
+        newer += sum(n for _, _, _, n in found)
+        wanted = max(0, min(limit, self.cap - newer))
+        chosen: list[bytes] = []
+        # Each list is newest first; an id in both the home and an author timeline (mid-transition) counts once.
+        for post_id in heapq.merge(home, *(ids for _, _, ids, _ in found), key=int, reverse=True):
+            if len(chosen) == wanted:
+                break
+            if not chosen or int(chosen[-1]) != int(post_id):
+                chosen.append(post_id)
+        cached = await self.post_cache.raw([int(i) for i in chosen]) if chosen else []
+        return HybridRead(Page(chosen, cached, flags))

@@ -28,6 +28,16 @@ async def info_by_node(redis: AnyRedis, section: str) -> dict[str, dict[str, Any
     return {f"{kwargs.get('host', 'unix')}:{kwargs.get('port', 0)}": await redis.info(section)}
 
 
+async def client_lists(redis: AnyRedis) -> list[dict[str, Any]]:
+    """CLIENT LIST of the server, or of every primary of a cluster, as one list."""
+    if isinstance(redis, RedisCluster):
+        replies = await redis.client_list(target_nodes=RedisCluster.PRIMARIES)
+        if isinstance(replies, list):  # one target: redis-py returns the reply itself
+            return replies
+        return [client for clients in replies.values() for client in clients]
+    return await redis.client_list()
+
+
 def _add(total: dict[str, Any], info: dict[str, Any]) -> None:
     for key, value in info.items():
         if isinstance(value, dict):

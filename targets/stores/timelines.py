@@ -9,13 +9,13 @@ is one Lua call per batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from targets.errors import FanoutError
 from targets.stores.lua import ACTIVE_LUA, EDGE_LUA, NOW_LUA
 
 # ZADD the post into every timeline of the batch and trim each to the cap; returns entries actually added, so a
@@ -40,7 +40,11 @@ if window > 0 or author ~= '' then acts = n end
 if author ~= '' then sets = 2 * n end
 local ratio, declared, half = tonumber(ARGV[7]), ARGV[8] == '1', tonumber(ARGV[9])
 local posts, ids = 0, {}
-if author ~= '' then
+if author ~= '' and ARGV[10] ~= nil then
+  -- On a Redis Cluster the author's keys are in another slot: its rate and posts come as ARGV[10..] (_AUTHOR_INPUTS).
+  posts = tonumber(ARGV[10])
+  for i = 11, #ARGV do ids[#ids + 1] = ARGV[i] end
+elseif author ~= '' then
   local _, p = rates(KEYS[3 * n + 2], declared, half, at)
   posts = p
   -- Only an author whose timeline is built can be pulled: its posts must be readable from there.
@@ -67,6 +71,22 @@ if inactive > 0 then redis.call('HINCRBY', stats, 'skipped:' .. ARGV[6], inactiv
 if pulled > 0 then redis.call('HINCRBY', stats, 'pulled:' .. ARGV[6], pulled) end
 if flipped > 0 then redis.call('HINCRBY', stats, 'flipped:' .. ARGV[6], flipped) end
 return added
+"""
+)
+
+
+# The author's side of that rule, for a Redis Cluster where the author's keys are in their own slot: KEYS[1] its
+# activity hash, KEYS[2] its author timeline; ARGV[1] '1' for declared rates, ARGV[2] the half-life. Returns {its post
+# rate, then its timeline's post ids}, the rate 0 when the timeline is not built (an author only then pullable).
+_AUTHOR_INPUTS = (
+    NOW_LUA
+    + EDGE_LUA
+    + """
+local _, posts = rates(KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), now())
+if posts <= 0 or redis.call('EXISTS', KEYS[2]) == 0 then return {'0'} end
+local out = {string.format('%.17g', posts)}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(0', '+inf')) do out[#out + 1] = id end
+return out
 """
 )
 
@@ -122,6 +142,13 @@ def fanout_stats_key(prefix: str) -> str:
     return f"{prefix}fanout:stats"
 
 
+def fanout_stats_keys(prefix: str, tags: Sequence[str] | None) -> list[str]:
+    """Every hash of fan-out totals: the one of :func:`fanout_stats_key` and, on a Redis Cluster, each shard's, where
+    a shard's fan-out call counts what it skipped (a script's keys must share its slot)."""
+    main = fanout_stats_key(prefix)
+    return [main] + ([f"{main}:{{{tag}}}" for tag in tags] if tags is not None else [])
+
+
 def owner_key_prefix(prefix: str, owner: str, kind: str) -> str:
     """Everything of an owner's per-user key of ``kind`` before the user id (the key ends with the id and ``}``).
 
@@ -136,6 +163,17 @@ def user_key(kind_prefix: str, user_id: int, tags: Sequence[str] | None = None) 
     if tags is None:
         return f"{kind_prefix}{user_id}}}"
     return f"{kind_prefix}{tags[user_id % len(tags)]}}}{user_id}"
+
+
+def by_shard(user_ids: Iterable[int], tags: Sequence[str] | None) -> dict[int, list[int]]:
+    """The users grouped by shard (user id mod S) on a Redis Cluster, so each group's keys share a slot; one group on
+    one server."""
+    if tags is None:
+        return {0: list(user_ids)}
+    groups: dict[int, list[int]] = {}
+    for u in user_ids:
+        groups.setdefault(u % len(tags), []).append(u)
+    return groups
 
 
 def home_key_prefix(prefix: str, owner: str) -> str:
@@ -170,18 +208,19 @@ class Timelines:
         self.redis = redis
         #: Shard tags on a Redis Cluster (None on one server): see :func:`user_key`.
         self.tags = list(tags) if tags is not None else None
-        if self.tags is not None and window_s:
-            raise FanoutError("--active-window is not supported on a Redis Cluster yet: run it on one Redis server")
         #: Fan-out skips followers who have not read within this many seconds (0: none).
         self.window_s = window_s
         #: Where skipped deliveries are counted per owner (the fan-out's stats hash).
         self.stats_key = fanout_stats_key(prefix)
+        #: On a cluster, each shard's own stats hash (in its slot).
+        self.shard_stats = fanout_stats_keys(prefix, self.tags)[1:]
         #: Told ``(post_id, entries_added)`` after each :meth:`add_to_many` (a listener, never part of the write).
         self.on_written = on_written
         self.prefix = prefix
         self.owner = owner
         self.cap = cap
         self._add_to_many = redis.register_script(_ADD_TO_MANY)
+        self._author_inputs = redis.register_script(_AUTHOR_INPUTS)
         self._merge = redis.register_script(_MERGE)
         self._unmerge = redis.register_script(_UNMERGE)
 
@@ -205,9 +244,7 @@ class Timelines:
         if not user_ids:
             return 0
         if self.tags is not None:
-            if rule is not None:
-                raise FanoutError("per-edge strategies are not supported on a Redis Cluster yet: use one server")
-            added = await self._add_by_shard(user_ids, post_id)
+            added = await self._add_by_shard(user_ids, post_id, rule, author)
             if self.on_written is not None:
                 self.on_written(post_id, added)
             return added
@@ -229,29 +266,47 @@ class Timelines:
             self.on_written(post_id, added)
         return added
 
-    async def _add_by_shard(self, user_ids: Sequence[int], post_id: int) -> int:
+    async def _add_by_shard(self, user_ids: Sequence[int], post_id: int, rule: EdgeRule | None, author: int) -> int:
         """On a cluster: the batch split by shard, each shard's timelines written by one call whose keys (its
-        timelines and its own stats hash) share the shard's slot; one pipeline, one round trip per node."""
-        assert self.tags is not None
-        groups: dict[int, list[int]] = {}
-        for u in user_ids:
-            groups.setdefault(u % len(self.tags), []).append(u)
-        try:
-            return await self._send_by_shard(groups, post_id)
-        except NoScriptError:
-            # A node without the script (a promoted replica: script caches are not replicated): load it on every
-            # primary and send the batch again (a repeated delivery adds nothing).
+        timelines, their readers' activity hashes with a window or a ``rule``, their pulled sets with a rule, and its
+        own stats hash) share
+        the shard's slot; one pipeline, one round trip per node. The rule's author side is read first, from the
+        author's own slot, and passed to every shard's call."""
+        groups = by_shard(user_ids, self.tags)
+        args: list[Any] = [post_id, self.cap, 0, self.window_s, "", self.owner, 0, 0, 1]  # [2]: each shard's count
+        if rule is not None:
+            acts = owner_key_prefix(self.prefix, self.owner, "act")
+            author_keys = [user_key(acts, author, self.tags), user_key(rule.authors_prefix, author, self.tags)]
+            inputs = await self._author_inputs(keys=author_keys, args=[int(rule.declared), rule.half_life_s])
+            args[4:] = [author, self.owner, rule.cost_ratio, int(rule.declared), rule.half_life_s, *inputs]
+        replies = await self._send_by_shard(groups, args, rule)
+        # A node without the script (a promoted replica: script caches are not replicated) refuses its shards' calls:
+        # load it on every primary and send those again. Only those: the others' entries are written and counted.
+        again = {shard: groups[shard] for shard, reply in replies.items() if isinstance(reply, NoScriptError)}
+        if again:
             await self.redis.script_load(_ADD_TO_MANY)
-            return await self._send_by_shard(groups, post_id)
+            replies.update(await self._send_by_shard(again, args, rule))
+        for reply in replies.values():
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(n) for n in replies.values())
 
-    async def _send_by_shard(self, groups: dict[int, list[int]], post_id: int) -> int:
+    async def _send_by_shard(
+        self, groups: dict[int, list[int]], args: list[Any], rule: EdgeRule | None
+    ) -> dict[int, Any]:
+        """Each shard's reply (its entries added, or the error it raised)."""
         assert self.tags is not None
+        acts = owner_key_prefix(self.prefix, self.owner, "act")
         pipe = self.redis.pipeline(transaction=False)
         for shard, users in groups.items():
-            keys = [self.key(u) for u in users] + [f"{self.stats_key}:{{{self.tags[shard]}}}"]
-            args = [post_id, self.cap, len(users), 0, "", self.owner, 0, 0, 1]  # no window, no per-edge rule
-            pipe.evalsha(self._add_to_many.sha, len(keys), *keys, *args)
-        return sum(int(n) for n in await pipe.execute())
+            keys = [self.key(u) for u in users]
+            if self.window_s or rule is not None:
+                keys += [user_key(acts, u, self.tags) for u in users]
+            if rule is not None:
+                keys += [user_key(rule.sets_prefix, u, self.tags) for u in users]
+            keys.append(self.shard_stats[shard])
+            pipe.evalsha(self._add_to_many.sha, len(keys), *keys, *args[:2], len(users), *args[3:])
+        return dict(zip(groups, await pipe.execute(raise_on_error=False), strict=True))
 
     async def merge(self, user_id: int, post_ids: Sequence[int]) -> int:
         """Add posts to one timeline, keeping the cap; returns entries written."""

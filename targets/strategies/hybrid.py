@@ -40,8 +40,8 @@ class HybridStrategy(PushStrategy):
 
     def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
         super().__init__(stores, on_written=on_written)
-        self.authors = AuthorTimelines(stores.redis, stores.settings.prefix, self.name, self.cap)
-        self.celebrities = CelebritySets(stores.redis, stores.settings.prefix, self.name)
+        self.authors = AuthorTimelines(stores.redis, stores.settings.prefix, self.name, self.cap, stores.tags)
+        self.celebrities = CelebritySets(stores.redis, stores.settings.prefix, self.name, stores.tags)
 
     def is_celebrity(self, followers: int) -> bool:
         """Whether an account with this many followers is read by pull rather than pushed."""

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from targets.errors import FanoutError
+from targets.config import Settings
 from targets.fanout.queue import FanoutQueue
 from targets.stores.activity import Activity, Touch
 from targets.stores.connections import Stores
@@ -32,18 +32,22 @@ class PushStrategy(Strategy):
     name: ClassVar[str] = "push"
     home_authors: ClassVar[Authors | None] = Authors.ALL
 
+    @classmethod
+    def cluster_refusal(cls, settings: Settings) -> str | None:
+        """On a Redis Cluster fan-out runs with ``--fanout sync``: the async delivery script builds keys inside Lua."""
+        if settings.fanout_mode == "sync":
+            return None
+        return (
+            f"{cls.name} with --fanout {settings.fanout_mode} is not supported on a Redis Cluster yet (the async "
+            "delivery script builds keys inside Lua): run it with --fanout sync"
+        )
+
     def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
         super().__init__(stores, on_written=on_written)
         self.batch_size = stores.settings.fanout_batch
         self.threshold = stores.settings.celebrity_threshold
         prefix, window = stores.settings.prefix, stores.settings.active_window_s
         tags = stores.tags
-        if tags is not None and (self.name != "push" or stores.settings.fanout_mode != "sync"):
-            raise FanoutError(
-                f"{self.name} with --fanout {stores.settings.fanout_mode} is not supported on a Redis Cluster yet: "
-                "run push with --fanout sync, or pull (hybrid and adaptive merge author timelines across slots, "
-                "async delivery builds keys inside its script)"
-            )
         self.timelines = Timelines(
             stores.redis, prefix, self.name, self.cap, on_written=on_written, window_s=window, tags=tags
         )
