@@ -1,4 +1,5 @@
-"""The rate sweep (capacity): each strategy at rising rates, its latency-throughput curve and highest sustained rate.
+"""The rate sweep (capacity): each strategy (and, when asked, each read source) at rising rates, its
+latency-throughput curve and highest sustained rate.
 
 As YCSB's ``-target`` steps and wrk2's ``-R``: every strategy runs at each rate in turn, lowest first, until it no
 longer sustains one (achieved below 95% of the rate, or an SLO broken, :func:`sustains`); its higher rates are
@@ -9,10 +10,12 @@ skipped (:func:`rate_skip`, the stopping rule ``fanout sweep rate`` gives the ro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from bench.driver import Schedule
 from bench.sweep import DEFAULT_WEIGHTS, FIGURES_BY_KEY, Figures, Point, ms_text, num_text, plain, point_figures
+from targets.config import READ_FROM
 
 #: A point sustains its rate when it completes at least this fraction of the offered operations per second.
 SUSTAINED_FRACTION = 0.95
@@ -35,9 +38,21 @@ def parse_rates(text: str) -> list[float]:
     return sorted(set(rates))
 
 
-def rate_points(strategies: Sequence[str], rates: Sequence[float]) -> list[Point]:
-    """The points of a rate sweep: every strategy at each rate, lowest rates first."""
-    return [Point(f"{s}-r{_rate_name(r)}", s, None, r) for r in sorted(rates) for s in strategies]
+def parse_read_sources(text: str) -> list[str]:
+    """``primary,replica`` -> those read sources (none: the settings' one). Raises ValueError naming a bad value."""
+    sources = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    for source in sources:
+        if source not in READ_FROM:
+            raise ValueError(f"read source {source!r} is not one of {', '.join(READ_FROM)}")
+    return sources
+
+
+def rate_points(strategies: Sequence[str], rates: Sequence[float], read_from: Sequence[str] = ()) -> list[Point]:
+    """The points of a rate sweep: every strategy at each rate, lowest rates first; with ``read_from`` sources
+    (``primary``, ``replica``) every strategy once reading from each, side by side at every rate."""
+    sources: Sequence[str | None] = read_from or (None,)
+    points = [Point("", s, None, r, src) for r in sorted(rates) for s in strategies for src in sources]
+    return [replace(p, name=f"{p.series}-r{_rate_name(p.rate or 0)}") for p in points]
 
 
 def _rate_name(rate: float) -> str:
@@ -63,7 +78,7 @@ def rate_skip(points: Sequence[Point], slos: dict[str, float]) -> Callable[[str,
     def skip(name: str, doc: dict[str, Any]) -> bool:
         point = by_name[name]
         for lower in points:
-            if lower.strategy == point.strategy and (lower.rate or 0) < (point.rate or 0):
+            if lower.series == point.series and (lower.rate or 0) < (point.rate or 0):
                 figures = doc["strategies"].get(lower.name)
                 if figures is not None and not sustains(figures, lower.rate or 0, slos)[0]:
                     return True
@@ -89,7 +104,7 @@ def rate_block(doc: dict[str, Any], points: Sequence[Point], slos: dict[str, flo
         }
         ok, why = sustains(block, p.rate or 0, slos)
         load = block.get("load") or {}
-        curves.setdefault(p.strategy, []).append(
+        curves.setdefault(p.series, []).append(
             {
                 "rate": p.rate,
                 "offered": load.get("offered_rate"),
@@ -99,18 +114,18 @@ def rate_block(doc: dict[str, Any], points: Sequence[Point], slos: dict[str, flo
                 "sustained": ok,
             }
         )
-        sustained.setdefault(p.strategy, None)
-        if ok and p.strategy not in stopped:
-            sustained[p.strategy] = p.rate
-        elif not ok and p.strategy not in stopped:
-            stopped[p.strategy] = f"at {num_text(p.rate or 0)} ops/s: {why}"
+        sustained.setdefault(p.series, None)
+        if ok and p.series not in stopped:
+            sustained[p.series] = p.rate
+        elif not ok and p.series not in stopped:
+            stopped[p.series] = f"at {num_text(p.rate or 0)} ops/s: {why}"
     ranked = sorted(sustained, key=lambda s: -(sustained[s] or 0))
     parts = [f"{s} {num_text(sustained[s]) + ' ops/s' if sustained[s] else 'none of the rates'}" for s in ranked]
     text = "highest sustained rate" + (" within the SLOs" if slos else "") + ": " + ", ".join(parts)
     if stopped:
         text += "; stopped " + "; ".join(f"{s} {why}" for s, why in stopped.items())
     best = ranked[0] if ranked and sustained[ranked[0]] else None
-    best_point = next((p for p in points if p.strategy == best and p.rate == sustained.get(best or "")), None)
+    best_point = next((p for p in points if p.series == best and p.rate == sustained.get(best or "")), None)
     return {
         "kind": "rate",
         "points": [p.as_json() for p in points],

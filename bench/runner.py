@@ -261,10 +261,14 @@ async def _bench(plan: Plan, console: Console) -> Outcome:
 
 
 def _stores_for(stores: Stores, point: Point) -> Stores:
-    """The stores as a sweep point sees them: the same connections, with the point's hybrid threshold."""
-    if point.threshold is None:
-        return stores
-    return stores.view(celebrity_threshold=point.threshold)
+    """The stores as a sweep point sees them: the same connections, with the point's hybrid threshold and read
+    source."""
+    changes: dict[str, object] = {}
+    if point.threshold is not None:
+        changes["celebrity_threshold"] = point.threshold
+    if point.read_from is not None:
+        changes["read_from"] = point.read_from
+    return stores.view(**changes) if changes else stores
 
 
 def _fresh_runs(names: Sequence[str], points: dict[str, Point], loaded: dict[str, Any], threshold: int) -> list[str]:

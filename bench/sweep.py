@@ -36,22 +36,29 @@ AUTO_POINTS = 6
 
 @dataclass(frozen=True)
 class Point:
-    """One point of a sweep: a strategy, hybrid's celebrity threshold (None: the settings') and the rate (None: the
-    run's)."""
+    """One point of a sweep: a strategy, hybrid's celebrity threshold (None: the settings'), the rate (None: the
+    run's) and where reads that compute pages in Postgres go (``read_from``; None: the settings')."""
 
     name: str
     strategy: str
     threshold: int | None = None
     rate: float | None = None
+    read_from: str | None = None
+
+    @property
+    def series(self) -> str:
+        """What a rate sweep draws one curve for: the strategy, with where it reads when the sweep varies that."""
+        return self.strategy if self.read_from is None else f"{self.strategy}-{self.read_from}"
 
     def as_json(self) -> dict[str, Any]:
         """The point as the result's ``sweep.points`` lists it."""
-        return {"name": self.name, "strategy": self.strategy, "threshold": self.threshold, "rate": self.rate}
+        point = {"name": self.name, "strategy": self.strategy, "threshold": self.threshold, "rate": self.rate}
+        return point if self.read_from is None else {**point, "read_from": self.read_from}
 
     @classmethod
     def from_json(cls, point: dict[str, Any]) -> Point:
         """A point back from :meth:`as_json`."""
-        return cls(point["name"], point["strategy"], point.get("threshold"), point.get("rate"))
+        return cls(point["name"], point["strategy"], point.get("threshold"), point.get("rate"), point.get("read_from"))
 
 
 def auto_thresholds(follower_counts: Sequence[int], points: int = AUTO_POINTS) -> list[int]:

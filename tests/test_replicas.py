@@ -129,6 +129,29 @@ def test_a_benchmark_reading_from_the_replica_reports_its_lag(private: Private, 
         assert lag["samples"] == lag["idle_samples"] or lag["p99_ms"] is not None, lag
 
 
+def test_a_rate_sweep_compares_reads_from_the_primary_and_the_replica_in_one_run(
+    private: Private, tmp_path: Path
+) -> None:
+    """`fanout sweep rate --read-sources primary,replica`: pull reading from each source at each rate, as two curves
+    of one result. The primary's own counters show where the reads went (a load of reads only): pull's page queries
+    read rows there when they go to the primary, and none when they go to the replica."""
+    env, where = private
+    out = tmp_path / "sources.json"
+    run = ["sweep", "rate", "--users", "300", "--posts-per-user", "3", "--strategy", "pull", "--rates", "60,120"]
+    run += ["--duration", "2", "--warmup", "0.5", "--read-ratio", "1", "--oracle-users", "30"]
+    done = fanout(env, where, *run, "--read-sources", "primary,replica", "--out", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert set(doc["sweep"]["curves"]) == {"pull-primary", "pull-replica"}
+    assert [len(c) for c in doc["sweep"]["curves"].values()] == [2, 2]
+    rows = {name: doc["strategies"][name]["store_counters"]["pg_rows_read_per_op"] for name in doc["strategies"]}
+    for rate in ("60", "120"):
+        primary, replica = rows[f"pull-primary-r{rate}"], rows[f"pull-replica-r{rate}"]
+        assert primary > 5 and replica < 0.5, rows
+    assert all(doc["strategies"][n]["oracle"]["verdict"] == "pass" for n in doc["strategies"])
+    assert "replica_lag" in doc["strategies"]["pull-replica-r60"]
+
+
 def test_replica_configurations_that_cannot_work_are_one_line(private: Private, tmp_path: Path) -> None:
     env, where = private
     # Replicas of a PostgreSQL fanout did not start (the shared one): refused, nothing started.

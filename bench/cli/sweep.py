@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from bench.capacity import parse_rates, rate_block, rate_points, rate_skip
+from bench.capacity import parse_rates, parse_read_sources, rate_block, rate_points, rate_skip
 from bench.cli.options import bench_options, plan_from
 from bench.report.sweep import print_sweep
 from bench.results import load_result, write_result
@@ -118,19 +118,31 @@ def threshold(ctx: click.Context, **options: Any) -> None:
             help="Target rates (operations per second), each a run of every strategy still keeping up.",
         ),
         click.Option(["--slo"], **_SLO_OPTION),  # type: ignore[arg-type]
+        click.Option(
+            ["--read-sources"],
+            default="",
+            callback=_parsed(parse_read_sources),
+            metavar="primary,replica",
+            help="Run every strategy once reading from each (PostgreSQL primary, streaming replicas) at every rate, "
+            "as separate curves in one run; needs replicas (`fanout up --pg-replicas 1` or --replica-urls).",
+        ),
     ],
 )
 @click.pass_context
 def rate(ctx: click.Context, **options: Any) -> None:
-    """Each strategy at rising rates: read p50/p99 against achieved rate, and its highest sustained rate.
+    """Each strategy at rising rates: read p50/p99 against achieved rate, and its highest sustained rate (with
+    --read-sources, each strategy reading from each source).
 
     A strategy stops at the first rate it does not sustain: achieved below 95% of the rate, or an SLO broken.
     """
     rates: list[float] = options.pop("rates")
     slos: dict[str, float] = options.pop("slo")
+    sources: list[str] = options.pop("read_sources")
     options["rate"] = rates[0]
     base = plan_from(ctx, options)
-    chosen = rate_points(base.strategies, rates)
+    if sources:  # the replicas are connected (and checked) once; each point reads from its own source
+        base = dataclasses.replace(base, settings=base.settings.with_(read_from="replica"))
+    chosen = rate_points(base.strategies, rates, sources)
     plan = dataclasses.replace(base, points=lambda graph: chosen, skip=rate_skip(chosen, slos))
     _run_and_finish(plan, lambda doc, swept: rate_block(doc, swept, slos))
 
