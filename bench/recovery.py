@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from targets.stores.authors import AuthorTimelines
+from targets.stores.celebrities import CelebritySets
 from targets.stores.connections import Stores
 from targets.stores.failures import LOST_STORE
 from targets.stores.materialise import mark_built
@@ -131,13 +132,23 @@ async def posts_lost(
         s = stores.settings
         homes = Timelines(stores.redis, s.prefix, owner, s.timeline_cap, tags=stores.tags)
         own = AuthorTimelines(stores.redis, s.prefix, owner, s.timeline_cap, stores.tags)
+        # Per-edge owners (adaptive) leave out of a home timeline the followees its user pulls: those posts must be
+        # in the author's own timeline instead.
+        pulled: dict[int, set[int]] = {}
+        if authors is Authors.EXCEPT:
+            readers = sorted({int(f) for r in rows for f in r["followers"]})
+            sets = await CelebritySets(stores.redis, s.prefix, owner, stores.tags).members_of(readers)
+            pulled = {u: members for u, members in zip(readers, sets, strict=True) if members}
         for r in rows:
             post, author = int(r["id"]), int(r["author_id"])
             if authors is Authors.ORDINARY and int(r["follower_count"]) >= s.celebrity_threshold:
                 checks.append(_Check(post, own.key(author), author, _NEWER_OWN))
-            else:
-                newer = _NEWER_ORDINARY if authors is Authors.ORDINARY else _NEWER_FOLLOWED
-                checks += [_Check(post, homes.key(int(f)), int(f), newer) for f in r["followers"]]
+                continue
+            newer = _NEWER_ORDINARY if authors is Authors.ORDINARY else _NEWER_FOLLOWED
+            pushed = [int(f) for f in r["followers"] if author not in pulled.get(int(f), ())]
+            checks += [_Check(post, homes.key(f), f, newer) for f in pushed]
+            if len(pushed) < len(r["followers"]):
+                checks.append(_Check(post, own.key(author), author, _NEWER_OWN))
     missing = await _not_held(stores, checks)
     return {
         "posts_checked": len(rows),

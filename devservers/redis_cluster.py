@@ -23,6 +23,7 @@ import redis
 
 from devservers.redis_server import find_redis_server, start_redis, stop_redis
 from devservers.support import POLL_INTERVAL_S, Binaries, Entry, ServerError, free_port, port_in_use, process
+from targets.stores.connections import HARNESS_CLIENT_NAME
 
 SLOTS = 16_384
 #: Milliseconds a primary may be unreachable before its replica is promoted (redis.conf cluster-node-timeout): short,
@@ -52,7 +53,10 @@ def free_node_port() -> int:
 
 
 def _client(port: int) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True)
+    # Named as the harness's own connections are: a fault's polling during a benchmark is not another program's.
+    return redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True, client_name=HARNESS_CLIENT_NAME
+    )
 
 
 def _until(check: Callable[[], bool], what: str, timeout: float) -> None:
@@ -169,20 +173,22 @@ def kill_primary(entry: Entry, timeout: float) -> str:
     victim = by_port[victim_port]
     proc = process(victim)
     assert proc is not None
-    watcher = _client(next(n["port"] for n in nodes if n["port"] != victim_port))
+    watchers = [_client(n["port"]) for n in nodes if n["port"] != victim_port]
     try:
         proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         proc.wait(timeout)
-        _until(
-            lambda: _slot_owner(watcher, 0) not in (None, victim_port) and _state(watcher) == "ok",
-            "promote a replica",
-            timeout,
-        )
+
+        def taken_over() -> bool:  # slot 0 served by another node, and every survivor (that one too) says ok
+            owner = _slot_owner(watchers[0], 0)
+            return owner not in (None, victim_port) and all(_state(w) == "ok" for w in watchers)
+
+        _until(taken_over, "promote a replica", timeout)
         took = time.monotonic() - killed
-        new_primary = _slot_owner(watcher, 0)
+        new_primary = _slot_owner(watchers[0], 0)
     finally:
-        watcher.close()
+        for watcher in watchers:
+            watcher.close()
     binaries = Binaries(victim["source"], Path(victim["binary"]), victim["label"])
     url = f"redis://127.0.0.1:{victim_port}/0"
     restarted = start_redis(url, "127.0.0.1", victim_port, binaries, timeout, Path(victim["dir"]), NODE_CONFIG)

@@ -34,6 +34,7 @@ from targets.stores.connections import Stores
 from targets.stores.counters import StoreCounters
 from targets.stores.materialise import rebuild_timelines
 from targets.stores.postgres import Authors
+from targets.strategies.adaptive import AdaptiveStrategy
 from targets.strategies.push import PushStrategy
 from tests.conftest import SESSION_TAG
 from tests.test_fanout import holders
@@ -292,3 +293,21 @@ async def test_the_posts_lost_check_finds_a_missing_entry_and_forgives_the_caps_
     assert (gone["posts_lost"], gone["timeline_entries_missing"]) == (1, 1)
     await stores.pg.execute("DELETE FROM posts WHERE id = $1", posts[0])  # acknowledged, but not in Postgres
     assert (await posts_lost(here, None, None, mark, posts))["acknowledged_not_in_postgres"] == 1
+
+
+async def test_the_posts_lost_check_looks_for_a_pulled_edges_post_in_the_authors_timeline(stores: Stores) -> None:
+    """Adaptive leaves a pulled followee's posts out of the home timeline: the check then wants them in the author's
+    own timeline, and finds them missing there."""
+    followers = range(1, 11)
+    await load_star(stores.pg, stores.settings.schema, 0, followers)
+    here = Stores(stores.settings.with_(fanout_mode="sync"), stores.redis, stores.pg)
+    adaptive = AdaptiveStrategy(here)
+    mark = await stores.social.newest_post_id()
+    posts = [(await adaptive.publish(0, f"post {i}")).post_id for i in range(3)]
+    await adaptive.authors.replace({0: posts[::-1]})
+    await adaptive.celebrities.replace({7: [0]})  # follower 7 pulls author 0 now: its home timeline drops the posts
+    await stores.redis.zrem(adaptive.timelines.key(7), *posts)
+    whole = await posts_lost(here, "adaptive", Authors.EXCEPT, mark, posts)
+    assert (whole["posts_lost"], whole["timeline_entries_checked"]) == (0, 3 * (len(followers) - 1) + 3)
+    await stores.redis.zrem(adaptive.authors.key(0), posts[-1])
+    assert (await posts_lost(here, "adaptive", Authors.EXCEPT, mark, posts))["posts_lost"] == 1

@@ -79,5 +79,15 @@ class CelebritySets:
 
     async def members(self, user_id: int) -> set[int] | None:
         """The user's followed celebrities, or None when the set is not materialised."""
-        raw = await self.redis.smembers(self.key(user_id))
-        return {int(m) for m in raw if m != SENTINEL.encode()} if raw else None
+        return _members(await self.redis.smembers(self.key(user_id)))
+
+    async def members_of(self, user_ids: Sequence[int]) -> list[set[int] | None]:
+        """:meth:`members` of many users, in one pipeline (one round trip per node)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.smembers(self.key(user_id))
+            return [_members(raw) for raw in await pipe.execute()]
+
+
+def _members(raw: set[bytes]) -> set[int] | None:
+    return {int(m) for m in raw if m != SENTINEL.encode()} if raw else None

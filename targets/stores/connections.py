@@ -52,6 +52,10 @@ CLUSTER_SLOTS = 16_384
 #: CLUSTER_BACKOFF_BASE_S up to CLUSTER_BACKOFF_CAP_S: about 10 s in all, so it follows a failover (a replica takes over
 #: one node timeout plus an election after its primary died) instead of failing every operation of the shard meanwhile.
 CLUSTER_RETRIES = 24
+#: Connections per cluster node. The cluster client fails a command at once when its node's pool is full (it has no
+#: blocking pool), and after a failover every operation that waited it out arrives at once, each perhaps holding a
+#: connection per shard it touches: room for the driver's whole in-flight bound several times over.
+CLUSTER_MAX_CONNECTIONS = 1024
 CLUSTER_BACKOFF_BASE_S = 0.05
 CLUSTER_BACKOFF_CAP_S = 0.5
 
@@ -216,12 +220,13 @@ async def connect_redis(url: str, counters: StoreCounters | None = None, *, clus
 
 async def connect_cluster(url: str, counters: StoreCounters | None = None) -> RedisCluster:
     """A redis-py cluster client of the cluster ``url`` names a node of, checked to serve all 16,384 slots."""
+    backoff = ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S)
     client = RedisCluster.from_url(
         url,
-        max_connections=REDIS_MAX_CONNECTIONS,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         client_name=HARNESS_CLIENT_NAME,
-        retry=Retry(ExponentialBackoff(cap=CLUSTER_BACKOFF_CAP_S, base=CLUSTER_BACKOFF_BASE_S), CLUSTER_RETRIES),
+        max_connections=CLUSTER_MAX_CONNECTIONS,
+        retry=Retry(backoff, CLUSTER_RETRIES, supported_errors=RedisCluster.ERRORS_ALLOW_RETRY),
     )
     where = mask_url(url)
     try:

@@ -279,16 +279,29 @@ class Timelines:
             author_keys = [user_key(acts, author, self.tags), user_key(rule.authors_prefix, author, self.tags)]
             inputs = await self._author_inputs(keys=author_keys, args=[int(rule.declared), rule.half_life_s])
             args[4:] = [author, self.owner, rule.cost_ratio, int(rule.declared), rule.half_life_s, *inputs]
-        replies = await self._send_by_shard(groups, args, rule)
-        # A node without the script (a promoted replica: script caches are not replicated) refuses its shards' calls:
-        # load it on every primary and send those again. Only those: the others' entries are written and counted.
-        again = {shard: groups[shard] for shard, reply in replies.items() if isinstance(reply, NoScriptError)}
-        if again:
-            await self.redis.script_load(_ADD_TO_MANY)
-            replies.update(await self._send_by_shard(again, args, rule))
-        for reply in replies.values():
-            if isinstance(reply, Exception):
-                raise reply
+        pending, replies = dict(groups), {}
+
+        async def send() -> None:
+            """Send the shards not yet written; keep what each wrote, raise the first error of those that failed."""
+            sent = await self._send_by_shard(pending, args, rule)
+            refused = {shard: pending[shard] for shard, reply in sent.items() if isinstance(reply, NoScriptError)}
+            if refused:  # a promoted replica: script caches are not replicated; load it on every primary
+                await self.redis.script_load(_ADD_TO_MANY)
+                sent.update(await self._send_by_shard(refused, args, rule))
+            for shard, reply in sent.items():
+                if not isinstance(reply, Exception):
+                    replies[shard] = reply
+                    del pending[shard]
+            for reply in sent.values():
+                if isinstance(reply, Exception):
+                    raise reply
+
+        async def retried(error: Exception) -> None:
+            """Nothing to undo: the next attempt resends only the shards that failed."""
+
+        # Per shard, so a shard written before a node failed is neither written nor counted twice; a lost node's
+        # shards are sent again by the cluster client's own retry policy (its back-off and attempts).
+        await self.redis.retry.call_with_retry(send, retried)
         return sum(int(n) for n in replies.values())
 
     async def _send_by_shard(

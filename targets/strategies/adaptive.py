@@ -128,7 +128,7 @@ class AdaptiveStrategy(HybridStrategy):
     async def edges_pulled(self, user_ids: Sequence[int]) -> tuple[int, int]:
         """Of these users' follow edges: how many are pulled, and how many there are (for the pushed fraction)."""
         followees = await self.social.followees_of(user_ids)
-        sets = await asyncio.gather(*(self.celebrities.members(u) for u in followees))
+        sets = await self.celebrities.members_of(list(followees))
         pulled = sum(len(s or ()) for s in sets)
         return pulled, sum(len(ps) for ps in followees.values())
 
