@@ -50,7 +50,7 @@ from targets.eventloop import handled_cancel, run
 from targets.fanout.processes import start_workers, stop_workers
 from targets.stores.connections import Stores
 from targets.stores.post_cache import PostCache
-from targets.strategies.registry import DEFAULT_STRATEGIES, cluster_refusal, timeline_owners
+from targets.strategies.registry import DEFAULT_STRATEGIES, timeline_owners
 
 #: What --quick means: a complete spike run on a generated 20,000-user graph with one celebrity followed by half of
 #: the users and a hybrid threshold far below its reach but above every other account. A post history of 40 posts per
@@ -132,8 +132,6 @@ class Outcome:
 async def _bench(plan: Plan, console: Console) -> Outcome:
     config, settings = plan.config, plan.settings
     started_at = utc_now()
-    if settings.redis_cluster and (why := cluster_refusal(plan.strategies, settings)):
-        raise FanoutError(why)  # before connecting, which would create the schema
     # Connecting first: unreachable stores fail here, before anything runs.
     async with await Stores.connect(settings) as stores:
         if config.target:  # a service over HTTP: it must answer, and serve one strategy (and our graph, to load one)

@@ -23,7 +23,7 @@ from targets.fanout.queue import Batch, Entry, FanoutQueue
 from targets.fanout.reports import delivery_report, written_totals
 from targets.fanout.worker import drain, running_worker
 from targets.stores.connections import Stores
-from targets.stores.timelines import home_key_prefix
+from targets.stores.timelines import home_key_prefix, user_key
 from targets.strategies.push import PushStrategy
 from targets.strategies.registry import make_strategy
 
@@ -43,7 +43,7 @@ async def holders(stores: Stores, owner: str, users: range, post_id: int) -> int
     for start in range(users.start, users.stop, 20_000):
         async with stores.redis.pipeline(transaction=False) as pipe:
             for user in range(start, min(start + 20_000, users.stop)):
-                pipe.zscore(f"{key}{user}}}", post_id)
+                pipe.zscore(user_key(key, user, stores.tags), post_id)
             found += sum(score == post_id for score in await pipe.execute())
     return found
 

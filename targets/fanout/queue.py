@@ -33,7 +33,15 @@ from targets.config import Settings
 from targets.errors import FanoutError
 from targets.eventloop import raise_if_cancelled
 from targets.stores.lua import ACTIVE_LUA, EDGE_LUA, NOW_LUA
-from targets.stores.timelines import fanout_stats_key, home_key_prefix, owner_key_prefix
+from targets.stores.shards import shard_tags
+from targets.stores.timelines import (
+    EdgeRule,
+    Timelines,
+    fanout_stats_key,
+    home_key_prefix,
+    owner_key_prefix,
+    queue_prefix,
+)
 
 GROUP = "fanout-workers"
 CANCEL_CHECK_S = 1.0  # how often a drain looks for a Ctrl-C that asyncio lost
@@ -74,7 +82,7 @@ return batches
 # Deliver one batch: acknowledge its entry (a batch job, or the post job itself for the split's final batch), write
 # the post into every listed timeline with the cap kept, and account for it. Timeline keys are built here from their
 # prefix so each follower id crosses the wire once; that makes the script touch keys it does not declare, which a
-# Redis Cluster would refuse (a cluster deployment would group batches by hash slot and pass the keys instead).
+# Redis Cluster refuses: there the worker writes the timelines by shard first and passes what it wrote (ARGV[23]).
 # A follower is skipped when its edge is pulled (ARGV[17], the author, is in its set under prefix ARGV[18]: adaptive),
 # or moved to pull now by the rule (ARGV[20] the cost ratio, ARGV[21] '1' for declared rates, ARGV[22] the half-life,
 # ARGV[19] the author-timeline prefix), or when it has not read within ARGV[15] seconds (its activity hash under
@@ -88,36 +96,43 @@ local final = ARGV[8] == '1'
 if final and (redis.call('GET', KEYS[5]) or '-1') ~= ARGV[9] then return -2 end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return -1 end
 redis.call('XDEL', KEYS[1], ARGV[2])
--- Arguments stay strings: converting a Lua number for every call costs Redis measurable time.
-local prefix, post, keep = ARGV[3], ARGV[4], tostring(-(tonumber(ARGV[5]) + 1))
-local window, author, acts, sets = tonumber(ARGV[15]), ARGV[17], ARGV[16], ARGV[18]
-local at = now()
-local cutoff = nil
-if window > 0 then cutoff = at - window end
-local ratio, declared, half, cap = tonumber(ARGV[20]), ARGV[21] == '1', tonumber(ARGV[22]), tonumber(ARGV[5])
-local posts, ids = 0, {}
-if author ~= '' then
-  local _, p = rates(acts .. author .. '}', declared, half, at)
-  posts = p
-  -- Only an author whose timeline is built can be pulled: its posts must be readable from there.
-  if posts > 0 and redis.call('EXISTS', ARGV[19] .. author .. '}') == 0 then posts = 0 end
-  if posts > 0 then ids = redis.call('ZRANGEBYSCORE', ARGV[19] .. author .. '}', '(0', '+inf') end
-end
+local post = ARGV[4]
 local added, inactive, pulled, flipped = 0, 0, 0, 0
-for u in string.gmatch(ARGV[6], '%d+') do
-  if author ~= '' and redis.call('SISMEMBER', sets .. u .. '}', author) == 1 then
-    pulled = pulled + 1
-  elseif posts > 0 and pull_edge(acts .. u .. '}', sets .. u .. '}', prefix .. u .. '}', author, posts, ratio,
-      declared, half, at, ids, cap) then
-    pulled = pulled + 1
-    flipped = flipped + 1
-  elseif cutoff ~= nil and not active(acts .. u .. '}', cutoff) then
-    inactive = inactive + 1
-  else
-    local key = prefix .. u .. '}'
-    if redis.call('ZADD', key, post, post) == 1 then
-      added = added + 1
-      redis.call('ZREMRANGEBYRANK', key, '0', keep)
+if ARGV[23] ~= nil then
+  -- On a Redis Cluster the worker has written the timelines itself, shard by shard (their keys are in other slots):
+  -- this call only acknowledges and accounts, with the entries it wrote.
+  added = tonumber(ARGV[23])
+else
+  -- Arguments stay strings: converting a Lua number for every call costs Redis measurable time.
+  local prefix, keep = ARGV[3], tostring(-(tonumber(ARGV[5]) + 1))
+  local window, author, acts, sets = tonumber(ARGV[15]), ARGV[17], ARGV[16], ARGV[18]
+  local at = now()
+  local cutoff = nil
+  if window > 0 then cutoff = at - window end
+  local ratio, declared, half, cap = tonumber(ARGV[20]), ARGV[21] == '1', tonumber(ARGV[22]), tonumber(ARGV[5])
+  local posts, ids = 0, {}
+  if author ~= '' then
+    local _, p = rates(acts .. author .. '}', declared, half, at)
+    posts = p
+    -- Only an author whose timeline is built can be pulled: its posts must be readable from there.
+    if posts > 0 and redis.call('EXISTS', ARGV[19] .. author .. '}') == 0 then posts = 0 end
+    if posts > 0 then ids = redis.call('ZRANGEBYSCORE', ARGV[19] .. author .. '}', '(0', '+inf') end
+  end
+  for u in string.gmatch(ARGV[6], '%d+') do
+    if author ~= '' and redis.call('SISMEMBER', sets .. u .. '}', author) == 1 then
+      pulled = pulled + 1
+    elseif posts > 0 and pull_edge(acts .. u .. '}', sets .. u .. '}', prefix .. u .. '}', author, posts, ratio,
+        declared, half, at, ids, cap) then
+      pulled = pulled + 1
+      flipped = flipped + 1
+    elseif cutoff ~= nil and not active(acts .. u .. '}', cutoff) then
+      inactive = inactive + 1
+    else
+      local key = prefix .. u .. '}'
+      if redis.call('ZADD', key, post, post) == 1 then
+        added = added + 1
+        redis.call('ZREMRANGEBYRANK', key, '0', keep)
+      end
     end
   end
 end
@@ -163,6 +178,16 @@ if redis.call('XLEN', KEYS[6]) + redis.call('XLEN', KEYS[7]) == 0 then redis.cal
 return added
 """
 )
+
+
+# On a Redis Cluster, before a worker writes a batch's timelines itself: is the entry still pending (KEYS[1] its
+# stream, ARGV[1] the group, ARGV[2] its id) and, for a split's final batch (ARGV[3] '1'), does the split still stand
+# at ARGV[4] (KEYS[2])? Returns 1, or -1 / -2 as _DELIVER would, so a refused delivery writes nothing.
+_STILL_DUE = """
+if ARGV[3] == '1' and (redis.call('GET', KEYS[2]) or '-1') ~= ARGV[4] then return -2 end
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return -1 end
+return 1
+"""
 
 
 # Forget consumers that hold nothing and have not been seen for ARGV[2] ms (workers that died): checked and deleted
@@ -212,10 +237,13 @@ class FanoutQueue:
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        base = f"{settings.prefix}fanout:"
+        #: Timeline shard tags on a Redis Cluster (None on one server): a delivery then writes the timelines shard by
+        #: shard before its script acknowledges and accounts (the queue's keys share one slot, the timelines do not).
+        self.tags = shard_tags(redis)
+        base = queue_prefix(settings.prefix, self.tags is not None)
         self.jobs = base + "jobs"
         self.batches = base + "batches"
-        self.stats = fanout_stats_key(settings.prefix)
+        self.stats = fanout_stats_key(settings.prefix, self.tags is not None)
         #: Pub/sub channels: every delivered batch, every completed post, and "the queue just became empty".
         self.delivered_channel = base + "delivered"
         self.completed_channel = base + "completed"
@@ -225,6 +253,7 @@ class FanoutQueue:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._split = redis.register_script(_SPLIT)
         self._deliver = redis.register_script(_DELIVER)
+        self._still_due = redis.register_script(_STILL_DUE)
         self._forget_idle = redis.register_script(_FORGET_IDLE)
         self._group_ready = False
 
@@ -357,7 +386,26 @@ class FanoutQueue:
             int(self.settings.rate_source == "declared"),
             self.settings.rate_half_life_s,
         ]
+        if self.tags is not None:  # the ids cross the wire to the shards instead
+            due = await self._still_due(keys=[entry.stream, keys[4]], args=[GROUP, entry.id, int(final), args[8]])
+            if int(due) < 0:
+                return int(due)
+            args[5] = ""
+            args.append(await self._write_by_shard(owner, int(post), batch, author))
         return int(await self._deliver(keys=keys, args=args))
+
+    async def _write_by_shard(self, owner: str, post: int, batch: Batch, author: str) -> int:
+        """On a Redis Cluster: write one batch into its followers' timelines shard by shard (declared keys; the same
+        skips as the delivery script's: pulled edges, the active window); returns entries written. Before the
+        acknowledgement, so a worker that dies in between leaves the batch to be delivered again (idempotent)."""
+        s = self.settings
+        rule = None
+        if author:
+            authors, sets = owner_key_prefix(s.prefix, owner, "author"), owner_key_prefix(s.prefix, owner, "celebs")
+            rule = EdgeRule(sets, authors, s.cost_ratio, s.rate_source == "declared", s.rate_half_life_s)
+        timelines = Timelines(self.redis, s.prefix, owner, s.timeline_cap, window_s=s.active_window_s, tags=self.tags)
+        users = [int(u) for u in batch.ids.split(",") if u]
+        return await timelines.add_to_many(users, post, rule=rule, author=int(author) if author else 0)
 
     async def discard(self, entry: Entry) -> None:
         """Acknowledge and delete an entry without delivering it (one that names no valid job)."""

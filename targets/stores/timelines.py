@@ -137,16 +137,23 @@ ALL_DERIVED_PATTERN = "*:*:{*"
 SENTINEL = "-"
 
 
-def fanout_stats_key(prefix: str) -> str:
+def queue_prefix(prefix: str, cluster: bool = False) -> str:
+    """Everything of a fan-out queue key (:mod:`targets.fanout.queue`) before its name. On a Redis Cluster every
+    queue key carries one hash tag, so the streams, reports and stats its scripts touch together share a slot."""
+    return f"{prefix}{{fanout}}:" if cluster else f"{prefix}fanout:"
+
+
+def fanout_stats_key(prefix: str, cluster: bool = False) -> str:
     """The hash of fan-out totals per owner (written, delivered, skipped...; :mod:`targets.fanout.queue`)."""
-    return f"{prefix}fanout:stats"
+    return queue_prefix(prefix, cluster) + "stats"
 
 
 def fanout_stats_keys(prefix: str, tags: Sequence[str] | None) -> list[str]:
     """Every hash of fan-out totals: the one of :func:`fanout_stats_key` and, on a Redis Cluster, each shard's, where
     a shard's fan-out call counts what it skipped (a script's keys must share its slot)."""
-    main = fanout_stats_key(prefix)
-    return [main] + ([f"{main}:{{{tag}}}" for tag in tags] if tags is not None else [])
+    if tags is None:
+        return [fanout_stats_key(prefix)]
+    return [fanout_stats_key(prefix, cluster=True)] + [f"{prefix}fanout:stats:{{{tag}}}" for tag in tags]
 
 
 def owner_key_prefix(prefix: str, owner: str, kind: str) -> str:
@@ -211,7 +218,7 @@ class Timelines:
         #: Fan-out skips followers who have not read within this many seconds (0: none).
         self.window_s = window_s
         #: Where skipped deliveries are counted per owner (the fan-out's stats hash).
-        self.stats_key = fanout_stats_key(prefix)
+        self.stats_key = fanout_stats_key(prefix, self.tags is not None)
         #: On a cluster, each shard's own stats hash (in its slot).
         self.shard_stats = fanout_stats_keys(prefix, self.tags)[1:]
         #: Told ``(post_id, entries_added)`` after each :meth:`add_to_many` (a listener, never part of the write).

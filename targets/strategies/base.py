@@ -20,8 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from targets.config import Settings
-from targets.errors import DeliveryFailed, FanoutError, InvalidOperation
+from targets.errors import DeliveryFailed, InvalidOperation
 from targets.ids import MAX_POST_ID
 from targets.stores.connections import Stores
 from targets.stores.failures import LOST_STORE
@@ -63,14 +62,7 @@ class Strategy(ABC):
     #: Whether the strategy decides push or pull per follow edge (its fan-out skips followers whose edge is pulled).
     per_edge: ClassVar[bool] = False
 
-    @classmethod
-    def cluster_refusal(cls, settings: Settings) -> str | None:
-        """Why the strategy cannot run on a Redis Cluster with these settings, or None when it can."""
-        return None
-
     def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
-        if stores.tags is not None and (why := self.cluster_refusal(stores.settings)):
-            raise FanoutError(why)
         self.stores = stores
         self.on_written = on_written
         self.settings = stores.settings

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from targets.config import Settings
 from targets.fanout.queue import FanoutQueue
 from targets.stores.activity import Activity, Touch
 from targets.stores.connections import Stores
@@ -31,16 +30,6 @@ class PushStrategy(Strategy):
 
     name: ClassVar[str] = "push"
     home_authors: ClassVar[Authors | None] = Authors.ALL
-
-    @classmethod
-    def cluster_refusal(cls, settings: Settings) -> str | None:
-        """On a Redis Cluster fan-out runs with ``--fanout sync``: the async delivery script builds keys inside Lua."""
-        if settings.fanout_mode == "sync":
-            return None
-        return (
-            f"{cls.name} with --fanout {settings.fanout_mode} is not supported on a Redis Cluster yet (the async "
-            "delivery script builds keys inside Lua): run it with --fanout sync"
-        )
 
     def __init__(self, stores: Stores, *, on_written: WrittenHook | None = None) -> None:
         super().__init__(stores, on_written=on_written)
@@ -165,7 +154,8 @@ class PushStrategy(Strategy):
             with contextlib.suppress(*LOST_STORE):
                 await self.activity.forget_seen(user_id)
             raise
-        await self.stores.redis.hincrby(fanout_stats_key(self.settings.prefix), f"regenerated:{self.name}", 1)
+        stats = fanout_stats_key(self.settings.prefix, self.stores.tags is not None)
+        await self.stores.redis.hincrby(stats, f"regenerated:{self.name}", 1)
 
     # -- derived state ----------------------------------------------------------------------------------------
     async def rebuild(self, user_ids: Iterable[int]) -> int:

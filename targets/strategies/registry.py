@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from targets.config import Settings
 from targets.stores.connections import Stores
 from targets.stores.postgres import Authors
 from targets.strategies.adaptive import AdaptiveStrategy
@@ -35,11 +34,6 @@ def make_strategy(name: str, stores: Stores, *, on_written: WrittenHook | None =
     ``on_written(post_id, entries)`` is told after each batch of timeline entries the strategy itself writes.
     """
     return STRATEGIES[name](stores, on_written=on_written)
-
-
-def cluster_refusal(names: Iterable[str], settings: Settings) -> str | None:
-    """Why one of these strategies cannot run on a Redis Cluster with these settings (the first), or None."""
-    return next((why for name in names if (why := STRATEGIES[name].cluster_refusal(settings))), None)
 
 
 def keeps_timelines(name: str) -> bool:
