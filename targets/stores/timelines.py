@@ -1,7 +1,8 @@
 """Home timelines in Redis: capped sorted sets scored by post id, one per (owner, user); and the key layout.
 
-Keys: a strategy's per-user derived state is ``{prefix}{owner}:{kind}:{<user>}`` (hash-tagged by user so a Redis
-Cluster can be used later): ``home`` for its home timeline (here), ``author`` for hybrid's author timelines
+Keys: a strategy's per-user derived state is ``{prefix}{owner}:{kind}:{<user>}`` on one server, and
+``{prefix}{owner}:{kind}:{<shard tag>}<user>`` on a Redis Cluster (:func:`user_key`, :mod:`targets.stores.shards`):
+``home`` for its home timeline (here), ``author`` for hybrid's author timelines
 (:mod:`targets.stores.authors`) and ``celebs`` for hybrid's followed celebrities
 (:mod:`targets.stores.celebrities`); the post cache is :mod:`targets.stores.post_cache`. Each write to many timelines
 is one Lua call per batch (EVALSHA; Redis >= 6.2, no Redis 7 functions), never one round trip per follower.
