@@ -17,6 +17,7 @@ from rich.table import Table
 
 from bench.driver import MAX_RATE, Driver, DriveResult, Schedule, merge_results, result_from_wire, result_to_wire
 from bench.driver_processes import Gate, run_in_processes
+from targets.errors import FanoutError
 from targets.eventloop import run
 
 #: A rate is sustained while the driver adds less than this at p99 ...
@@ -61,7 +62,9 @@ async def drive_noop(rate: float, duration: float, max_in_flight: int, processes
             _noop, lambda: "noop", Schedule(rate, duration), max_in_flight=max_in_flight, kind_of=lambda op: op
         )
         return await driver.run()
-    wires, _ = await run_in_processes(_drive_share, _Job(rate, duration, max_in_flight), processes)
+    wires, _, failure = await run_in_processes(_drive_share, _Job(rate, duration, max_in_flight), processes)
+    if failure is not None:  # a calibration step is all of its processes or nothing
+        raise FanoutError(failure)
     return merge_results([result_from_wire(w) for w in wires])
 
 

@@ -62,10 +62,10 @@ def _process(main: Main[Any], payload: Any, index: int, processes: int, barrier:
 
 async def run_in_processes(
     main: Main[T], payload: Any, processes: int, on_start: Callable[[], None] | None = None
-) -> tuple[list[T], bool]:
-    """Run ``main`` in ``processes`` spawned processes; returns their values (by index) and whether the run was
-    interrupted (Ctrl-C). ``on_start`` is called as the loads start. A process that fails makes it raise
-    :class:`FanoutError` naming the failure."""
+) -> tuple[list[T], bool, str | None]:
+    """Run ``main`` in ``processes`` spawned processes; returns the values of those that finished (by index), whether
+    the run was interrupted (Ctrl-C), and why some process failed, in one line (None when none did). What the others
+    measured and did is returned all the same: the caller keeps their figures and undoes their changes."""
     if not 1 <= processes <= MAX_PROCESSES:
         raise FanoutError(f"--driver-processes {processes}: pass 1 to {MAX_PROCESSES}")
     barrier = _CONTEXT.Barrier(processes + 1)
@@ -112,11 +112,12 @@ async def run_in_processes(
             if p.is_alive():
                 p.kill()
                 p.join()
+    failure = None
     if errors:
         # The process that failed first names the cause; the others only saw the barrier break.
         errors.sort(key=lambda e: "another driver process failed" in e)
-        raise FanoutError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
-    return [values[i] for i in range(processes)], interrupted
+        failure = errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+    return [values[i] for i in sorted(values)], interrupted, failure
 
 
 def _interrupt(procs: list[Any]) -> None:

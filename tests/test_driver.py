@@ -9,6 +9,7 @@ import pytest
 
 from bench.calibration import drive_noop
 from bench.driver import Driver, Schedule, merge_results, result_from_wire, result_to_wire
+from bench.driver_processes import Gate, run_in_processes
 
 STALL_S = 0.5
 RATE = 200.0
@@ -183,3 +184,18 @@ def test_an_operation_started_early_is_timed_from_its_actual_start() -> None:
     uncorrected = driver.result(False).summary("op", corrected=False)
     assert corrected["max_ms"] == pytest.approx(3.0, rel=0.01)
     assert corrected["max_ms"] >= uncorrected["max_ms"]
+
+
+async def _second_fails_mid_load(payload: int, index: int, processes: int, gate: Gate) -> int:
+    await gate.wait()
+    if index == 1:
+        raise RuntimeError("boom")
+    return payload + index
+
+
+async def test_a_failing_driver_process_leaves_the_others_results() -> None:
+    """One process failing after the load started costs only its own share: the others' values come back, with the
+    failure named in one line (the run then keeps their figures and undoes their changes)."""
+    values, interrupted, failure = await run_in_processes(_second_fails_mid_load, 10, 3)
+    assert values == [10, 12] and not interrupted
+    assert failure == "driver process 1: RuntimeError: boom"

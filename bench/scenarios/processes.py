@@ -24,6 +24,7 @@ from bench.scenarios.registry import SCENARIOS
 from bench.workload import Mix
 from graphs.info import GraphInfo
 from targets.config import Settings
+from targets.errors import FanoutError
 from targets.stores.connections import Stores
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Shared:
     churn: list[tuple[int, int, int]]
     #: The workload block (every process walks the whole stream; the first one's tally is the run's).
     workload: dict[str, Any]
+    #: Why a driver process failed (None: none did); the figures and changes above are the others'.
+    failure: str | None = None
 
 
 async def _drive_share(job: ShareJob, index: int, processes: int, gate: Gate) -> dict[str, Any]:
@@ -86,7 +89,9 @@ async def drive_in_processes(
 ) -> Shared:
     """Run one strategy's load from ``config.driver_processes`` processes and merge what they measured."""
     job = ShareJob(stores.settings, strategy, config, graph)
-    parts, interrupted = await run_in_processes(_drive_share, job, config.driver_processes, on_start)
+    parts, interrupted, failure = await run_in_processes(_drive_share, job, config.driver_processes, on_start)
+    if not parts:  # nothing was measured, and no process can say what it changed
+        raise FanoutError(failure or "no driver process returned a result")
     batches: dict[int, list[tuple[float, int]]] = {}
     for part in parts:
         batches.update(part["batches"])  # a post is published, and its writes timed, by one process
@@ -98,6 +103,7 @@ async def drive_in_processes(
         batches=batches,
         churn=[edge for part in parts for edge in part["churn"]],
         workload=parts[0]["workload"],
+        failure=failure,
     )
 
 

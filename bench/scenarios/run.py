@@ -263,6 +263,12 @@ async def _drive(
             faults.cancel()
         outcome.deliveries = receipt_deliveries(binding, writes)
         return outcome
+    if split and shared.failure is not None:  # the other processes' figures stand, and their changes are undone
+        guard.cancel()
+        watch.cancel()
+        outcome.failure = shared.failure
+        outcome.deliveries = receipt_deliveries(binding, writes)
+        return outcome
     try:
         raise_if_cancelled()
         if faults is not None:  # a restart under way at the end of the load completes before the drain
