@@ -102,23 +102,27 @@ def _cluster_perf(settings: Settings, primaries: int, followers: int, repeat: in
         result = compare(primaries, followers, batch, inflight, cap, repeat)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **result}, indent=2) + "\n")
-    table = Table(title=f"sharded fan-out of one post to {followers:,} followers (batch {batch}, {inflight} in flight)")
-    for column in ("round", "Redis", "shards", "seconds", "followers/s", "CPU s per node", "µs/follower per node"):
+    shards = result["runs"]["cluster"][0]["shards"] if result["runs"]["cluster"] else 0
+    title = f"one post to {followers:,} followers: batch {batch}, {inflight} in flight, {shards} shards on the cluster"
+    table = Table(title=title)
+    for column in ("round", "Redis", "seconds", "followers/s", "CPU s", "µs/follower"):
         table.add_column(column, justify="right")
     for name in ("single", "cluster"):
         for r in result["runs"][name]:
-            cpu = " ".join(f"{c:.2f}" for c in r["redis_cpu_s"].values())
-            per = " ".join(f"{c:.2f}" for c in r["redis_cpu_us_per_follower"].values())
+            cpu, per = r["redis_cpu_s"], r["redis_cpu_us_per_follower"]
             label = "one server" if name == "single" else f"{primaries} primaries"
+            total = sum(cpu.values())
             table.add_row(
                 str(r["round"]),
                 label,
-                str(r["shards"]),
                 f"{r['seconds']:.3f}",
                 f"{r['followers_per_s']:,.0f}",
-                cpu,
-                per,
+                f"{total:.2f}",
+                f"{total * 1e6 / followers:.2f}",
             )
+            if name == "cluster":  # each primary's own share: how evenly the shards spread the work
+                for node in cpu:
+                    table.add_row("", node, "", "", f"{cpu[node]:.2f}", f"{per[node]:.2f}")
     console.print(table)
     spread = result["primary_cpu_spread"]
     click.echo(f"results written to {output}")
