@@ -256,6 +256,7 @@ class FanoutQueue:
         self._still_due = redis.register_script(_STILL_DUE)
         self._forget_idle = redis.register_script(_FORGET_IDLE)
         self._group_ready = False
+        self._owner_writers: dict[str, tuple[Timelines, EdgeRule]] = {}
 
     # -- per-post keys ----------------------------------------------------------------------------------------
     def report_key(self, owner: str, post_id: int | str) -> str:
@@ -398,14 +399,22 @@ class FanoutQueue:
         """On a Redis Cluster: write one batch into its followers' timelines shard by shard (declared keys; the same
         skips as the delivery script's: pulled edges, the active window); returns entries written. Before the
         acknowledgement, so a worker that dies in between leaves the batch to be delivered again (idempotent)."""
-        s = self.settings
-        rule = None
-        if author:
+        timelines, rule = self._writers(owner)
+        users = [int(u) for u in batch.ids.split(",") if u]
+        return await timelines.add_to_many(users, post, rule=rule if author else None, author=int(author or 0))
+
+    def _writers(self, owner: str) -> tuple[Timelines, EdgeRule]:
+        """The owner's timelines on the cluster and its per-edge rule (used for batches that name an author), made
+        once per owner: every batch a worker delivers would otherwise build them again."""
+        if owner not in self._owner_writers:
+            s = self.settings
             authors, sets = owner_key_prefix(s.prefix, owner, "author"), owner_key_prefix(s.prefix, owner, "celebs")
             rule = EdgeRule(sets, authors, s.cost_ratio, s.rate_source == "declared", s.rate_half_life_s)
-        timelines = Timelines(self.redis, s.prefix, owner, s.timeline_cap, window_s=s.active_window_s, tags=self.tags)
-        users = [int(u) for u in batch.ids.split(",") if u]
-        return await timelines.add_to_many(users, post, rule=rule, author=int(author) if author else 0)
+            timelines = Timelines(
+                self.redis, s.prefix, owner, s.timeline_cap, window_s=s.active_window_s, tags=self.tags
+            )
+            self._owner_writers[owner] = timelines, rule
+        return self._owner_writers[owner]
 
     async def discard(self, entry: Entry) -> None:
         """Acknowledge and delete an entry without delivering it (one that names no valid job)."""

@@ -277,9 +277,8 @@ class Timelines:
     async def _add_by_shard(self, user_ids: Sequence[int], post_id: int, rule: EdgeRule | None, author: int) -> int:
         """On a cluster: the batch split by shard, each shard's timelines written by one call whose keys (its
         timelines, their readers' activity hashes with a window or a ``rule``, their pulled sets with a rule, and its
-        own stats hash) share
-        the shard's slot; one pipeline, one round trip per node. The rule's author side is read first, from the
-        author's own slot, and passed to every shard's call."""
+        own stats hash) share the shard's slot; one pipeline, one round trip per node. The rule's author side is read
+        first, from the author's own slot, and passed to every shard's call."""
         groups = by_shard(user_ids, self.tags)
         args: list[Any] = [post_id, self.cap, 0, self.window_s, "", self.owner, 0, 0, 1]  # [2]: each shard's count
         if rule is not None:
